@@ -1,0 +1,113 @@
+"""What a "batch" is: turning user data into model calls, one batch at a time.
+
+A batch is a tensor (``model(x)``), a tuple/list whose first item is the input
+(labels and the rest are ignored), or a dict passed as ``model(**batch)``.
+Samples are counted along dim 0 of the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from deadrelu.errors import ConfigError, DataError
+
+
+def _as_tensor(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value
+    if type(value).__module__ == "numpy" and hasattr(value, "__array__"):
+        return torch.from_numpy(value)
+    return value
+
+
+def model_input(batch: Any) -> Any:
+    """The part of ``batch`` the model is called with (tensor or dict)."""
+    batch = _as_tensor(batch)
+    if isinstance(batch, Tensor | Mapping):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch:
+        return _as_tensor(batch[0])
+    raise DataError(
+        f"a batch of type {type(batch).__name__} is not a tensor, tuple/list or dict",
+        "yield tensors, (input, label) tuples or dicts of tensors from the data",
+    )
+
+
+def batch_size(inputs: Any) -> int:
+    """Number of samples in ``inputs`` (dim 0 of the first tensor)."""
+    if isinstance(inputs, Tensor):
+        return int(inputs.shape[0]) if inputs.ndim else 1
+    if isinstance(inputs, Mapping):
+        for value in inputs.values():
+            value = _as_tensor(value)
+            if isinstance(value, Tensor):
+                return int(value.shape[0]) if value.ndim else 1
+    raise DataError("a batch holds no tensor", "each batch needs at least one tensor input")
+
+
+def take(inputs: Any, n: int) -> Any:
+    """The first ``n`` samples of ``inputs``."""
+    if isinstance(inputs, Tensor):
+        return inputs[:n]
+    return {k: (_as_tensor(v)[:n] if isinstance(_as_tensor(v), Tensor) else v) for k, v in inputs.items()}
+
+
+def to_device(inputs: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
+    """Move tensors to ``device`` (non-blocking); cast floating tensors to ``dtype``."""
+
+    def move(t: Any) -> Any:
+        t = _as_tensor(t)
+        if not isinstance(t, Tensor):
+            return t
+        if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+            return t.to(device=device, dtype=dtype, non_blocking=True)
+        return t.to(device, non_blocking=True)
+
+    if isinstance(inputs, Mapping):
+        return {k: move(v) for k, v in inputs.items()}
+    return move(inputs)
+
+
+def call(model: nn.Module, inputs: Any) -> Any:
+    """Run the model on one batch's inputs."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(inputs)
+
+
+def iterate(data: Any, chunk: int) -> Iterator[Any]:
+    """Batches of ``data``: a tensor/array is cut into chunks of ``chunk`` samples."""
+    data = _as_tensor(data)
+    if isinstance(data, Tensor):
+        if data.ndim == 0:
+            raise DataError("data is a 0-d tensor", "pass a batch of samples with the batch on dim 0")
+        for start in range(0, data.shape[0], chunk):
+            yield data[start:start + chunk]
+        return
+    if isinstance(data, Mapping):
+        yield data
+        return
+    if not isinstance(data, Iterable):
+        raise ConfigError(
+            f"data of type {type(data).__name__} is not iterable",
+            "pass a tensor, a DataLoader or any iterable of batches",
+        )
+    yield from data
+
+
+def total_samples(data: Any) -> int | None:
+    """The number of samples in ``data`` when it can be known without iterating."""
+    data = _as_tensor(data)
+    if isinstance(data, Tensor):
+        return int(data.shape[0]) if data.ndim else None
+    dataset = getattr(data, "dataset", None)
+    if dataset is not None:
+        try:
+            return len(dataset)
+        except TypeError:
+            return None
+    return getattr(data, "num_samples", None)

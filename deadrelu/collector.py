@@ -1,0 +1,466 @@
+"""The collector: sees every activation call in a model's forward and feeds its counters.
+
+How it sees calls (see ../shared/REFERENCE.md, "PyTorch gotchas"):
+
+* Module hooks alone miss ``F.relu``, ``torch.relu``, ``x.relu_()`` and friends,
+  so the collector enters a :class:`torch.overrides.TorchFunctionMode` for the
+  duration of each forward. ``nn.ReLU`` itself calls ``F.relu``, so one mechanism
+  sees module and functional activations alike. The mode is entered by the
+  outermost module's forward pre-hook and left by its forward hook
+  (``always_call=True``), so nothing outside the model's forward (data
+  transforms, the loss) is ever recorded.
+* Pre/post hooks on every submodule keep a stack of running modules; each call
+  is attributed to the innermost one (as PyTorch's ``ModuleTracker`` does).
+* A site is one *call position* in the forward, not one module: a shared
+  ``self.relu`` called three times is three sites (``relu``, ``relu#1``,
+  ``relu#2``), counted per forward.
+* Statistics are computed inside the handler from the activation's *output*,
+  so in-place activations are read before anything can overwrite them.
+* An active mode disables ``nn.TransformerEncoderLayer``'s fused fast path, so
+  its ``F.relu`` is seen in eval mode under ``no_grad`` too.
+
+Site names: the module path for activation modules (``layer1.0.relu``), else the
+calling module's path plus the op (``layer1.0:relu``; ``<model>:relu`` for the
+top-level forward), with ``#k`` for the k-th repeat within one forward.
+
+Unit axis rule (per site, decided at its first call): the channel dim (1) when
+the tensor has ≥3 dims and came from a conv, pooling or batch/instance/group
+norm layer, or has ≥4 dims and an unknown producer; otherwise the last dim
+(features of Linear layers, also for ``(N, T, C)`` sequences). ``unit_axis``
+overrides by site-name glob.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
+
+from deadrelu.errors import ConfigError, ModelError
+from deadrelu.kinds import FUNCTIONS, MODULES, ActivationKind, make_kind
+from deadrelu.stats import UnitStats
+
+ROOT = "<model>"
+
+_CHANNEL_PRODUCERS: tuple[type[nn.Module], ...] = (
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.GroupNorm,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+)
+_FEATURE_PRODUCERS: tuple[type[nn.Module], ...] = (
+    nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.RMSNorm,
+)
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """Where an activation site is and how its tensor is read.
+
+    Attributes:
+        name: unique, stable site name (see module docstring).
+        order: 0-based position of the site's first call in the forward pass.
+        kind: canonical activation kind (``relu``, ``gelu``...).
+        op: how it was called: ``module`` for activation modules, else the function
+            name as written in code (``F.relu``, ``Tensor.relu_``...).
+        module: path of the activation module, or of the module whose forward made the call.
+        call_index: k for the k-th call of the same site base within one forward.
+        input_layer: path of the module whose output fed this activation (possibly
+            through elementwise ops such as a residual add), if known.
+        input_direct: the input came straight from ``input_layer`` with no op between.
+        unit_axis: dimension of the activation tensor holding units.
+        sample_axis: dimension holding samples.
+        shape: shape of one sample's activation (sample axis removed).
+        units: number of units.
+        level, sat_low, sat_high, can_die, nonneg: see :class:`deadrelu.kinds.ActivationKind`.
+    """
+
+    name: str
+    order: int
+    kind: str
+    op: str
+    module: str
+    call_index: int
+    input_layer: str | None
+    input_direct: bool
+    unit_axis: int
+    sample_axis: int
+    shape: tuple[int, ...]
+    units: int
+    level: float
+    sat_low: float | None
+    sat_high: float | None
+    can_die: bool
+    nonneg: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SiteInfo:
+        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        fields["shape"] = tuple(fields["shape"])
+        return cls(**fields)
+
+
+@dataclass
+class Site:
+    """One activation site: what it is, and its running counters."""
+
+    info: SiteInfo
+    stats: UnitStats
+
+
+def _op_label(func: Any) -> str:
+    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", "call")
+    mod = getattr(func, "__module__", None) or ""
+    name = qual.split(".")[-1].lstrip("_")
+    if qual.startswith(("TensorBase.", "Tensor.")):
+        return f"Tensor.{name}"
+    if mod.startswith("torch.nn.functional") or mod == "torch._C._nn":
+        return f"F.{name}"
+    return f"torch.{name}"
+
+
+def _first_tensor(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Tensor | None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor):
+            return value
+        if isinstance(value, (tuple, list)):
+            for item in value:
+                if isinstance(item, Tensor):
+                    return item
+    return None
+
+
+class _Mode(TorchFunctionMode):
+    """Routes every torch call inside the forward to the collector."""
+
+    def __init__(self, collector: Collector) -> None:
+        super().__init__()
+        self.collector = collector
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        op = FUNCTIONS.get(func)
+        c = self.collector
+        if op is not None and isinstance(out, Tensor):
+            c._on_activation(func, op, args, kwargs, out)
+        elif c._tracing and isinstance(out, Tensor) and args:
+            c._propagate(args, kwargs, out)
+        return out
+
+
+class Collector:
+    """Records per-unit statistics of every activation site of ``model``.
+
+    The collector only records; it decides nothing. Use it as a context manager
+    (or :meth:`attach`/:meth:`detach`); while attached, every forward of the model
+    updates the counters unless :attr:`enabled` is False (then the hooks return at
+    once and no torch call is intercepted).
+
+    Args:
+        model: the module to watch (already unwrapped from ``torch.compile``/DDP).
+        unit_axis: site-name glob → unit dimension, overriding the default rule.
+        saturation_margin: band width of sigmoid/tanh saturation (see :mod:`deadrelu.kinds`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        unit_axis: Mapping[str, int] | None = None,
+        saturation_margin: float = 0.01,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(
+                f"expected a torch.nn.Module, got {type(model).__name__}",
+                "pass the model object itself",
+            )
+        if not 0.0 < saturation_margin < 0.5:
+            raise ConfigError(
+                f"saturation_margin must be in (0, 0.5), got {saturation_margin}",
+                "use a small value such as 0.01",
+            )
+        self.model = model
+        self.unit_axis = dict(unit_axis or {})
+        for pattern, axis in self.unit_axis.items():
+            if not isinstance(axis, int) or isinstance(axis, bool):
+                raise ConfigError(
+                    f"unit_axis[{pattern!r}] must be an int dimension, got {axis!r}",
+                    "give the dimension index, e.g. {'encoder.*': -1}",
+                )
+        self.saturation_margin = saturation_margin
+        self.enabled = True
+        self.sites: dict[str, Site] = {}
+        self.last_site: str | None = None
+        self._names: dict[int, str] = {}
+        for name, m in model.named_modules(remove_duplicate=False):
+            self._names.setdefault(id(m), name)  # a shared module keeps its first path
+        self._handles: list[RemovableHandle] = []
+        self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
+        self._calls: dict[str, int] = {}
+        self._mode: _Mode | None = None
+        self._batch = 0
+        self._tracing = False
+        self._traced_once = False
+        self._producers: dict[int, tuple[weakref.ref[Tensor], str, bool]] = {}
+        self._scratch: dict[torch.device, Tensor] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def attach(self) -> Collector:
+        """Register the hooks. Raises if already attached."""
+        if self._handles:
+            raise RuntimeError("this Collector is already attached; detach() it first")
+        for module in self.model.modules():
+            self._handles.append(
+                module.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+            )
+            self._handles.append(module.register_forward_hook(self._post_hook, always_call=True))
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook and leave any half-finished forward. Safe to call twice."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._leave_forward()
+
+    def __enter__(self) -> Collector:
+        return self.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def reset(self) -> None:
+        """Zero every site's counters (sites and their names are kept)."""
+        for site in self.sites.values():
+            site.stats.reset()
+
+    def snapshot(self) -> list[Site]:
+        """Sites in forward order with counters copied to the CPU (one host sync)."""
+        ordered = sorted(self.sites.values(), key=lambda s: s.info.order)
+        return [Site(s.info, s.stats.copy("cpu")) for s in ordered]
+
+    # -- forward tracking ----------------------------------------------------------------------
+
+    def _pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if not self._stack:
+            self._enter_forward(args, kwargs)
+        op = MODULES.get(type(module))
+        self._stack.append([module, self._names.get(id(module), "?"), op, 0])
+
+    def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._stack or self._stack[-1][0] is not module:
+            return
+        _, path, _, _ = self._stack.pop()
+        if self._tracing and isinstance(output, Tensor):
+            self._note_producer(output, path, True)
+        if not self._stack:
+            self._leave_forward()
+
+    def _enter_forward(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        first = _first_tensor(args, kwargs)
+        self._batch = int(first.shape[0]) if first is not None and first.ndim > 0 else 1
+        self._calls.clear()
+        self.last_site = None
+        self._tracing = not self._traced_once
+        self._mode = _Mode(self)
+        self._mode.__enter__()
+
+    def _leave_forward(self) -> None:
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+        if self._tracing:
+            self._traced_once = True
+            self._tracing = False
+        self._producers.clear()
+        self._stack.clear()
+
+    # -- provenance (first forward only) ------------------------------------------------------
+
+    def _note_producer(self, tensor: Tensor, path: str, direct: bool) -> None:
+        key = id(tensor)
+        known = self._producers.get(key)
+        if direct and known is not None and known[2] and known[0]() is tensor:
+            return  # nested modules returning one tensor: the innermost module wins
+        self._producers[key] = (weakref.ref(tensor), path, direct)
+
+    def _producer_of(self, tensor: Any) -> tuple[str, bool] | None:
+        if not isinstance(tensor, Tensor):
+            return None
+        known = self._producers.get(id(tensor))
+        if known is None or known[0]() is not tensor:
+            return None
+        return known[1], known[2]
+
+    def _propagate(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Tensor) -> None:
+        # out = op(x, ...): out inherits x's producer, marked indirect (e.g. a residual add).
+        # An in-place op (out is x) also makes x's producer indirect.
+        src = self._producer_of(args[0])
+        if src is not None:
+            self._producers[id(out)] = (weakref.ref(out), src[0], False)
+
+    # -- activations ---------------------------------------------------------------------------
+
+    def _on_activation(
+        self, func: Any, op: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Tensor
+    ) -> None:
+        if not self._stack:
+            return
+        frame = self._stack[-1]
+        if frame[2] is not None and frame[3] == 0:
+            base, label, owner = frame[1], "module", frame[1]
+        else:
+            base, label, owner = f"{frame[1] or ROOT}:{op}", _op_label(func), frame[1] or ROOT
+        frame[3] += 1
+        index = self._calls.get(base, 0)
+        self._calls[base] = index + 1
+        name = base if index == 0 else f"{base}#{index}"
+        site = self.sites.get(name)
+        if site is None:
+            kind = make_kind(op, args, kwargs, self.saturation_margin)
+            site = self._new_site(name, kind, label, owner, index, args[0] if args else None, out)
+        self.last_site = name
+        if self._tracing:  # whatever consumes this output was fed by this site
+            self._producers[id(out)] = (weakref.ref(out), name, True)
+        info = site.info
+        y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
+        scratch = self._scratch_for(y3)
+        site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)
+
+    def _sample_axis(self, out: Tensor, info: SiteInfo) -> int:
+        # Batches are batch-first; a (T, N, C) tensor inside the model keeps the axis
+        # found at the site's first call (a short last batch may change dim 0's size).
+        if out.ndim <= 1 or out.shape[0] == self._batch:
+            return 0
+        return info.sample_axis if info.sample_axis < out.ndim else 0
+
+    def _new_site(
+        self,
+        name: str,
+        kind: ActivationKind,
+        label: str,
+        owner: str,
+        index: int,
+        x: Any,
+        out: Tensor,
+    ) -> Site:
+        producer = self._producer_of(x)
+        unit_axis = self._unit_axis_for(name, out, producer[0] if producer else None)
+        sample_axis = self._guess_sample_axis(out, unit_axis)
+        nd = out.ndim
+        shape = tuple(int(s) for d, s in enumerate(out.shape) if nd > 1 and d != sample_axis)
+        units = int(out.shape[unit_axis]) if nd > 0 else 1
+        stats = UnitStats.zeros(units, out.device)
+        info = SiteInfo(
+            name=name, order=len(self.sites), kind=kind.name, op=label, module=owner,
+            call_index=index, input_layer=producer[0] if producer else None,
+            input_direct=bool(producer and producer[1]), unit_axis=unit_axis if nd > 0 else 0,
+            sample_axis=sample_axis, shape=shape or (units,), units=units, level=kind.level,
+            sat_low=kind.sat_low, sat_high=kind.sat_high, can_die=kind.can_die, nonneg=kind.nonneg,
+        )
+        site = Site(info, stats)
+        self.sites[name] = site
+        return site
+
+    def _unit_axis_for(self, name: str, out: Tensor, producer: str | None) -> int:
+        nd = out.ndim
+        for pattern, axis in self.unit_axis.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                if not -nd <= axis < max(nd, 1):
+                    raise ConfigError(
+                        f"unit_axis {axis} for site {name!r} is out of range for its {nd}-d output",
+                        f"use a dimension between {-nd} and {nd - 1}",
+                    )
+                return axis % nd if nd else 0
+        if nd <= 2:
+            return nd - 1 if nd else 0
+        module = self._module_at(producer)
+        if isinstance(module, _CHANNEL_PRODUCERS):
+            return 1
+        if isinstance(module, _FEATURE_PRODUCERS):
+            return nd - 1
+        return 1 if nd >= 4 else nd - 1
+
+    def _guess_sample_axis(self, out: Tensor, unit_axis: int) -> int:
+        if out.ndim <= 1 or out.shape[0] == self._batch:
+            return 0
+        for d in range(1, out.ndim):
+            if d != unit_axis and out.shape[d] == self._batch:
+                return d
+        return 0
+
+    def _module_at(self, path: str | None) -> nn.Module | None:
+        if path is None or path == ROOT:
+            return None
+        try:
+            return self.model.get_submodule(path)
+        except AttributeError:
+            return None
+
+    def _scratch_for(self, y3: Tensor) -> Tensor:
+        buf = self._scratch.get(y3.device)
+        n = y3.numel()
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(n, dtype=torch.float32, device=y3.device)
+            self._scratch[y3.device] = buf
+        return buf
+
+
+def _layout(y: Tensor, unit_axis: int, sample_axis: int) -> tuple[Tensor, int]:
+    """View ``y`` as (S, U, R) or (S, R, U), whichever avoids a copy; returns (view, R's dim)."""
+    nd = y.ndim
+    if nd == 0:
+        return y.reshape(1, 1, 1), 2
+    if nd == 1:
+        return y.reshape(1, 1, -1), 1
+    if nd == 2:
+        if unit_axis == sample_axis:
+            raise ModelError(f"unit axis and sample axis are both {unit_axis}", "set unit_axis for this site")
+        y2 = y if sample_axis == 0 else y.t()
+        return y2.unsqueeze(1), 1
+    s = sample_axis % nd
+    u = unit_axis % nd
+    if y.stride(u) == 1:
+        moved = y.movedim(s, 0)
+        u_after = u + (1 if u < s else 0)
+        moved = moved.movedim(u_after, -1)
+        return moved.reshape(moved.shape[0], -1, moved.shape[-1]), 1
+    moved = y.movedim((s, u), (0, 1))
+    return moved.reshape(moved.shape[0], moved.shape[1], -1), 2
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each module's own flag afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag

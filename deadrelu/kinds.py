@@ -1,0 +1,191 @@
+"""Registry of activation functions: what deadrelu can see, and what "fires" means for each.
+
+Invariants:
+
+* Every activation call reaches the collector as one of the callables in
+  :data:`FUNCTIONS` (``nn.ReLU`` calls ``F.relu``, ``nn.ReLU6`` calls
+  ``F.hardtanh``, ``x.relu_()`` is ``Tensor.relu_``...). A callable is registered
+  once; registering it twice is a bug and raises.
+* A unit *fires* at a position when its pre-activation is > 0. Every registered
+  activation is non-decreasing at 0 with its output strictly greater than
+  ``f(0)`` exactly when the input is > 0, so firing is read off the *output* as
+  ``y > level`` with ``level = f(0)``. Reading the output (not the input) keeps
+  in-place activations correct: by the time we look, the input is overwritten.
+  (PReLU/RReLU with a negative slope break this; we document it rather than pay
+  for a second tensor.)
+* Saturation is the flat region of a bounded activation: ``y <= sat_low`` or
+  ``y >= sat_high``. For ReLU6 only the upper bound counts, since its lower flat
+  region is "not firing" and is already counted as such.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Canonical kind names, in the order they are documented.
+KIND_NAMES: tuple[str, ...] = (
+    "relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu",
+    "silu", "mish", "hardswish", "softplus", "threshold", "hardtanh", "hardsigmoid",
+    "sigmoid", "tanh",
+)
+
+#: Kinds whose output is never negative, so sum |y| equals sum y (one reduction saved).
+_NONNEG = frozenset({"relu", "relu6", "softplus", "hardsigmoid", "sigmoid"})
+
+#: Kinds with a flat, zero-gradient region for negative inputs: "dead" is meaningful.
+_RECTIFIERS = frozenset(
+    {"relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu",
+     "silu", "mish", "hardswish", "softplus", "threshold"}
+)
+
+#: Bounded kinds: "saturated" is meaningful.
+BOUNDED = frozenset({"relu6", "hardtanh", "hardsigmoid", "sigmoid", "tanh"})
+
+
+@dataclass(frozen=True)
+class ActivationKind:
+    """How to read one activation site's output.
+
+    Attributes:
+        name: canonical lowercase kind, e.g. ``"relu"``.
+        level: output value at zero pre-activation; ``y > level`` means "fires".
+        sat_low: outputs ``<= sat_low`` are saturated (``None``: no lower flat region counted).
+        sat_high: outputs ``>= sat_high`` are saturated (``None``: no upper flat region).
+        can_die: the activation has a flat region below zero, so "dead" applies.
+        nonneg: the output is never negative.
+    """
+
+    name: str
+    level: float = 0.0
+    sat_low: float | None = None
+    sat_high: float | None = None
+    can_die: bool = True
+    nonneg: bool = False
+
+    @property
+    def bounded(self) -> bool:
+        """Whether saturation is measured for this kind."""
+        return self.sat_low is not None or self.sat_high is not None
+
+
+def _arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: float) -> float:
+    if len(args) > index and not isinstance(args[index], bool):
+        return float(args[index])
+    value = kwargs.get(name, default)
+    return float(value)
+
+
+def make_kind(op: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], margin: float) -> ActivationKind:
+    """Resolve the kind of one call from its op name and arguments.
+
+    Args:
+        op: the registered op name (see :data:`FUNCTIONS`).
+        args, kwargs: the call's arguments (``args[0]`` is the input tensor).
+        margin: width of the saturation band of smooth bounded activations
+            (sigmoid: output within ``margin`` of 0 or 1; tanh: of ±1).
+    """
+    if op == "hardtanh":
+        lo = _arg(args, kwargs, 1, "min_val", -1.0)
+        hi = _arg(args, kwargs, 2, "max_val", 1.0)
+        if lo == 0.0 and hi == 6.0:
+            return ActivationKind("relu6", 0.0, None, 6.0, can_die=True, nonneg=True)
+        if lo >= 0.0:  # a clipped ReLU: flat below lo, so it can die like one
+            return ActivationKind("hardtanh", min(lo, hi), None, hi, can_die=True, nonneg=True)
+        return ActivationKind("hardtanh", min(max(0.0, lo), hi), lo, hi, can_die=False)
+    if op == "relu6":
+        return ActivationKind("relu6", 0.0, None, 6.0, can_die=True, nonneg=True)
+    if op == "threshold":
+        th = _arg(args, kwargs, 1, "threshold", 0.0)
+        return ActivationKind("threshold", th, can_die=True)
+    if op == "softplus":
+        beta = _arg(args, kwargs, 1, "beta", 1.0)
+        return ActivationKind("softplus", math.log(2.0) / beta, can_die=True, nonneg=True)
+    if op == "sigmoid":
+        return ActivationKind("sigmoid", 0.5, margin, 1.0 - margin, can_die=False, nonneg=True)
+    if op == "tanh":
+        return ActivationKind("tanh", 0.0, -1.0 + margin, 1.0 - margin, can_die=False)
+    if op == "hardsigmoid":
+        return ActivationKind("hardsigmoid", 0.5, 0.0, 1.0, can_die=False, nonneg=True)
+    return ActivationKind(op, 0.0, can_die=op in _RECTIFIERS, nonneg=op in _NONNEG)
+
+
+def _resolve(path: str) -> Any:
+    obj: Any = {"torch": torch, "F": F}[path.split(".", 1)[0]]
+    for part in path.split(".")[1:]:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+#: Callables seen through ``__torch_function__`` → canonical op name. Paths that a
+#: torch version lacks are skipped.
+_FUNCTION_PATHS: dict[str, tuple[str, ...]] = {
+    "relu": ("F.relu", "F.relu_", "torch.relu", "torch.relu_", "torch.Tensor.relu",
+             "torch.Tensor.relu_"),
+    "relu6": ("F.relu6",),
+    "leaky_relu": ("F.leaky_relu", "F.leaky_relu_", "torch._C._nn.leaky_relu",
+                   "torch._C._nn.leaky_relu_"),
+    "prelu": ("F.prelu", "torch.prelu", "torch.Tensor.prelu"),
+    "rrelu": ("F.rrelu", "F.rrelu_", "torch.rrelu", "torch.rrelu_"),
+    "elu": ("F.elu", "F.elu_", "torch._C._nn.elu", "torch._C._nn.elu_"),
+    "selu": ("F.selu", "F.selu_", "torch.selu", "torch.selu_"),
+    "celu": ("F.celu", "F.celu_", "torch.celu", "torch.celu_"),
+    "gelu": ("F.gelu",),
+    "silu": ("F.silu",),
+    "mish": ("F.mish",),
+    "hardswish": ("F.hardswish",),
+    "softplus": ("F.softplus",),
+    "threshold": ("F.threshold", "F.threshold_", "torch.threshold", "torch.threshold_"),
+    "hardtanh": ("F.hardtanh", "F.hardtanh_"),
+    "hardsigmoid": ("F.hardsigmoid",),
+    "sigmoid": ("torch.sigmoid", "torch.sigmoid_", "torch.Tensor.sigmoid",
+                "torch.Tensor.sigmoid_", "torch.special.expit", "F.sigmoid"),
+    "tanh": ("torch.tanh", "torch.tanh_", "torch.Tensor.tanh", "torch.Tensor.tanh_", "F.tanh"),
+}
+
+
+class _Registry(dict[Callable[..., Any], str]):
+    """callable → op name; refuses to register one callable under two names."""
+
+    def register(self, func: Callable[..., Any], op: str) -> None:
+        known = self.get(func)
+        if known is not None and known != op:
+            raise ValueError(f"{func!r} is already registered as {known!r}, not {op!r}")
+        self[func] = op
+
+
+def _build() -> _Registry:
+    registry = _Registry()
+    for op, paths in _FUNCTION_PATHS.items():
+        for path in paths:
+            func = _resolve(path)
+            if func is not None and callable(func):
+                registry.register(func, op)
+    return registry
+
+
+#: The callables the collector intercepts.
+FUNCTIONS: Mapping[Callable[..., Any], str] = _build()
+
+#: Activation module classes → op name of the call their forward makes. A site
+#: for one of these is named by the module's path rather than by the call.
+MODULES: Mapping[type[nn.Module], str] = {
+    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu",
+    nn.RReLU: "rrelu", nn.ELU: "elu", nn.SELU: "selu", nn.CELU: "celu", nn.GELU: "gelu",
+    nn.SiLU: "silu", nn.Mish: "mish", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid",
+    nn.Hardtanh: "hardtanh", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Softplus: "softplus",
+    nn.Threshold: "threshold",
+}
+
+
+def is_activation_module(module: nn.Module) -> bool:
+    """Whether ``module`` is one of the activation classes deadrelu names by module path."""
+    return isinstance(module, tuple(MODULES))

@@ -1,0 +1,372 @@
+"""Decide, without executing anything, which pickle globals a checkpoint may use.
+
+``torch.load(weights_only=True)`` refuses every global outside a small
+allowlist of tensor-rebuilding helpers, which makes it safe, but also refuses
+whole pickled models (``torch.save(model)``): their classes are not on the list.
+We widen the list per file, and only as far as that file needs:
+
+* the pickle is *read* with :func:`pickletools.genops` (opcodes are parsed,
+  never run) to find every ``GLOBAL`` / ``STACK_GLOBAL`` it names;
+* a name is allowed only if it resolves to an ``nn.Module`` subclass (or a
+  ``torch.nn.functional`` function, which modules such as
+  ``TransformerEncoderLayer`` keep as attributes), and the pickle only ever
+  *allocates* such classes (``NEWOBJ``), never calls them (``REDUCE``), so
+  no constructor runs with arguments chosen by the file;
+* everything else (``posix.system``, ``builtins.eval``, ``subprocess.Popen``...)
+  is refused and named in the error.
+
+torch's own weights-only unpickler still does the loading, so anything this
+scan misses is refused there rather than executed. Modules are imported only to
+look the names up; standard-library modules are never imported on a file's
+behalf (none of them define ``nn.Module`` subclasses, and some, like
+``antigravity``, have side effects).
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import importlib
+import pickletools
+import re
+import sys
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deadrelu.errors import CheckpointError
+from deadrelu.loading.imports import extra_sys_path, one_line
+
+_STRING_OPS = frozenset(
+    {
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+    }
+)
+_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+# Opcodes that fetch a callable from copyreg's extension registry: no legitimate
+# torch.save output uses them, and they would hide a global from this scan.
+_EXT_OPS = frozenset({"EXT1", "EXT2", "EXT4"})
+_MARK = object()
+_MAX_PICKLES_LEGACY = 5  # magic, protocol, sys info, the object, storage keys
+_FUNCTIONAL_MODULES = frozenset({"torch.nn.functional", "torch._C._nn"})
+
+
+@dataclass(frozen=True)
+class PickleGlobal:
+    """One global the pickle names, as ``module`` and (possibly dotted) ``name``."""
+
+    module: str
+    name: str
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass
+class PickleScan:
+    """What a static read of the pickle found."""
+
+    globals: list[PickleGlobal] = field(default_factory=list)
+    called: set[PickleGlobal] = field(default_factory=set)  # used as REDUCE/OBJ/INST callables
+    ext_codes: bool = False
+
+
+def scan_checkpoint(path: Path) -> PickleScan:
+    """Statically list the globals of a ``torch.save`` file (zip or legacy format).
+
+    Raises:
+        CheckpointError: the pickle cannot be parsed (truncated or corrupt).
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = _data_pkl_member(archive)
+                if member is None:
+                    raise CheckpointError(
+                        f"{path} is a zip archive without a data.pkl record, so not a torch.save file",
+                        "pass a checkpoint written by torch.save, torch.jit.save or torch.export.save",
+                    )
+                data = archive.read(member)
+            return _scan_pickles(_single(data))
+        with path.open("rb") as stream:
+            return _scan_pickles(_sequential(stream))
+    except CheckpointError:
+        raise
+    except (ValueError, EOFError, zipfile.BadZipFile, OSError, KeyError) as exc:
+        raise CheckpointError(
+            f"{path} looks truncated or corrupt: its pickle cannot be read ({one_line(exc)})",
+            "re-save or re-download the checkpoint",
+        ) from exc
+
+
+def _data_pkl_member(archive: zipfile.ZipFile) -> str | None:
+    for name in archive.namelist():
+        if re.fullmatch(r"[^/]+/data\.pkl", name) or name == "data.pkl":
+            return name
+    return None
+
+
+def _single(data: bytes) -> Iterator[Iterator[tuple[Any, Any, Any]]]:
+    yield pickletools.genops(data)
+
+
+def _sequential(stream: Any) -> Iterator[Iterator[tuple[Any, Any, Any]]]:
+    # The legacy (pre-1.6) format is several pickles back to back, then raw
+    # storage bytes; the model itself is the fourth.
+    for _ in range(_MAX_PICKLES_LEGACY):
+        position = stream.tell()
+        if not stream.read(1):
+            return
+        stream.seek(position)
+        yield pickletools.genops(stream)
+
+
+def _scan_pickles(pickles: Iterator[Iterator[tuple[Any, Any, Any]]]) -> PickleScan:
+    scan = PickleScan()
+    seen: set[PickleGlobal] = set()
+
+    def record(module: Any, name: Any) -> PickleGlobal | None:
+        if not isinstance(module, str) or not isinstance(name, str):
+            return None
+        ref = _normalise(module, name)
+        if ref not in seen:
+            seen.add(ref)
+            scan.globals.append(ref)
+        return ref
+
+    for ops in pickles:
+        stack: list[Any] = []
+        memo: dict[Any, Any] = {}
+
+        def pop() -> Any:
+            return stack.pop() if stack else None
+
+        def pop_to_mark() -> list[Any]:
+            items: list[Any] = []
+            while stack:
+                item = stack.pop()
+                if item is _MARK:
+                    break
+                items.append(item)
+            items.reverse()
+            return items
+
+        def called(target: Any) -> None:
+            if isinstance(target, PickleGlobal):
+                scan.called.add(target)
+
+        for opcode, arg, _pos in ops:
+            name = opcode.name
+            if name in _STRING_OPS:
+                stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
+            elif name == "GLOBAL" or name == "INST":
+                module, _, attr = str(arg).partition(" ")
+                ref = record(module, attr)
+                if name == "INST":
+                    pop_to_mark()
+                    called(ref)
+                    stack.append(None)
+                else:
+                    stack.append(ref)
+            elif name == "STACK_GLOBAL":
+                attr, module = pop(), pop()
+                stack.append(record(module, attr))
+            elif name == "MEMOIZE":
+                memo[len(memo)] = stack[-1] if stack else None
+            elif name in _PUT_OPS:
+                memo[arg] = stack[-1] if stack else None
+            elif name in _GET_OPS:
+                stack.append(memo.get(arg))
+            elif name == "REDUCE":
+                pop()
+                called(pop())
+                stack.append(None)
+            elif name == "NEWOBJ":
+                pop()
+                pop()
+                stack.append(None)
+            elif name == "NEWOBJ_EX":
+                pop()
+                pop()
+                pop()
+                stack.append(None)
+            elif name == "OBJ":
+                items = pop_to_mark()
+                called(items[0] if items else None)
+                stack.append(None)
+            elif name in _EXT_OPS:
+                scan.ext_codes = True
+                stack.append(None)
+            elif name == "MARK":
+                stack.append(_MARK)
+            elif name == "DUP":
+                stack.append(stack[-1] if stack else None)
+            elif name == "STOP":
+                break
+            else:
+                _generic_stack_effect(opcode, stack, pop, pop_to_mark)
+    return scan
+
+
+def _generic_stack_effect(opcode: Any, stack: list[Any], pop: Any, pop_to_mark: Any) -> None:
+    """Apply an opcode's documented stack effect, keeping only the stack's depth right."""
+    before = list(opcode.stack_before)
+    if pickletools.markobject in before:
+        pop_to_mark()
+        below = before.index(pickletools.markobject)
+        for _ in range(below):
+            pop()
+    else:
+        for _ in before:
+            pop()
+    stack.extend(None for _ in opcode.stack_after)
+
+
+def _normalise(module: str, name: str) -> PickleGlobal:
+    # Protocol 2 pickles use Python 2 names (``__builtin__ set``); map them the
+    # way the unpickler will, so the allowlist check sees the real object.
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return PickleGlobal(module, name)
+
+
+def allowed_globals(
+    path: Path, scan: PickleScan, *, import_paths: Sequence[str | Path] = ()
+) -> list[tuple[Any, str]]:
+    """The extra globals ``torch.load(weights_only=True)`` needs for this file.
+
+    Returns:
+        ``(object, dotted_name)`` pairs for ``torch.serialization.safe_globals``;
+        empty for plain state dicts.
+
+    Raises:
+        CheckpointError: a global is not a module class (unsafe; names it and
+            points at ``--trust-checkpoint``), or a module class cannot be imported
+            (names it and points at ``--import-path``).
+    """
+    if scan.ext_codes:
+        raise CheckpointError(
+            f"{path} uses pickle extension codes, which hide the globals it loads",
+            _TRUST_FIX,
+        )
+    default_allowed = _torch_default_allowed()
+    allowed: list[tuple[Any, str]] = []
+    unsafe: list[str] = []
+    unimportable: list[tuple[PickleGlobal, str]] = []
+    with extra_sys_path(import_paths):
+        for ref in scan.globals:
+            if ref.dotted in default_allowed:
+                continue
+            found, obj, reason = _resolve(ref)
+            if not found:
+                if reason == "unsafe":
+                    unsafe.append(ref.dotted)
+                else:
+                    unimportable.append((ref, reason))
+                continue
+            if _is_module_class(obj):
+                if ref in scan.called:
+                    unsafe.append(f"{ref.dotted} (called with arguments, not just rebuilt)")
+                else:
+                    allowed.append((obj, ref.dotted))
+            elif _is_functional(obj):
+                allowed.append((obj, ref.dotted))
+            else:
+                unsafe.append(ref.dotted)
+    if unsafe:
+        listed = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
+        raise CheckpointError(
+            f"refusing to load {path}: its pickle references {listed}, which is not a model "
+            "class and could run code when unpickled",
+            _TRUST_FIX,
+        )
+    if unimportable:
+        ref, reason = unimportable[0]
+        raise CheckpointError(
+            f"{path} pickles class {ref.dotted}, which cannot be imported ({reason})",
+            _import_fix(ref),
+        )
+    return allowed
+
+
+_TRUST_FIX = (
+    "pass --trust-checkpoint to unpickle it fully (this runs code from the file; "
+    "only do it if you trust where it came from), or load a state dict with --arch instead"
+)
+
+
+def _import_fix(ref: PickleGlobal) -> str:
+    if ref.module == "__main__":
+        return (
+            f"the class was defined in the script that saved the file; move {ref.name} into a "
+            f"module and pass --import-path DIR, or save model.state_dict() and use --arch"
+        )
+    top = ref.module.split(".")[0]
+    return f"pass --import-path DIR with the directory that contains the {top!r} package or module"
+
+
+def _resolve(ref: PickleGlobal) -> tuple[bool, Any, str]:
+    """Look ``ref`` up; returns (found, object, reason-if-not)."""
+    module = sys.modules.get(ref.module)
+    if module is None:
+        if ref.module.split(".")[0] in sys.stdlib_module_names:
+            # Never import stdlib modules for a file: none defines a module
+            # class, and importing some has side effects.
+            return False, None, "unsafe"
+        try:
+            module = importlib.import_module(ref.module)
+        except Exception as exc:
+            return False, None, one_line(exc)
+    obj: Any = module
+    for part in ref.name.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            where = "the running program" if ref.module == "__main__" else ref.module
+            return False, None, f"{where} has no attribute {ref.name!r}"
+    return True, obj, ""
+
+
+def _is_module_class(obj: Any) -> bool:
+    import torch.nn as nn
+
+    return isinstance(obj, type) and issubclass(obj, nn.Module)
+
+
+def _is_functional(obj: Any) -> bool:
+    return (
+        callable(obj)
+        and not isinstance(obj, type)
+        and getattr(obj, "__module__", None) in _FUNCTIONAL_MODULES
+    )
+
+
+def _torch_default_allowed() -> set[str]:
+    try:
+        from torch import _weights_only_unpickler as wou
+
+        names = set(wou._get_allowed_globals())
+        names |= set(wou._get_user_allowed_globals())
+        return names
+    except (ImportError, AttributeError):
+        # Private API moved: fall back to what a tensor/module pickle needs.
+        return {
+            "collections.OrderedDict",
+            "builtins.set",
+            "torch._utils._rebuild_tensor_v2",
+            "torch._utils._rebuild_parameter",
+            "torch.nn.parameter.Parameter",
+            "torch.Size",
+            "torch.device",
+        } | {f"torch.{kind}Storage" for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")}

@@ -1,0 +1,314 @@
+"""The :class:`Report`: the result of a scan, as tables, a dict, or a rich renderable.
+
+A report holds the raw per-unit counters of every site (on the CPU), the
+thresholds it was judged with, metadata about the scan, the diagnosis findings
+and the read-only weight evidence the diagnosis used. Everything else (rates,
+states, tables) is derived, so ``Report.from_dict(r.to_dict())`` round-trips
+and two reports of disjoint data shards merge exactly by adding counters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deadrelu.analyzer import Thresholds, UnitState, UnitVerdicts, classify
+from deadrelu.collector import Site, SiteInfo
+from deadrelu.errors import ReportError
+from deadrelu.findings import Finding
+from deadrelu.stats import UnitStats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+
+_STATES = [s.value for s in UnitState]
+
+
+@dataclass(frozen=True)
+class Report:
+    """Result of a scan.
+
+    Attributes:
+        sites: activation sites in forward order, with CPU counters.
+        thresholds: the thresholds the verdicts use.
+        meta: scan metadata: ``model``, ``data``, ``device``, ``seconds``, ``partial``,
+            ``mode`` (eval/train), ``model_signature``, ``weights_fingerprint``...
+        findings: diagnosed problems (see :mod:`deadrelu.diagnose`).
+        evidence: read-only weight summaries per site used by the diagnosis.
+    """
+
+    sites: tuple[Site, ...]
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- derived views -------------------------------------------------------------------
+
+    @property
+    def samples(self) -> int:
+        """Number of samples scanned (the most any site saw)."""
+        return max((s.stats.samples for s in self.sites), default=0)
+
+    @property
+    def partial(self) -> bool:
+        """True when the scan was interrupted and covers only part of the data."""
+        return bool(self.meta.get("partial", False))
+
+    def site(self, name: str) -> Site:
+        """The site called ``name``; raises ``KeyError`` listing close names."""
+        for s in self.sites:
+            if s.info.name == name:
+                return s
+        raise KeyError(f"no site {name!r}; sites: {', '.join(s.info.name for s in self.sites)}")
+
+    @cached_property
+    def verdicts(self) -> dict[str, UnitVerdicts]:
+        """Per-site derived rates and unit states."""
+        return {
+            s.info.name: classify(s.stats.to_dict(), s.info.can_die,
+                                  s.info.sat_low is not None or s.info.sat_high is not None,
+                                  self.thresholds)
+            for s in self.sites
+        }
+
+    def units_in_state(self, name: str, state: UnitState | str) -> list[int]:
+        """Sorted unit indices of site ``name`` in ``state``."""
+        v = self.verdicts[name]
+        return [int(i) for i in np.flatnonzero(v.state == str(state))]
+
+    def layer_records(self) -> list[dict[str, Any]]:
+        """One plain dict per site with counts and the fire-rate spread (no pandas needed)."""
+        rows = []
+        for s in self.sites:
+            info, v = s.info, self.verdicts[s.info.name]
+            counts = {st: int((v.state == st).sum()) for st in _STATES}
+            fr = v.fire_rate if v.fire_rate.size else np.zeros(1)
+            rows.append({
+                "layer": info.name, "order": info.order, "kind": info.kind, "op": info.op,
+                "module": info.module, "input_layer": info.input_layer, "units": info.units,
+                "samples": s.stats.samples, "positions": s.stats.positions,
+                "dead": counts["dead"], "rare": counts["rare"], "always_on": counts["always_on"],
+                "saturated": counts["saturated"], "nonfinite": counts["nonfinite"],
+                "healthy": counts["healthy"], "dormant": int(v.dormant.sum()),
+                "dead_fraction": counts["dead"] / info.units if info.units else 0.0,
+                "dormant_fraction": float(v.dormant.mean()) if info.units else 0.0,
+                "fire_rate_mean": float(fr.mean()), "fire_rate_min": float(fr.min()),
+                "fire_rate_p10": float(np.quantile(fr, 0.1)),
+                "fire_rate_median": float(np.median(fr)),
+                "fire_rate_p90": float(np.quantile(fr, 0.9)), "fire_rate_max": float(fr.max()),
+            })
+        return rows
+
+    @cached_property
+    def layers(self) -> pd.DataFrame:
+        """One row per site in forward order (see the README for the columns)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.layer_records())
+
+    @cached_property
+    def units(self) -> pd.DataFrame:
+        """One row per unit: ``layer``, ``unit``, ``fire_rate``, ``sample_fire_rate``, ``state``..."""
+        import pandas as pd
+
+        frames = []
+        for s in self.sites:
+            v = self.verdicts[s.info.name]
+            n = s.info.units
+            frames.append(pd.DataFrame({
+                "layer": [s.info.name] * n, "order": s.info.order, "kind": s.info.kind,
+                "unit": np.arange(n), "fire_rate": v.fire_rate,
+                "sample_fire_rate": v.sample_fire_rate, "saturated_rate": v.saturated_rate,
+                "mean": v.mean, "mean_abs": v.mean_abs, "max": s.stats.tensors["max"].numpy(),
+                "redo_score": v.redo_score,
+                "nonfinite": s.stats.tensors["nonfinite"].numpy().astype(np.int64),
+                "state": v.state.astype(str), "dormant": v.dormant,
+            }))
+        if not frames:
+            return pd.DataFrame(columns=["layer", "unit", "fire_rate", "sample_fire_rate", "state"])
+        return pd.concat(frames, ignore_index=True)
+
+    def summary(self) -> dict[str, Any]:
+        """Model-wide totals: units, dead, rare, saturated... and the dead fraction."""
+        rows = self.layer_records()
+        total = sum(r["units"] for r in rows)
+        out: dict[str, Any] = {"layers": len(rows), "units": total, "samples": self.samples}
+        for key in ("dead", "rare", "always_on", "saturated", "nonfinite", "dormant"):
+            out[key] = sum(r[key] for r in rows)
+        out["dead_fraction"] = out["dead"] / total if total else 0.0
+        out["partial"] = self.partial
+        return out
+
+    def dormant(self, definition: str = "redo", *, tau: float = 0.025,
+                threshold: float = 0.01) -> pd.DataFrame:
+        """Units dormant under a published definition (``redo``, ``dohare`` or ``dead``).
+
+        Returns the rows of :attr:`units` for those units, so results can be compared
+        with Sokar et al. 2023 (``redo``, τ) or Dohare et al. 2024 (``dohare``).
+        """
+        other = self.with_thresholds(
+            self.thresholds.replace(dormancy=definition, tau=tau, dohare=threshold)
+        )
+        units = other.units
+        return units[units["dormant"]].reset_index(drop=True)
+
+    # -- transformations -------------------------------------------------------------------
+
+    def with_thresholds(self, thresholds: Thresholds) -> Report:
+        """The same counters judged with other thresholds (findings re-diagnosed)."""
+        from deadrelu.diagnose import diagnose
+
+        base = replace(self, thresholds=thresholds, findings=())
+        return replace(base, findings=tuple(diagnose(base)))
+
+    def merge(self, *others: Report) -> Report:
+        """Combine reports of the same model over disjoint data into one exact report."""
+        return merge_reports([self, *others])
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form (schema :data:`SCHEMA_VERSION`)."""
+        from deadrelu import __version__
+
+        layers = []
+        for rec, s in zip(self.layer_records(), self.sites, strict=True):
+            name = s.info.name
+            entry = {
+                "name": name, "order": rec["order"], "kind": rec["kind"], "op": rec["op"],
+                "module": rec["module"], "input_layer": rec["input_layer"],
+                "units": rec["units"], "dead": rec["dead"], "rare": rec["rare"],
+                "always_on": rec["always_on"], "saturated": rec["saturated"],
+                "nonfinite": rec["nonfinite"], "dormant": rec["dormant"],
+                "dead_fraction": rec["dead_fraction"],
+                "fire_rate": {k[len("fire_rate_"):]: rec[k] for k in rec if k.startswith("fire_rate_")},
+            }
+            for state in ("dead", "rare", "always_on", "saturated", "nonfinite"):
+                entry[f"{state}_units"] = self.units_in_state(name, state)
+            entry["site"] = s.info.to_dict()
+            entry["counters"] = s.stats.to_dict()
+            layers.append(entry)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "deadrelu_version": __version__,
+            "meta": _jsonable(dict(self.meta)),
+            "thresholds": self.thresholds.to_dict(),
+            "summary": self.summary(),
+            "layers": layers,
+            "findings": [f.to_dict() for f in self.findings],
+            "evidence": _jsonable(dict(self.evidence)),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """``json.dumps(self.to_dict())``; keyword arguments go to :func:`json.dumps`."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """Rebuild a report from :meth:`to_dict` output; raises :class:`ReportError` if malformed."""
+        if not isinstance(data, Mapping) or "schema_version" not in data:
+            raise ReportError("not a deadrelu report (no schema_version)",
+                              "pass a JSON file written by `deadrelu scan --format json`")
+        version = data["schema_version"]
+        if version != SCHEMA_VERSION:
+            raise ReportError(
+                f"report schema version {version} is not supported (this deadrelu reads {SCHEMA_VERSION})",
+                "re-run the scan with this version of deadrelu",
+            )
+        try:
+            sites = tuple(
+                Site(SiteInfo.from_dict(layer["site"]), UnitStats.from_dict(layer["counters"]))
+                for layer in data["layers"]
+            )
+            thresholds = Thresholds.from_dict(dict(data.get("thresholds") or {}))
+            findings = tuple(Finding.from_dict(f) for f in data.get("findings") or [])
+        except (KeyError, TypeError) as exc:
+            raise ReportError(f"report is missing field {exc}", "re-run the scan to get a complete report") from exc
+        return cls(sites, thresholds, dict(data.get("meta") or {}), findings,
+                   dict(data.get("evidence") or {}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        """Read a JSON report file."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError as exc:
+            raise ReportError(f"report file {p} does not exist", "check the path") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ReportError(f"cannot read report {p}: {exc}",
+                              "pass a JSON file written by `deadrelu scan --format json`") from exc
+        return cls.from_dict(data)
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterable[Any]:
+        from deadrelu.render import render_report
+
+        yield from render_report(self)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def merge_reports(reports: Sequence[Report]) -> Report:
+    """Combine reports of one model over disjoint data shards into one exact report.
+
+    Raises:
+        ReportError: the reports come from different models or weights, or their
+            sites differ.
+    """
+    if not reports:
+        raise ReportError("no reports to merge", "pass at least one report")
+    first = reports[0]
+    for key in ("model_signature", "weights_fingerprint"):
+        values = {r.meta.get(key) for r in reports}
+        if len(values) > 1:
+            what = "architectures" if key == "model_signature" else "weights (different checkpoints)"
+            raise ReportError(f"cannot merge reports of different {what}",
+                              "merge only reports of the same checkpoint scanned on disjoint data")
+    names = [s.info.name for s in first.sites]
+    merged = {s.info.name: Site(s.info, s.stats.copy("cpu")) for s in first.sites}
+    for r in reports[1:]:
+        other = [s.info.name for s in r.sites]
+        if other != names:
+            missing = sorted(set(names) ^ set(other))
+            raise ReportError(
+                f"reports have different activation sites ({', '.join(missing[:3]) or 'order differs'})",
+                "merge only reports of the same model scanned with the same deadrelu version",
+            )
+        for s in r.sites:
+            target = merged[s.info.name]
+            if target.info.units != s.info.units or target.info.kind != s.info.kind:
+                raise ReportError(f"site {s.info.name!r} differs between reports",
+                                  "merge only reports of the same model")
+            target.stats.merge_(s.stats)
+    meta = dict(first.meta)
+    meta["seconds"] = sum(float(r.meta.get("seconds", 0.0)) for r in reports)
+    meta["data"] = " + ".join(str(r.meta.get("data", "?")) for r in reports)
+    meta["partial"] = any(r.partial for r in reports)
+    meta["merged_from"] = len(reports)
+    base = Report(tuple(merged[n] for n in names), first.thresholds, meta, (), first.evidence)
+    from deadrelu.diagnose import diagnose
+
+    return replace(base, findings=tuple(diagnose(base)))

@@ -1,0 +1,238 @@
+"""``deadrelu.scan``: run a model over data once and return a :class:`Report`.
+
+The one-shot function built on the long-lived :class:`~deadrelu.collector.Collector`:
+it owns the model's state for the duration of the scan and restores it on every
+exit path (hooks removed, train/eval flags and device restored), so calling it
+twice gives identical results and the weights are never changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from deadrelu import batches
+from deadrelu.analyzer import Thresholds
+from deadrelu.collector import Collector, eval_mode
+from deadrelu.errors import ConfigError, DeadReluError, ModelError
+from deadrelu.report import Report
+
+ProgressCallback = Callable[[int, "int | None"], None]
+
+
+class InsufficientDataWarning(UserWarning):
+    """Too few samples for a "dead" verdict to mean much."""
+
+
+def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """Strip ``torch.compile``, DDP and DataParallel wrappers; returns (module, notes)."""
+    notes: list[str] = []
+    while True:
+        orig = getattr(model, "_orig_mod", None)
+        if isinstance(orig, nn.Module):
+            notes.append("torch.compile'd model: scanned through its original module (eager)")
+            model = orig
+            continue
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            notes.append(f"{type(model).__name__} wrapper: scanned its .module")
+            model = model.module
+            continue
+        break
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ModelError(
+            "TorchScript modules run compiled graph code that has no Python forward to observe, "
+            "so their activations cannot be seen",
+            "scan the original nn.Module (or a torch.export .pt2 program) instead",
+        )
+    return model, notes
+
+
+def resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """The device to scan on: ``device`` if given (``"auto"``: CUDA when available), else the model's."""
+    if device is None:
+        for tensor in (*model.parameters(), *model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available",
+                          "use --device cpu (or auto)")
+    return dev
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype | None:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def model_signature(model: nn.Module) -> str:
+    """Hash of parameter/buffer names and shapes: equal for the same architecture."""
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+    return h.hexdigest()[:16]
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """Cheap hash of the weights (per-tensor sums), to refuse merging different checkpoints."""
+    with torch.no_grad():
+        parts = [torch.stack([t.double().sum(), t.double().abs().sum()])
+                 for t in model.state_dict().values() if t.is_floating_point() and t.numel()]
+        values = torch.cat(parts).cpu().tolist() if parts else []
+    return hashlib.sha1(repr([round(v, 6) for v in values]).encode()).hexdigest()[:16]
+
+
+def scan(
+    model: nn.Module,
+    data: Any,
+    *,
+    limit: int | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+    thresholds: Thresholds | None = None,
+    unit_axis: Mapping[str, int] | None = None,
+    saturation_margin: float = 0.01,
+    progress: ProgressCallback | None = None,
+    partial_on_interrupt: bool = False,
+    model_name: str | None = None,
+    data_name: str | None = None,
+) -> Report:
+    """Scan ``model`` over ``data`` and report per-unit firing statistics.
+
+    Runs under ``torch.no_grad()`` with every submodule in eval mode; afterwards the
+    hooks are removed and each module's train/eval flag (and the model's device, if
+    ``device`` moved it) is restored, also when the forward raises.
+
+    Args:
+        model: the network; ``torch.compile``/DDP wrappers are scanned through the module inside.
+        data: a tensor (cut into ``batch_size`` chunks), a ``DataLoader`` or any iterable of
+            batches: tensors, ``(input, label, ...)`` tuples, or dicts passed as ``model(**batch)``.
+        limit: stop after this many samples (the last batch is cut).
+        device: where to run (``"auto"``, ``"cpu"``, ``"cuda:1"``...); default: the model's device.
+        batch_size: chunk size when ``data`` is a single tensor.
+        thresholds: verdict thresholds (see :class:`~deadrelu.analyzer.Thresholds`).
+        unit_axis: site-name glob → unit dimension, overriding the default rule.
+        saturation_margin: band width of sigmoid/tanh saturation.
+        progress: called as ``progress(samples_done, total_or_None)`` after each batch.
+        partial_on_interrupt: on Ctrl-C return the report of the batches seen so far,
+            marked ``partial``, instead of raising ``KeyboardInterrupt``.
+        model_name, data_name: labels for the report header.
+
+    Returns:
+        A :class:`~deadrelu.report.Report`.
+
+    Raises:
+        ConfigError: an invalid argument.
+        ModelError: the forward pass raised (the message names the last site that ran),
+            or the model has no activation sites.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}", "pass e.g. limit=1000")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", "pass e.g. 256")
+    thresholds = thresholds or Thresholds()
+    module, notes = unwrap(model)
+    dev = resolve_device(module, device)
+    home = resolve_device(module, None)
+    dtype = _float_dtype(module)
+    total = batches.total_samples(data)
+    if limit is not None:
+        total = min(total, limit) if total is not None else limit
+
+    collector = Collector(module, unit_axis=unit_axis, saturation_margin=saturation_margin)
+    seen = 0
+    partial = False
+    start = time.perf_counter()
+    moved = dev != home
+    try:
+        if moved:
+            module.to(dev)
+        with eval_mode(module), torch.no_grad(), collector:
+            for index, batch in enumerate(batches.iterate(data, batch_size)):
+                inputs = batches.model_input(batch)
+                n = batches.batch_size(inputs)
+                if limit is not None and seen + n > limit:
+                    n = limit - seen
+                    inputs = batches.take(inputs, n)
+                if n <= 0:
+                    break
+                inputs = batches.to_device(inputs, dev, dtype)
+                try:
+                    batches.call(module, inputs)
+                except KeyboardInterrupt:
+                    raise
+                except DeadReluError:
+                    raise
+                except Exception as exc:
+                    where = (f"after site {collector.last_site!r}" if collector.last_site
+                             else "before any activation ran")
+                    raise ModelError(
+                        f"the model's forward raised {type(exc).__name__} on batch {index} "
+                        f"{where}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "),
+                        "check that the data matches the model's input (shape, dtype, device)",
+                    ) from exc
+                seen += n
+                if progress is not None:
+                    progress(seen, total)
+                if limit is not None and seen >= limit:
+                    break
+            sites = collector.snapshot()
+    except KeyboardInterrupt:
+        if not partial_on_interrupt:
+            raise
+        partial = True
+        sites = collector.snapshot()
+    finally:
+        collector.detach()
+        if moved:
+            module.to(home)
+    seconds = time.perf_counter() - start
+
+    if not sites and not partial:
+        if seen == 0:
+            raise ConfigError("the data yielded no samples", "check the data path or iterable")
+        raise ModelError(
+            f"no activation sites were seen in {type(module).__name__}'s forward",
+            "deadrelu watches ReLU-family, sigmoid and tanh activations (modules, F.* functions "
+            "and tensor methods); this model calls none of them",
+        )
+    if 0 < seen < 100 and not partial:
+        warnings.warn(
+            f"only {seen} samples scanned: a unit unseen firing may still fire on up to "
+            f"{min(1.0, 3 / seen):.0%} of inputs (rule of three); scan more data for a firm verdict",
+            InsufficientDataWarning,
+            stacklevel=2,
+        )
+    from deadrelu.diagnose import collect_evidence, diagnose
+
+    meta = {
+        "model": model_name or type(module).__name__,
+        "data": data_name or type(data).__name__,
+        "device": str(dev),
+        "seconds": round(seconds, 4),
+        "samples": seen,
+        "partial": partial,
+        "mode": "eval",
+        "notes": notes,
+        "torch_version": torch.__version__,
+        "model_signature": model_signature(module),
+        "weights_fingerprint": weights_fingerprint(module),
+    }
+    evidence = collect_evidence(module, sites)
+    report = Report(tuple(sites), thresholds, meta, (), evidence)
+    from dataclasses import replace
+
+    return replace(report, findings=tuple(diagnose(report)))

@@ -1,0 +1,232 @@
+"""Streaming per-unit counters for one activation site.
+
+Modelled on torchmetrics' ``Metric``: the state is *declared* in
+:data:`REDUCTIONS` together with how two partial states combine (``sum`` or
+``max``). Streaming over batches, merging two partial scans and the distributed
+all-reduce are all the same operation over that declaration, which is why
+"many small batches == one big batch == merge of shards" holds exactly.
+
+The counters live on the model's device; :meth:`UnitStats.update` is tensor
+math only (no ``.item()``, no host sync) and its memory is fixed by the number
+of units, never by the number of batches.
+
+Counter meanings (per unit; a *position* is one element of the unit's slice of
+one sample, e.g. one pixel of a conv channel, one token of a sequence feature):
+
+* ``positions`` / ``samples``: host-side integers, identical for all units.
+* ``active``: positions where the unit fired (pre-activation > 0).
+* ``sample_active``: samples in which the unit fired at least once.
+* ``sum`` / ``abs_sum``: sum of the activation output and of its absolute value.
+* ``max``: largest finite output seen (``-inf`` before any).
+* ``saturated``: positions in the flat region of a bounded activation.
+* ``nonfinite``: (sample, unit) slices that contained NaN or ±Inf. Such slices
+  are left out of ``sum``/``abs_sum``/``max``; NaN positions never count as firing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from deadrelu.errors import ReportError
+
+Reduction = Literal["sum", "max"]
+
+#: Declared per-unit state and how two partial states combine.
+REDUCTIONS: Mapping[str, Reduction] = {
+    "active": "sum",
+    "sample_active": "sum",
+    "sum": "sum",
+    "abs_sum": "sum",
+    "max": "max",
+    "saturated": "sum",
+    "nonfinite": "sum",
+}
+
+#: Counters that hold whole numbers (stored as float64 on device, exact below 2**53).
+COUNTS = ("active", "sample_active", "saturated", "nonfinite")
+
+#: float32 holds integers exactly up to 2**24; per-slice counts above that use int64.
+_FLOAT_EXACT = 1 << 24
+
+
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    # MPS has no float64; everything else accumulates in float64 for exact counts.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+@dataclass
+class UnitStats:
+    """Per-unit counters of one site. See the module docstring for each field."""
+
+    units: int
+    positions: int = 0
+    samples: int = 0
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def zeros(cls, units: int, device: torch.device | str = "cpu") -> UnitStats:
+        """Empty counters for ``units`` units on ``device``."""
+        device = torch.device(device)
+        dtype = _acc_dtype(device)
+        tensors = {name: torch.zeros(units, dtype=dtype, device=device) for name in REDUCTIONS}
+        tensors["max"].fill_(float("-inf"))
+        return cls(units, 0, 0, tensors)
+
+    def __getattr__(self, name: str) -> Tensor:
+        # Counters read as attributes (stats.active); only called for missing attributes.
+        tensors = self.__dict__.get("tensors")
+        if tensors is not None and name in tensors:
+            return tensors[name]
+        raise AttributeError(name)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors["active"].device
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def update(
+        self,
+        y3: Tensor,
+        reduce_dim: int,
+        level: float,
+        sat_low: float | None,
+        sat_high: float | None,
+        nonneg: bool,
+        scratch: Tensor,
+    ) -> None:
+        """Add one batch.
+
+        Args:
+            y3: the activation output laid out as ``(S, U, R)`` (``reduce_dim=2``) or
+                ``(S, R, U)`` (``reduce_dim=1``): S samples, U units, R positions each.
+            level: the unit fires where ``y > level``.
+            sat_low, sat_high: saturation bounds (see :mod:`deadrelu.kinds`).
+            nonneg: the output is never negative, so ``abs_sum == sum``.
+            scratch: a float32 buffer with ``y3.numel()`` elements, reused for the
+                0/1 masks. Comparisons written into a float buffer and summed are
+                several times faster on CPU than summing a bool tensor.
+        """
+        if y3.dtype not in (torch.float32, torch.float64):
+            y3 = y3.float()
+        n_samples = y3.shape[0]
+        n_pos = y3.shape[reduce_dim]
+        buf = scratch[: y3.numel()].view(y3.shape) if y3.dtype == torch.float32 else torch.empty_like(y3)
+        exact_in_float = n_pos < _FLOAT_EXACT
+        t = self.tensors
+        acc = t["active"].dtype
+
+        def count(mask_op: Any, value: float) -> Tensor:
+            if exact_in_float:
+                return mask_op(y3, value, out=buf).sum(reduce_dim)
+            return mask_op(y3, value).sum(reduce_dim, dtype=torch.int64)
+
+        fired = count(torch.gt, level)  # (S, U)
+        sums = y3.sum(reduce_dim)  # (S, U); NaN/Inf here flags the slice
+        bad = ~torch.isfinite(sums)
+        t["active"].add_(fired.sum(0, dtype=acc))
+        t["sample_active"].add_((fired > 0).sum(0, dtype=acc))
+        t["nonfinite"].add_(bad.sum(0, dtype=acc))
+        t["sum"].add_(sums.masked_fill(bad, 0.0).sum(0, dtype=acc))
+        if nonneg:
+            abs_sums = sums
+        else:
+            abs_sums = torch.abs(y3, out=buf).sum(reduce_dim) if buf.dtype == y3.dtype else y3.abs().sum(reduce_dim)
+        t["abs_sum"].add_(abs_sums.masked_fill(bad, 0.0).sum(0, dtype=acc))
+        slice_max = y3.amax(reduce_dim).masked_fill(bad, float("-inf")).amax(0)
+        torch.maximum(t["max"], slice_max.to(acc), out=t["max"])
+        if sat_low is not None:
+            t["saturated"].add_(count(torch.le, sat_low).sum(0, dtype=acc))
+        if sat_high is not None:
+            t["saturated"].add_(count(torch.ge, sat_high).sum(0, dtype=acc))
+        self.samples += n_samples
+        self.positions += n_samples * n_pos
+
+    # -- combining ---------------------------------------------------------------------------
+
+    def merge_(self, other: UnitStats) -> UnitStats:
+        """Fold ``other`` into ``self`` exactly (sums add, maxima max); returns ``self``."""
+        if other.units != self.units:
+            raise ReportError(
+                f"cannot merge statistics of {other.units} units into {self.units} units",
+                "merge only scans of the same model",
+            )
+        for name, how in REDUCTIONS.items():
+            mine, theirs = self.tensors[name], other.tensors[name].to(self.tensors[name])
+            if how == "sum":
+                mine.add_(theirs)
+            else:
+                torch.maximum(mine, theirs, out=mine)
+        self.positions += other.positions
+        self.samples += other.samples
+        return self
+
+    def copy(self, device: torch.device | str | None = None) -> UnitStats:
+        """A detached copy, optionally on another device."""
+        target = torch.device(device) if device is not None else self.device
+        tensors = {k: v.detach().to(target, copy=True) for k, v in self.tensors.items()}
+        if target.type == "cpu":
+            tensors = {k: v.to(torch.float64) for k, v in tensors.items()}
+        return UnitStats(self.units, self.positions, self.samples, tensors)
+
+    def reset(self) -> None:
+        """Zero all counters in place (keeps device and buffers)."""
+        for name, tensor in self.tensors.items():
+            tensor.fill_(float("-inf") if name == "max" else 0.0)
+        self.positions = 0
+        self.samples = 0
+
+    def all_reduce(self, group: Any = None) -> None:
+        """Combine counters across ``torch.distributed`` ranks in place, per :data:`REDUCTIONS`.
+
+        Host-side integers are reduced too, so every rank ends with the totals.
+        """
+        import torch.distributed as dist
+
+        for name, how in REDUCTIONS.items():
+            op = dist.ReduceOp.SUM if how == "sum" else dist.ReduceOp.MAX
+            dist.all_reduce(self.tensors[name], op=op, group=group)
+        ints = torch.tensor([self.positions, self.samples], dtype=torch.int64, device=self.device)
+        dist.all_reduce(ints, op=dist.ReduceOp.SUM, group=group)
+        self.positions, self.samples = (int(v) for v in ints.tolist())
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready raw counters (whole-number counters as ints)."""
+        out: dict[str, Any] = {"units": self.units, "positions": self.positions, "samples": self.samples}
+        for name in REDUCTIONS:
+            values = self.tensors[name].detach().cpu().double()
+            if name in COUNTS:
+                out[name] = [int(v) for v in values.round().long().tolist()]
+            else:
+                out[name] = [float(v) for v in values.tolist()]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UnitStats:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            units = int(data["units"])
+            tensors = {
+                name: torch.tensor([float(v) for v in data[name]], dtype=torch.float64)
+                for name in REDUCTIONS
+            }
+            stats = cls(units, int(data["positions"]), int(data["samples"]), tensors)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReportError(
+                f"report counters are incomplete or malformed ({exc})",
+                "use a JSON report written by `deadrelu scan --format json` or Report.to_dict()",
+            ) from exc
+        for name, tensor in tensors.items():
+            if tensor.numel() != units:
+                raise ReportError(
+                    f"report counter {name!r} has {tensor.numel()} values for {units} units",
+                    "the report file is corrupt; re-run the scan",
+                )
+        return stats
