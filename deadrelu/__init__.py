@@ -6,29 +6,51 @@ Public API::
     report.layers      # pandas DataFrame, one row per activation site
     report.units       # one row per unit
     report.findings    # diagnosed problems with causes and fixes
+
+Names are imported lazily (PEP 562) so that ``deadrelu --help`` and other
+torch-free paths do not pay for importing torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from deadrelu.analyzer import Thresholds, UnitState
-from deadrelu.collector import Collector
-from deadrelu.errors import DeadReluError
-from deadrelu.findings import Finding, Severity
-from deadrelu.report import Report, merge_reports
-from deadrelu.scan import InsufficientDataWarning, scan
+#: public name → module that defines it
+_EXPORTS = {
+    "Collector": "deadrelu.collector",
+    "DeadReluError": "deadrelu.errors",
+    "Finding": "deadrelu.findings",
+    "InsufficientDataWarning": "deadrelu.scanning",
+    "Report": "deadrelu.report",
+    "Severity": "deadrelu.findings",
+    "Thresholds": "deadrelu.analyzer",
+    "UnitState": "deadrelu.analyzer",
+    "merge_reports": "deadrelu.report",
+    "scan": "deadrelu.scanning",
+}
 
-__all__ = [
-    "Collector",
-    "DeadReluError",
-    "Finding",
-    "InsufficientDataWarning",
-    "Report",
-    "Severity",
-    "Thresholds",
-    "UnitState",
-    "__version__",
-    "merge_reports",
-    "scan",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from deadrelu.analyzer import Thresholds, UnitState
+    from deadrelu.collector import Collector
+    from deadrelu.errors import DeadReluError
+    from deadrelu.findings import Finding, Severity
+    from deadrelu.report import Report, merge_reports
+    from deadrelu.scanning import InsufficientDataWarning, scan
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deadrelu' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

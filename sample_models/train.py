@@ -237,7 +237,9 @@ def main() -> int:
     save_file(
         {k: v.contiguous() for k, v in mlp.state_dict().items()},
         str(HERE / "mlp_healthy.safetensors"),
-        metadata={"arch": "models.DigitsMLP", "hidden": "128", "depth": "3"},
+        # one key only: safetensors writes metadata from a hash map, so several
+        # keys come out in a random order and the file bytes would differ per run
+        metadata={"arch": "models.DigitsMLP(hidden=128, depth=3)"},
     )
 
     # ---- high-LR MLP

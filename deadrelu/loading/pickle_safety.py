@@ -30,7 +30,7 @@ import pickletools
 import re
 import sys
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,103 +132,114 @@ def _sequential(stream: Any) -> Iterator[Iterator[tuple[Any, Any, Any]]]:
 
 def _scan_pickles(pickles: Iterator[Iterator[tuple[Any, Any, Any]]]) -> PickleScan:
     scan = PickleScan()
-    seen: set[PickleGlobal] = set()
-
-    def record(module: Any, name: Any) -> PickleGlobal | None:
-        if not isinstance(module, str) or not isinstance(name, str):
-            return None
-        ref = _normalise(module, name)
-        if ref not in seen:
-            seen.add(ref)
-            scan.globals.append(ref)
-        return ref
-
     for ops in pickles:
-        stack: list[Any] = []
-        memo: dict[Any, Any] = {}
-
-        def pop() -> Any:
-            return stack.pop() if stack else None
-
-        def pop_to_mark() -> list[Any]:
-            items: list[Any] = []
-            while stack:
-                item = stack.pop()
-                if item is _MARK:
-                    break
-                items.append(item)
-            items.reverse()
-            return items
-
-        def called(target: Any) -> None:
-            if isinstance(target, PickleGlobal):
-                scan.called.add(target)
-
-        for opcode, arg, _pos in ops:
-            name = opcode.name
-            if name in _STRING_OPS:
-                stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
-            elif name == "GLOBAL" or name == "INST":
-                module, _, attr = str(arg).partition(" ")
-                ref = record(module, attr)
-                if name == "INST":
-                    pop_to_mark()
-                    called(ref)
-                    stack.append(None)
-                else:
-                    stack.append(ref)
-            elif name == "STACK_GLOBAL":
-                attr, module = pop(), pop()
-                stack.append(record(module, attr))
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1] if stack else None
-            elif name in _PUT_OPS:
-                memo[arg] = stack[-1] if stack else None
-            elif name in _GET_OPS:
-                stack.append(memo.get(arg))
-            elif name == "REDUCE":
-                pop()
-                called(pop())
-                stack.append(None)
-            elif name == "NEWOBJ":
-                pop()
-                pop()
-                stack.append(None)
-            elif name == "NEWOBJ_EX":
-                pop()
-                pop()
-                pop()
-                stack.append(None)
-            elif name == "OBJ":
-                items = pop_to_mark()
-                called(items[0] if items else None)
-                stack.append(None)
-            elif name in _EXT_OPS:
-                scan.ext_codes = True
-                stack.append(None)
-            elif name == "MARK":
-                stack.append(_MARK)
-            elif name == "DUP":
-                stack.append(stack[-1] if stack else None)
-            elif name == "STOP":
-                break
-            else:
-                _generic_stack_effect(opcode, stack, pop, pop_to_mark)
+        _Simulator(scan).run(ops)
     return scan
 
 
-def _generic_stack_effect(opcode: Any, stack: list[Any], pop: Any, pop_to_mark: Any) -> None:
-    """Apply an opcode's documented stack effect, keeping only the stack's depth right."""
-    before = list(opcode.stack_before)
-    if pickletools.markobject in before:
-        pop_to_mark()
-        below = before.index(pickletools.markobject)
-        for _ in range(below):
-            pop()
-    else:
-        for _ in before:
-            pop()
-    stack.extend(None for _ in opcode.stack_after)
+class _Simulator:
+    """Tracks just enough of the unpickler's stack to know what each opcode acts on.
+
+    Only strings and globals are kept as values (everything else is ``None``),
+    which is all that is needed to name ``STACK_GLOBAL`` targets and to see
+    which globals are called (``REDUCE``) rather than merely allocated.
+    """
+
+    def __init__(self, scan: PickleScan) -> None:
+        self.scan = scan
+        self.stack: list[Any] = []
+        self.memo: dict[Any, Any] = {}
+
+    def run(self, ops: Iterator[tuple[Any, Any, Any]]) -> None:
+        for opcode, arg, _pos in ops:
+            if opcode.name == "STOP":
+                return
+            self.step(opcode, arg)
+
+    def step(self, opcode: Any, arg: Any) -> None:
+        name = opcode.name
+        stack = self.stack
+        if name in _STRING_OPS:
+            stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
+        elif name in ("GLOBAL", "INST"):
+            module, _, attr = str(arg).partition(" ")
+            ref = self.record(module, attr)
+            if name == "INST":  # INST both names a class and calls it on the marked items
+                self.pop_to_mark()
+                self.called(ref)
+                stack.append(None)
+            else:
+                stack.append(ref)
+        elif name == "STACK_GLOBAL":
+            attr, module = self.pop(), self.pop()
+            stack.append(self.record(module, attr))
+        elif name == "MEMOIZE":
+            self.memo[len(self.memo)] = self.top()
+        elif name in _PUT_OPS:
+            self.memo[arg] = self.top()
+        elif name in _GET_OPS:
+            stack.append(self.memo.get(arg))
+        elif name == "REDUCE":
+            self.pop()
+            self.called(self.pop())
+            stack.append(None)
+        elif name in ("NEWOBJ", "NEWOBJ_EX"):  # cls.__new__(cls, ...): allocation, no __init__
+            for _ in range(2 if name == "NEWOBJ" else 3):
+                self.pop()
+            stack.append(None)
+        elif name == "OBJ":
+            items = self.pop_to_mark()
+            self.called(items[0] if items else None)
+            stack.append(None)
+        elif name in _EXT_OPS:
+            self.scan.ext_codes = True
+            stack.append(None)
+        elif name == "MARK":
+            stack.append(_MARK)
+        elif name == "DUP":
+            stack.append(self.top())
+        else:
+            self.generic(opcode)
+
+    def generic(self, opcode: Any) -> None:
+        """Apply an opcode's documented stack effect, keeping only the depth right."""
+        before = list(opcode.stack_before)
+        if pickletools.markobject in before:
+            self.pop_to_mark()
+            for _ in range(before.index(pickletools.markobject)):
+                self.pop()
+        else:
+            for _ in before:
+                self.pop()
+        self.stack.extend(None for _ in opcode.stack_after)
+
+    def record(self, module: Any, name: Any) -> PickleGlobal | None:
+        if not isinstance(module, str) or not isinstance(name, str):
+            return None
+        ref = _normalise(module, name)
+        if ref not in self.scan.globals:
+            self.scan.globals.append(ref)
+        return ref
+
+    def called(self, target: Any) -> None:
+        if isinstance(target, PickleGlobal):
+            self.scan.called.add(target)
+
+    def top(self) -> Any:
+        return self.stack[-1] if self.stack else None
+
+    def pop(self) -> Any:
+        return self.stack.pop() if self.stack else None
+
+    def pop_to_mark(self) -> list[Any]:
+        items: list[Any] = []
+        while self.stack:
+            item = self.stack.pop()
+            if item is _MARK:
+                break
+            items.append(item)
+        items.reverse()
+        return items
 
 
 def _normalise(module: str, name: str) -> PickleGlobal:
@@ -243,7 +254,7 @@ def _normalise(module: str, name: str) -> PickleGlobal:
 
 def allowed_globals(
     path: Path, scan: PickleScan, *, import_paths: Sequence[str | Path] = ()
-) -> list[tuple[Any, str]]:
+) -> list[tuple[Callable[..., Any], str]]:
     """The extra globals ``torch.load(weights_only=True)`` needs for this file.
 
     Returns:
@@ -261,7 +272,7 @@ def allowed_globals(
             _TRUST_FIX,
         )
     default_allowed = _torch_default_allowed()
-    allowed: list[tuple[Any, str]] = []
+    allowed: list[tuple[Callable[..., Any], str]] = []
     unsafe: list[str] = []
     unimportable: list[tuple[PickleGlobal, str]] = []
     with extra_sys_path(import_paths):
@@ -369,4 +380,18 @@ def _torch_default_allowed() -> set[str]:
             "torch.nn.parameter.Parameter",
             "torch.Size",
             "torch.device",
-        } | {f"torch.{kind}Storage" for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")}
+        } | {
+            f"torch.{kind}Storage"
+            for kind in (
+                "Float",
+                "Double",
+                "Half",
+                "BFloat16",
+                "Long",
+                "Int",
+                "Short",
+                "Char",
+                "Byte",
+                "Bool",
+            )
+        }

@@ -1,0 +1,49 @@
+"""One place where exceptions become one-line messages and exit codes.
+
+Exit codes: 0 success, 1 a gate failed (``check``), 2 an error the user can fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+
+def error_line(problem: str) -> None:
+    """Print ``error: ...`` on stderr (plain text, so it reads the same in CI logs)."""
+    sys.stderr.write(f"error: {problem}\n")
+
+
+def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> None:
+    """Run the typer app, turning user errors into one line and exit code 2."""
+    from deadrelu.errors import DeadReluError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except DeadReluError as exc:
+        if debug:
+            raise
+        error_line(str(exc))
+        raise SystemExit(2) from None
+    except (typer.Exit, SystemExit) as exc:
+        code: Any = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        raise SystemExit(code) from None
+    except typer.Abort:
+        error_line("aborted")
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(2) from None
+        if debug:
+            raise
+        error_line(f"unexpected {type(exc).__name__}: {exc} — this is a bug in deadrelu; "
+                   "re-run with --debug and report the traceback")
+        raise SystemExit(3) from None

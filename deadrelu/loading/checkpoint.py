@@ -1,0 +1,425 @@
+"""Load a model file of any common PyTorch format into an ``nn.Module``.
+
+The format is decided by the file's *content* (zip members, magic bytes), not by
+its extension, since ``.pt``, ``.pth``, ``.bin`` and ``.ckpt`` are used for all
+of them. Invariants: the file is only ever opened for reading; nothing in it is
+unpickled beyond torch's weights-only allowlist plus the module classes it
+names (see :mod:`deadrelu.loading.pickle_safety`) unless the caller passes
+``trust_checkpoint=True``; every failure a user can cause is a
+:class:`~deadrelu.errors.CheckpointError` or :class:`~deadrelu.errors.ConfigError`
+naming the file or value and the fix.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import struct
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deadrelu.errors import CheckpointError, ConfigError
+from deadrelu.loading.imports import extra_sys_path, one_line, resolve_object
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+FORMATS = ("pickle", "state_dict", "safetensors", "torchscript", "export")
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pt2", ".tar", ".safetensors")
+
+_EXPORT_NOTE = (
+    "torch.export program: its layers are flattened into one graph of aten ops, so "
+    "activations appear as calls such as aten.relu inside the graph rather than as named "
+    "nn.ReLU modules; only activations the collector intercepts at the op level are reported"
+)
+_TORCHSCRIPT_NOTE = (
+    "TorchScript module: it runs in the TorchScript interpreter, where Python forward hooks "
+    "cannot be attached; activations are visible only if the collector supports ScriptModules"
+)
+_OTHER_FORMATS = {
+    b"\x89HDF\r\n\x1a\n": "an HDF5 (Keras) file",
+    b"GGUF": "a GGUF (llama.cpp) file",
+    b"\x93NUMPY": "a NumPy array file (pass it as --data?)",
+}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to scan, and how it was obtained.
+
+    Attributes:
+        model: the loaded module (not moved to eval mode; that is the scanner's job).
+        format: one of :data:`FORMATS`.
+        description: one line for the report header, e.g. ``"Net from model.pt (state_dict)"``.
+        notes: things done to make it load (prefixes stripped, keys ignored) or caveats.
+        missing_keys: keys the model expected but the file lacked, tolerated
+            because they are ``num_batches_tracked`` buffers.
+        unexpected_keys: likewise for keys in the file that the model lacks.
+    """
+
+    model: nn.Module
+    format: str
+    description: str
+    notes: tuple[str, ...] = ()
+    missing_keys: tuple[str, ...] = ()
+    unexpected_keys: tuple[str, ...] = ()
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    import_paths: Sequence[str | Path] = (),
+    trust_checkpoint: bool = False,
+    map_location: Any = "cpu",
+) -> LoadedModel:
+    """Load a whole-model pickle, state dict, safetensors, TorchScript or torch.export file.
+
+    Args:
+        path: the model file; never modified.
+        arch: ``package.module:Factory`` or ``path/to/file.py:Class`` building the
+            model that a state dict / safetensors file holds weights for.
+        arch_kwargs: keyword arguments for the ``arch`` factory.
+        import_paths: directories to search for model classes, ahead of ``sys.path``.
+        trust_checkpoint: unpickle with ``weights_only=False``; runs any code the
+            file contains, so only for files the user trusts.
+        map_location: where tensors are loaded (as for ``torch.load``).
+
+    Returns:
+        The model and how it was loaded.
+
+    Raises:
+        CheckpointError: missing, unreadable, corrupt, unsafe or mismatched file.
+        ConfigError: a bad ``arch`` value.
+    """
+    path = Path(path)
+    _check_path(path)
+    kind = _sniff(path)
+    if kind == "export":
+        return _loaded(_load_export(path), "export", path, [_EXPORT_NOTE, *_ignored_arch(arch)])
+    if kind == "torchscript":
+        model = _load_torchscript(path, map_location)
+        return _loaded(model, "torchscript", path, [_TORCHSCRIPT_NOTE, *_ignored_arch(arch)])
+    if kind == "safetensors":
+        state = _load_safetensors(path, map_location)
+        return _from_state_dict(
+            state, "safetensors", path, arch, arch_kwargs, import_paths, map_location, []
+        )
+    # kind == "pickle": a torch.save file, zip or legacy.
+    if trust_checkpoint:
+        warnings.warn(
+            f"unpickling {path} with weights_only=False (--trust-checkpoint): "
+            "code stored in the file may run",
+            UserWarning,
+            stacklevel=2,
+        )
+    obj = _load_pickle(
+        path, trusted=trust_checkpoint, import_paths=import_paths, map_location=map_location
+    )
+    return _interpret(obj, path, arch, arch_kwargs, import_paths, map_location)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(
+            f"model file {path} does not exist",
+            "check the path (relative paths start at the working directory)",
+        )
+    if path.is_dir():
+        candidates = sorted(p.name for p in path.iterdir() if p.suffix in TORCH_SUFFIXES)[:3]
+        hint = f" such as {', '.join(candidates)}" if candidates else ""
+        raise CheckpointError(
+            f"model path {path} is a directory", f"pass the model file inside it{hint}"
+        )
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"model file {path} is empty (0 bytes)", "re-save or re-download the checkpoint"
+        )
+
+
+def _sniff(path: Path) -> str:
+    """Classify the file by content: export, torchscript, pickle or safetensors."""
+    with path.open("rb") as stream:
+        head = stream.read(16)
+    size = path.stat().st_size
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CheckpointError(
+                f"{path} looks truncated or corrupt: it starts like a zip archive but cannot be "
+                f"read ({one_line(exc)})",
+                "re-save or re-download the checkpoint",
+            ) from exc
+        return _zip_kind(path, names)
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if 0 < header_len < size and head[8:9] == b"{":
+            return "safetensors"
+    if head[:1] == b"\x80":  # pickle PROTO opcode: a legacy (pre-zip) torch.save file
+        return "pickle"
+    for magic, what in _OTHER_FORMATS.items():
+        if head.startswith(magic):
+            raise CheckpointError(f"{path} is {what}, not a PyTorch model", _FORMAT_FIX)
+    if path.suffix.lower() in TORCH_SUFFIXES:
+        raise CheckpointError(
+            f"{path} looks truncated or corrupt: it is not a zip, pickle or safetensors file",
+            "re-save or re-download the checkpoint",
+        )
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path} is an ONNX model, which deadrelu cannot scan", _FORMAT_FIX)
+    raise CheckpointError(
+        f"{path} is not a PyTorch model file (unrecognised content, extension {path.suffix or 'none'!r})",
+        _FORMAT_FIX,
+    )
+
+
+_FORMAT_FIX = (
+    "pass a file written by torch.save, torch.jit.save, torch.export.save or safetensors "
+    "(.pt, .pth, .bin, .ckpt, .pt2, .safetensors)"
+)
+
+
+def _zip_kind(path: Path, names: list[str]) -> str:
+    if any(
+        re.fullmatch(r"([^/]+/)?(archive_format|serialized_exported_program\.json)", n)
+        for n in names
+    ) or any(re.fullmatch(r"([^/]+/)?models/[^/]+\.json", n) for n in names):
+        return "export"
+    if any(
+        re.fullmatch(r"([^/]+/)?constants\.pkl", n) or re.match(r"([^/]+/)?code/", n) for n in names
+    ):
+        return "torchscript"
+    if any(re.fullmatch(r"([^/]+/)?data\.pkl", n) for n in names):
+        return "pickle"
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    raise CheckpointError(
+        f"{path} is a zip archive but not a PyTorch checkpoint (it holds {shown})", _FORMAT_FIX
+    )
+
+
+def _load_pickle(
+    path: Path, *, trusted: bool, import_paths: Sequence[str | Path], map_location: Any
+) -> Any:
+    import torch
+
+    from deadrelu.loading.pickle_safety import allowed_globals, scan_checkpoint
+
+    try:
+        if trusted:
+            with extra_sys_path(import_paths):
+                return torch.load(path, map_location=map_location, weights_only=False)
+        allowed = allowed_globals(path, scan_checkpoint(path), import_paths=import_paths)
+        if allowed and not hasattr(torch.serialization, "safe_globals"):
+            raise CheckpointError(
+                f"{path} holds a whole pickled model, which this torch {torch.__version__} cannot "
+                "load safely",
+                "upgrade torch to 2.5 or newer, or pass --trust-checkpoint if you trust the file",
+            )
+        with extra_sys_path(import_paths):
+            if allowed:
+                with torch.serialization.safe_globals(allowed):
+                    return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: {_unpickling_reason(exc)}",
+            "pass --trust-checkpoint to unpickle it fully (this runs code from the file; only do "
+            "it if you trust where it came from)",
+        ) from exc
+    except (EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(
+            f"{path} looks truncated or corrupt: torch.load failed ({one_line(exc)})",
+            "re-save or re-download the checkpoint",
+        ) from exc
+    except Exception as exc:  # unpickling user classes can raise anything
+        raise CheckpointError(
+            f"loading {path} raised {type(exc).__name__}: {one_line(exc)}",
+            "check that the model's code is the version the file was saved with",
+        ) from exc
+
+
+def _unpickling_reason(exc: BaseException) -> str:
+    # torch's message is several paragraphs; keep the line that names the global.
+    for line in str(exc).splitlines():
+        if "GLOBAL" in line or "Unsupported" in line:
+            return " ".join(line.split())
+    return one_line(exc)
+
+
+def _load_safetensors(path: Path, map_location: Any) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise CheckpointError(
+            f"{path} is a safetensors file but the safetensors package is not installed",
+            "pip install 'deadrelu[safetensors]'",
+        ) from exc
+    try:
+        return dict(load_file(str(path), device=_device_of(map_location) or "cpu"))
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} looks truncated or corrupt: safetensors cannot read it ({one_line(exc)})",
+            "re-save or re-download the checkpoint",
+        ) from exc
+
+
+def _load_torchscript(path: Path, map_location: Any) -> nn.Module:
+    import torch
+
+    try:
+        return torch.jit.load(str(path), map_location=map_location)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is a TorchScript archive that cannot be loaded ({one_line(exc)})",
+            "re-export it with torch.jit.save from this torch version, or re-download it",
+        ) from exc
+
+
+def _load_export(path: Path) -> nn.Module:
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+        return program.module()
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is a torch.export program that cannot be loaded ({one_line(exc)})",
+            "re-export it with torch.export.save from this torch version, or re-download it",
+        ) from exc
+
+
+def _interpret(
+    obj: Any,
+    path: Path,
+    arch: str | None,
+    arch_kwargs: Mapping[str, Any] | None,
+    import_paths: Sequence[str | Path],
+    map_location: Any,
+) -> LoadedModel:
+    from torch import nn
+
+    from deadrelu.loading.state_dict import NESTED_KEYS, describe_container, find_nested
+
+    found = find_nested(obj)
+    if found is None:
+        raise CheckpointError(
+            f"{path} holds {describe_container(obj)}, not a model or state dict (looked under "
+            f"{', '.join(NESTED_KEYS[:6])}, ...)",
+            "save the model itself (torch.save(model)) or its state dict (torch.save(model.state_dict()))",
+        )
+    inner, where = found
+    notes = [f"weights taken from checkpoint key {where!r}"] if where else []
+    if isinstance(inner, nn.Module):
+        return _loaded(inner, "pickle", path, [*notes, *_ignored_arch(arch)])
+    return _from_state_dict(
+        inner, "state_dict", path, arch, arch_kwargs, import_paths, map_location, notes
+    )
+
+
+def _from_state_dict(
+    state: Mapping[str, torch.Tensor],
+    fmt: str,
+    path: Path,
+    arch: str | None,
+    arch_kwargs: Mapping[str, Any] | None,
+    import_paths: Sequence[str | Path],
+    map_location: Any,
+    notes: list[str],
+) -> LoadedModel:
+    from deadrelu.loading.state_dict import apply_state_dict
+
+    if arch is None:
+        kind = "safetensors file" if fmt == "safetensors" else "state dict"
+        raise CheckpointError(
+            f"{path} is a {kind} ({len(state)} tensors) and holds no model code",
+            "this file is a state dict; pass --arch module:Class (or path/to/file.py:Class) "
+            "to build the model",
+        )
+    model = build_arch(arch, arch_kwargs, import_paths=import_paths)
+    missing, unexpected, more_notes = apply_state_dict(model, state, path=path, arch=arch)
+    device = _device_of(map_location)
+    if device is not None and device != "cpu":
+        model = model.to(device)
+    return _loaded(model, fmt, path, [*notes, *more_notes], missing, unexpected)
+
+
+def build_arch(
+    arch: str,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    *,
+    import_paths: Sequence[str | Path] = (),
+) -> nn.Module:
+    """Build a model from an ``--arch`` spec.
+
+    Raises:
+        ConfigError: bad syntax, unimportable module, missing or non-callable
+            attribute, a factory that raises or returns something other than a module.
+    """
+    from torch import nn
+
+    factory = resolve_object(arch, option="--arch", error=ConfigError, import_paths=import_paths)
+    if not callable(factory):
+        raise ConfigError(
+            f"--arch {arch!r} names a {type(factory).__name__}, which cannot be called",
+            "point --arch at a Module class or a function that returns one",
+        )
+    kwargs = dict(arch_kwargs or {})
+    try:
+        with extra_sys_path(import_paths):
+            model = factory(**kwargs)
+    except Exception as exc:
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(
+            f"--arch {arch!r}: calling it with ({shown}) raised {type(exc).__name__}: {one_line(exc)}",
+            "check --arch-kwargs against its signature",
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"--arch {arch!r} returned a {type(model).__name__}, not an nn.Module",
+            "point --arch at a Module class or a function that returns one",
+        )
+    return model
+
+
+def _device_of(map_location: Any) -> str | None:
+    """The single device ``map_location`` names, if it names one (not a dict or callable)."""
+    import torch
+
+    if isinstance(map_location, (str, torch.device)):
+        return str(map_location)
+    return None
+
+
+def _ignored_arch(arch: str | None) -> list[str]:
+    return [f"--arch {arch} ignored: the file holds a whole model"] if arch else []
+
+
+def _loaded(
+    model: nn.Module,
+    fmt: str,
+    path: Path,
+    notes: list[str],
+    missing: tuple[str, ...] = (),
+    unexpected: tuple[str, ...] = (),
+) -> LoadedModel:
+    from torch import nn
+
+    if not isinstance(model, nn.Module):  # defensive: torch.jit/export return modules
+        raise CheckpointError(f"{path} did not produce an nn.Module", _FORMAT_FIX)
+    count = sum(p.numel() for p in model.parameters())
+    if fmt == "export":
+        name = "exported program"
+    else:
+        name = getattr(model, "original_name", None) or type(model).__name__
+    description = f"{name} from {path.name} ({fmt}, {count:,} parameters)"
+    return LoadedModel(model, fmt, description, tuple(notes), missing, unexpected)
