@@ -348,9 +348,10 @@ class Collector:
         if self._tracing:  # whatever consumes this output was fed by this site
             self._producers[id(out)] = (weakref.ref(out), name, True)
         info = site.info
-        y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
-        scratch = self._scratch_for(y3)
-        site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)
+        with torch.no_grad():  # during training: never part of the autograd graph
+            y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
+            scratch = self._scratch_for(y3)
+            site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)
 
     def _sample_axis(self, out: Tensor, info: SiteInfo) -> int:
         # Batches are batch-first; a (T, N, C) tensor inside the model keeps the axis

@@ -225,7 +225,7 @@ def _load_pickle(
             )
         with extra_sys_path(import_paths):
             if allowed:
-                with torch.serialization.safe_globals(allowed):
+                with torch.serialization.safe_globals([*allowed]):
                     return torch.load(path, map_location=map_location, weights_only=True)
             return torch.load(path, map_location=map_location, weights_only=True)
     except CheckpointError:
