@@ -29,7 +29,6 @@ pillow and safetensors. Does not import ``deadrelu``.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import sys
@@ -45,7 +44,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import models  # noqa: E402  (must be the top-level name "models" for the pickles)
+# Must be imported as the top-level module "models": the whole-model pickles
+# record the class as models.DigitsMLP / models.DigitsCNN.
 from models import DigitsCNN, DigitsMLP  # noqa: E402
 
 assert DigitsMLP.__module__ == "models", DigitsMLP.__module__
@@ -150,7 +150,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def all_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+    return all(
+        bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
+    )
 
 
 def fmt_dead(d: dict[str, list[int]]) -> str:
@@ -205,7 +207,7 @@ def write_data(x_te: np.ndarray, y_te: np.ndarray) -> None:
         (png_root / str(c)).mkdir(parents=True)
     # pixel value p in 0..16  ->  round(p * 255 / 16); reading back /255 gives ~ p/16
     pixels = np.round(x_te * 255.0).clip(0, 255).astype(np.uint8).reshape(-1, 8, 8)
-    for idx, (img, label) in enumerate(zip(pixels, y_te)):
+    for idx, (img, label) in enumerate(zip(pixels, y_te, strict=True)):
         Image.fromarray(img).save(png_root / str(int(label)) / f"{idx:03d}.png")
 
 
