@@ -209,6 +209,9 @@ class Collector:
         self.enabled = True
         self.sites: dict[str, Site] = {}
         self.last_site: str | None = None
+        #: (site name or module path, direct) that produced the model's output on the
+        #: first forward, if known; read by the diagnosis (a ReLU on the output).
+        self.output_producer: tuple[str, bool] | None = None
         self._names: dict[int, str] = {}
         for name, m in model.named_modules(remove_duplicate=False):
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
@@ -276,6 +279,8 @@ class Collector:
         if not self._stack or self._stack[-1][0] is not module:
             return
         _, path, _, _ = self._stack.pop()
+        if self._tracing and not self._stack:  # before the root module claims the output
+            self.output_producer = self._producer_of(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
             self._note_producer(output, path, True)
         if not self._stack:

@@ -308,6 +308,11 @@ def merge_reports(reports: Sequence[Report]) -> Report:
     meta["data"] = " + ".join(str(r.meta.get("data", "?")) for r in reports)
     meta["partial"] = any(r.partial for r in reports)
     meta["merged_from"] = len(reports)
+    from deadrelu.diagnose.datameta import merge_data_meta
+
+    for key in ("input_stats", "output_stats"):
+        meta.pop(key, None)
+    meta.update(merge_data_meta([r.meta for r in reports]))
     base = Report(tuple(merged[n] for n in names), first.thresholds, meta, (), first.evidence)
     from deadrelu.diagnose import diagnose
 

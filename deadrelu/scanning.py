@@ -20,6 +20,8 @@ from torch import nn
 from deadrelu import batches
 from deadrelu.analyzer import Thresholds
 from deadrelu.collector import Collector, eval_mode
+from deadrelu.diagnose.datastats import DataStats
+from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
 from deadrelu.report import Report
 
@@ -109,6 +111,7 @@ def scan(
     partial_on_interrupt: bool = False,
     model_name: str | None = None,
     data_name: str | None = None,
+    selection: Selection | Mapping[str, Any] | None = None,
 ) -> Report:
     """Scan ``model`` over ``data`` and report per-unit firing statistics.
 
@@ -130,6 +133,9 @@ def scan(
         partial_on_interrupt: on Ctrl-C return the report of the batches seen so far,
             marked ``partial``, instead of raising ``KeyboardInterrupt``.
         model_name, data_name: labels for the report header.
+        selection: which diagnosis rules to report (``select``/``ignore``/``per_layer_ignores``,
+            see :class:`~deadrelu.diagnose.Selection`); kept in ``meta["selection"]`` so that
+            re-diagnosis (``with_thresholds``, ``merge``) uses the same rules.
 
     Returns:
         A :class:`~deadrelu.report.Report`.
@@ -144,6 +150,7 @@ def scan(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", "pass e.g. 256")
     thresholds = thresholds or Thresholds()
+    chosen = Selection.coerce(selection)
     module, notes = unwrap(model)
     dev = resolve_device(module, device)
     home = resolve_device(module, None)
@@ -153,6 +160,7 @@ def scan(
         total = min(total, limit) if total is not None else limit
 
     collector = Collector(module, unit_axis=unit_axis, saturation_margin=saturation_margin)
+    data_stats = DataStats()
     seen = 0
     partial = False
     start = time.perf_counter()
@@ -170,8 +178,9 @@ def scan(
                 if n <= 0:
                     break
                 inputs = batches.to_device(inputs, dev, dtype)
+                data_stats.update_input(inputs)
                 try:
-                    batches.call(module, inputs)
+                    output = batches.call(module, inputs)
                 except KeyboardInterrupt:
                     raise
                 except DeadReluError:
@@ -184,6 +193,7 @@ def scan(
                         f"{where}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "),
                         "check that the data matches the model's input (shape, dtype, device)",
                     ) from exc
+                data_stats.update_output(output)
                 seen += n
                 if progress is not None:
                     progress(seen, total)
@@ -230,7 +240,13 @@ def scan(
         "torch_version": torch.__version__,
         "model_signature": model_signature(module),
         "weights_fingerprint": weights_fingerprint(module),
+        **data_stats.to_meta(),
     }
+    if collector.output_producer is not None:
+        producer, direct = collector.output_producer
+        meta["output"] = {"producer": producer, "direct": direct}
+    if chosen is not None:
+        meta["selection"] = chosen.to_dict()
     evidence = collect_evidence(module, sites)
     report = Report(tuple(sites), thresholds, meta, (), evidence)
     from dataclasses import replace

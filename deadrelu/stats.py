@@ -19,8 +19,11 @@ one sample, e.g. one pixel of a conv channel, one token of a sequence feature):
 * ``sum`` / ``abs_sum``: sum of the activation output and of its absolute value.
 * ``max``: largest finite output seen (``-inf`` before any).
 * ``saturated``: positions in the flat region of a bounded activation.
-* ``nonfinite``: (sample, unit) slices that contained NaN or ±Inf. Such slices
-  are left out of ``sum``/``abs_sum``/``max``; NaN positions never count as firing.
+* ``nonfinite``: (sample, unit) slices that contained NaN or ±Inf — for Linear
+  outputs, where a slice is one value, exactly the number of NaN/Inf values.
+  NaN never counts as firing. Values from such slices are left out of
+  ``sum``/``abs_sum``/``max`` (for Linear outputs, the unit's whole batch is left
+  out: locating single bad values would cost two more full passes per call).
 """
 
 from __future__ import annotations
@@ -105,45 +108,71 @@ class UnitStats:
         Args:
             y3: the activation output laid out as ``(S, U, R)`` (``reduce_dim=2``) or
                 ``(S, R, U)`` (``reduce_dim=1``): S samples, U units, R positions each.
+                ``R == 1`` (Linear outputs) takes a faster path with no reduction over R.
             level: the unit fires where ``y > level``.
             sat_low, sat_high: saturation bounds (see :mod:`deadrelu.kinds`).
             nonneg: the output is never negative, so ``abs_sum == sum``.
-            scratch: a float32 buffer with ``y3.numel()`` elements, reused for the
-                0/1 masks. Comparisons written into a float buffer and summed are
-                several times faster on CPU than summing a bool tensor.
+            scratch: a float32 buffer with at least ``y3.numel()`` elements, reused for
+                0/1 masks. On CPU, a comparison written into a float buffer and summed is
+                several times faster than summing a bool tensor; it is exact while the
+                counts stay below 2**24, which :data:`_FLOAT_EXACT` guards.
+
+        Performance notes: every full-size pass costs about as much as the activation
+        itself, so the work on the full tensor is kept to one mask-and-sum, one sum
+        and one max (plus ``abs`` for signed kinds and the saturation masks for bounded
+        kinds). NaN/Inf handling happens on the per-slice results, which are small,
+        except for ``R == 1`` where slices are single positions.
         """
         if y3.dtype not in (torch.float32, torch.float64):
             y3 = y3.float()
-        n_samples = y3.shape[0]
-        n_pos = y3.shape[reduce_dim]
-        buf = scratch[: y3.numel()].view(y3.shape) if y3.dtype == torch.float32 else torch.empty_like(y3)
-        exact_in_float = n_pos < _FLOAT_EXACT
+        n_samples, n_pos = y3.shape[0], y3.shape[reduce_dim]
+        flat = n_pos == 1
+        y = y3.squeeze(reduce_dim) if flat else y3  # (S, U) for Linear outputs
+        in_place = y.dtype == torch.float32
+        buf = scratch[: y.numel()].view(y.shape) if in_place else torch.empty_like(y)
+        exact = n_samples * n_pos < _FLOAT_EXACT or y.dtype == torch.float64
+
+        def count(op: Any, value: float) -> Tensor:
+            """Per-slice counts (S, U) of positions where ``op(y, value)`` holds."""
+            mask = op(y, value, out=buf) if exact else op(y, value).double()
+            return mask if flat else mask.sum(reduce_dim)
+
         t = self.tensors
-        acc = t["active"].dtype
-
-        def count(mask_op: Any, value: float) -> Tensor:
-            if exact_in_float:
-                return mask_op(y3, value, out=buf).sum(reduce_dim)
-            return mask_op(y3, value).sum(reduce_dim, dtype=torch.int64)
-
-        fired = count(torch.gt, level)  # (S, U)
-        sums = y3.sum(reduce_dim)  # (S, U); NaN/Inf here flags the slice
-        bad = ~torch.isfinite(sums)
-        t["active"].add_(fired.sum(0, dtype=acc))
-        t["sample_active"].add_((fired > 0).sum(0, dtype=acc))
-        t["nonfinite"].add_(bad.sum(0, dtype=acc))
-        t["sum"].add_(sums.masked_fill(bad, 0.0).sum(0, dtype=acc))
-        if nonneg:
-            abs_sums = sums
+        ninf = float("-inf")
+        fired = count(torch.gt, level)
+        fired_total = fired.sum(0)
+        t["active"].add_(fired_total)
+        if flat:
+            # Slices are single positions, so every pass here is full-size: each one
+            # writes into the reused buffer, and NaN/Inf is located per unit from the
+            # raw column sum; such a unit's batch is left out of sum/abs_sum/max.
+            t["sample_active"].add_(fired_total)  # one position per sample
+            # y - y is 0 where finite and NaN where NaN/Inf: one exact nonfinite count.
+            t["nonfinite"].add_(torch.ne(torch.sub(y, y, out=buf), 0, out=buf).sum(0))
+            raw = y.sum(0)
+            bad_unit = torch.isnan(raw - raw)
+            sum_part = raw.masked_fill(bad_unit, 0.0)
+            abs_part = sum_part if nonneg else torch.abs(y, out=buf).sum(0).masked_fill(bad_unit, 0.0)
+            max_part = y.amax(0).masked_fill(bad_unit, ninf)
         else:
-            abs_sums = torch.abs(y3, out=buf).sum(reduce_dim) if buf.dtype == y3.dtype else y3.abs().sum(reduce_dim)
-        t["abs_sum"].add_(abs_sums.masked_fill(bad, 0.0).sum(0, dtype=acc))
-        slice_max = y3.amax(reduce_dim).masked_fill(bad, float("-inf")).amax(0)
-        torch.maximum(t["max"], slice_max.to(acc), out=t["max"])
+            # Per-slice results are small (S x U): NaN/Inf handling is cheap here.
+            t["sample_active"].add_((fired > 0).sum(0))
+            sums = y.sum(reduce_dim)
+            bad = torch.isnan(sums - sums)
+            t["nonfinite"].add_(bad.sum(0))
+            sum_part = sums.masked_fill(bad, 0.0).sum(0)
+            if nonneg:
+                abs_part = sum_part
+            else:
+                abs_part = torch.abs(y, out=buf).sum(reduce_dim).masked_fill(bad, 0.0).sum(0)
+            max_part = y.amax(reduce_dim).masked_fill(bad, ninf).amax(0)
+        t["sum"].add_(sum_part)
+        t["abs_sum"].add_(abs_part)
+        torch.maximum(t["max"], max_part.to(t["max"].dtype), out=t["max"])
         if sat_low is not None:
-            t["saturated"].add_(count(torch.le, sat_low).sum(0, dtype=acc))
+            t["saturated"].add_(count(torch.le, sat_low).sum(0))
         if sat_high is not None:
-            t["saturated"].add_(count(torch.ge, sat_high).sum(0, dtype=acc))
+            t["saturated"].add_(count(torch.ge, sat_high).sum(0))
         self.samples += n_samples
         self.positions += n_samples * n_pos
 

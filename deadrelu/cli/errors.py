@@ -21,15 +21,17 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
     from deadrelu.errors import DeadReluError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click *returns* the code of typer.Exit (and the 130 it
+        # makes of a KeyboardInterrupt) instead of exiting with it.
+        code = app(args=argv, standalone_mode=False)
     except DeadReluError as exc:
         if debug:
             raise
         error_line(str(exc))
         raise SystemExit(2) from None
     except (typer.Exit, SystemExit) as exc:
-        code: Any = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        raise SystemExit(code) from None
+        exit_code: Any = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        raise SystemExit(exit_code) from None
     except typer.Abort:
         error_line("aborted")
         raise SystemExit(130) from None
@@ -37,9 +39,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
         error_line("interrupted")
         raise SystemExit(130) from None
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # typer >= 0.29 vendors click as typer._click, so match click's exception by shape.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             raise SystemExit(2) from None
         if debug:
@@ -47,3 +48,5 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
         error_line(f"unexpected {type(exc).__name__}: {exc} — this is a bug in deadrelu; "
                    "re-run with --debug and report the traceback")
         raise SystemExit(3) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -101,7 +101,18 @@ def load_model(
     path = Path(path)
     _check_path(path)
     kind = _sniff(path)
+    if trust_checkpoint and kind in ("pickle", "export"):
+        warnings.warn(
+            f"loading {path} without safety checks (--trust-checkpoint): "
+            "code stored in the file may run",
+            UserWarning,
+            stacklevel=2,
+        )
     if kind == "export":
+        if not trust_checkpoint:
+            from deadrelu.loading.export_safety import check_export_archive
+
+            check_export_archive(path)
         return _loaded(_load_export(path), "export", path, [_EXPORT_NOTE, *_ignored_arch(arch)])
     if kind == "torchscript":
         model = _load_torchscript(path, map_location)
@@ -112,13 +123,6 @@ def load_model(
             state, "safetensors", path, arch, arch_kwargs, import_paths, map_location, []
         )
     # kind == "pickle": a torch.save file, zip or legacy.
-    if trust_checkpoint:
-        warnings.warn(
-            f"unpickling {path} with weights_only=False (--trust-checkpoint): "
-            "code stored in the file may run",
-            UserWarning,
-            stacklevel=2,
-        )
     obj = _load_pickle(
         path, trusted=trust_checkpoint, import_paths=import_paths, map_location=map_location
     )
@@ -165,6 +169,11 @@ def _sniff(path: Path) -> str:
             return "safetensors"
     if head[:1] == b"\x80":  # pickle PROTO opcode: a legacy (pre-zip) torch.save file
         return "pickle"
+    if path.name.endswith(".index.json"):
+        raise CheckpointError(
+            f"{path} is the index of a sharded checkpoint, which deadrelu cannot load from the CLI",
+            "load the model in Python and pass it to the library API, or save it as one file",
+        )
     for magic, what in _OTHER_FORMATS.items():
         if head.startswith(magic):
             raise CheckpointError(f"{path} is {what}, not a PyTorch model", _FORMAT_FIX)
@@ -212,18 +221,31 @@ def _load_pickle(
 
     from deadrelu.loading.pickle_safety import allowed_globals, scan_checkpoint
 
+    scan = None
     try:
         if trusted:
             with extra_sys_path(import_paths):
                 return torch.load(path, map_location=map_location, weights_only=False)
-        allowed = allowed_globals(path, scan_checkpoint(path), import_paths=import_paths)
+        scan = scan_checkpoint(path)
+        allowed = allowed_globals(path, scan, import_paths=import_paths)
+        if allowed and scan.legacy:
+            # The legacy format stores module source code through persistent
+            # ids, which the weights-only unpickler rejects outright.
+            raise CheckpointError(
+                f"{path} holds a whole model in the legacy (pre-1.6) torch.save format, which "
+                "cannot be loaded safely",
+                "re-save it with a current torch (or save its state dict and use --arch), or pass "
+                "--trust-checkpoint if you trust the file",
+            )
         if allowed and not hasattr(torch.serialization, "safe_globals"):
             raise CheckpointError(
                 f"{path} holds a whole pickled model, which this torch {torch.__version__} cannot "
                 "load safely",
                 "upgrade torch to 2.5 or newer, or pass --trust-checkpoint if you trust the file",
             )
-        with extra_sys_path(import_paths):
+        with extra_sys_path(import_paths), warnings.catch_warnings():
+            # Our own error explains protocol problems; torch's warning would repeat it.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             if allowed:
                 with torch.serialization.safe_globals([*allowed]):
                     return torch.load(path, map_location=map_location, weights_only=True)
@@ -231,10 +253,17 @@ def _load_pickle(
     except CheckpointError:
         raise
     except pickle.UnpicklingError as exc:
+        if scan is not None and scan.protocol > 2:
+            raise CheckpointError(
+                f"{path} was pickled with protocol {scan.protocol}, which torch's safe "
+                f"(weights-only) loader cannot read ({_unpickling_reason(exc)})",
+                "re-save it with torch.save's default protocol, or pass --trust-checkpoint if "
+                "you trust the file",
+            ) from exc
         raise CheckpointError(
-            f"refusing to load {path}: {_unpickling_reason(exc)}",
-            "pass --trust-checkpoint to unpickle it fully (this runs code from the file; only do "
-            "it if you trust where it came from)",
+            f"refusing to load {path}: torch's weights-only unpickler rejected it "
+            f"({_unpickling_reason(exc)})",
+            _TRUST_FIX,
         ) from exc
     except (EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(
@@ -248,11 +277,26 @@ def _load_pickle(
         ) from exc
 
 
+_TRUST_FIX = (
+    "pass --trust-checkpoint to unpickle it fully (this runs code from the file; only do it if "
+    "you trust where it came from)"
+)
+
+
 def _unpickling_reason(exc: BaseException) -> str:
-    # torch's message is several paragraphs; keep the line that names the global.
-    for line in str(exc).splitlines():
+    """The informative line of torch's several-paragraph weights-only error."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            if rest:
+                return rest
+            if index + 1 < len(lines):
+                return lines[index + 1]
+    for line in lines:
         if "GLOBAL" in line or "Unsupported" in line:
-            return " ".join(line.split())
+            return line
     return one_line(exc)
 
 
@@ -277,7 +321,7 @@ def _load_torchscript(path: Path, map_location: Any) -> nn.Module:
     import torch
 
     try:
-        return torch.jit.load(str(path), map_location=map_location)
+        return torch.jit.load(str(path), map_location=_device_of(map_location))
     except Exception as exc:
         raise CheckpointError(
             f"{path} is a TorchScript archive that cannot be loaded ({one_line(exc)})",
@@ -370,7 +414,7 @@ def build_arch(
     factory = resolve_object(arch, option="--arch", error=ConfigError, import_paths=import_paths)
     if not callable(factory):
         raise ConfigError(
-            f"--arch {arch!r} names a {type(factory).__name__}, which cannot be called",
+            f"--arch {arch!r} names a value of type {type(factory).__name__}, which cannot be called",
             "point --arch at a Module class or a function that returns one",
         )
     kwargs = dict(arch_kwargs or {})
@@ -385,7 +429,7 @@ def build_arch(
         ) from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(
-            f"--arch {arch!r} returned a {type(model).__name__}, not an nn.Module",
+            f"--arch {arch!r} returned a value of type {type(model).__name__}, not an nn.Module",
             "point --arch at a Module class or a function that returns one",
         )
     return model

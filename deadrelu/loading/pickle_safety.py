@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from deadrelu.errors import CheckpointError
 from deadrelu.loading.imports import extra_sys_path, one_line
@@ -78,6 +78,8 @@ class PickleScan:
     globals: list[PickleGlobal] = field(default_factory=list)
     called: set[PickleGlobal] = field(default_factory=set)  # used as REDUCE/OBJ/INST callables
     ext_codes: bool = False
+    protocol: int = 0  # highest PROTO seen; torch's safe unpickler reads protocol 2 reliably
+    legacy: bool = False  # the pre-1.6, non-zip torch.save format
 
 
 def scan_checkpoint(path: Path) -> PickleScan:
@@ -86,37 +88,40 @@ def scan_checkpoint(path: Path) -> PickleScan:
     Raises:
         CheckpointError: the pickle cannot be parsed (truncated or corrupt).
     """
+    with path.open("rb") as stream:
+        return scan_stream(stream, str(path))
+
+
+def scan_stream(stream: BinaryIO, name: str) -> PickleScan:
+    """Like :func:`scan_checkpoint`, for an open binary stream; ``name`` is used in messages."""
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                member = _data_pkl_member(archive)
-                if member is None:
+        if zipfile.is_zipfile(stream):
+            stream.seek(0)
+            with zipfile.ZipFile(stream) as archive:
+                # Every candidate record is scanned, not just the one we think
+                # torch will pick: a crafted archive could hold several.
+                members = _data_pkl_members(archive)
+                if not members:
                     raise CheckpointError(
-                        f"{path} is a zip archive without a data.pkl record, so not a torch.save file",
+                        f"{name} is a zip archive without a data.pkl record, so not a torch.save file",
                         "pass a checkpoint written by torch.save, torch.jit.save or torch.export.save",
                     )
-                data = archive.read(member)
-            return _scan_pickles(_single(data))
-        with path.open("rb") as stream:
-            return _scan_pickles(_sequential(stream))
+                return _scan_pickles(pickletools.genops(archive.read(m)) for m in members)
+        stream.seek(0)
+        scan = _scan_pickles(_sequential(stream))
+        scan.legacy = True
+        return scan
     except CheckpointError:
         raise
     except (ValueError, EOFError, zipfile.BadZipFile, OSError, KeyError) as exc:
         raise CheckpointError(
-            f"{path} looks truncated or corrupt: its pickle cannot be read ({one_line(exc)})",
+            f"{name} looks truncated or corrupt: its pickle cannot be read ({one_line(exc)})",
             "re-save or re-download the checkpoint",
         ) from exc
 
 
-def _data_pkl_member(archive: zipfile.ZipFile) -> str | None:
-    for name in archive.namelist():
-        if re.fullmatch(r"[^/]+/data\.pkl", name) or name == "data.pkl":
-            return name
-    return None
-
-
-def _single(data: bytes) -> Iterator[Iterator[tuple[Any, Any, Any]]]:
-    yield pickletools.genops(data)
+def _data_pkl_members(archive: zipfile.ZipFile) -> list[str]:
+    return [n for n in archive.namelist() if re.fullmatch(r"([^/]+/)?data\.pkl", n)]
 
 
 def _sequential(stream: Any) -> Iterator[Iterator[tuple[Any, Any, Any]]]:
@@ -194,6 +199,8 @@ class _Simulator:
         elif name in _EXT_OPS:
             self.scan.ext_codes = True
             stack.append(None)
+        elif name == "PROTO":
+            self.scan.protocol = max(self.scan.protocol, int(arg))
         elif name == "MARK":
             stack.append(_MARK)
         elif name == "DUP":
@@ -271,13 +278,13 @@ def allowed_globals(
             f"{path} uses pickle extension codes, which hide the globals it loads",
             _TRUST_FIX,
         )
-    default_allowed = _torch_default_allowed()
+    allowed_by_torch = default_allowed()
     allowed: list[tuple[Callable[..., Any], str]] = []
     unsafe: list[str] = []
     unimportable: list[tuple[PickleGlobal, str]] = []
     with extra_sys_path(import_paths):
         for ref in scan.globals:
-            if ref.dotted in default_allowed:
+            if ref.dotted in allowed_by_torch:
                 continue
             found, obj, reason = _resolve(ref)
             if not found:
@@ -288,7 +295,7 @@ def allowed_globals(
                 continue
             if _is_module_class(obj):
                 if ref in scan.called:
-                    unsafe.append(f"{ref.dotted} (called with arguments, not just rebuilt)")
+                    unsafe.append(f"{ref.dotted} (a model class, but called with arguments)")
                 else:
                     allowed.append((obj, ref.dotted))
             elif _is_functional(obj):
@@ -298,15 +305,15 @@ def allowed_globals(
     if unsafe:
         listed = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
         raise CheckpointError(
-            f"refusing to load {path}: its pickle references {listed}, which is not a model "
-            "class and could run code when unpickled",
+            f"refusing to load {path}: its pickle uses {listed}, which could run code when "
+            "unpickled (only model classes and tensors are allowed)",
             _TRUST_FIX,
         )
     if unimportable:
         ref, reason = unimportable[0]
         raise CheckpointError(
             f"{path} pickles class {ref.dotted}, which cannot be imported ({reason})",
-            _import_fix(ref),
+            _import_fix(ref, reason),
         )
     return allowed
 
@@ -317,11 +324,16 @@ _TRUST_FIX = (
 )
 
 
-def _import_fix(ref: PickleGlobal) -> str:
+def _import_fix(ref: PickleGlobal, reason: str) -> str:
     if ref.module == "__main__":
         return (
             f"the class was defined in the script that saved the file; move {ref.name} into a "
             f"module and pass --import-path DIR, or save model.state_dict() and use --arch"
+        )
+    if "has no attribute" in reason:
+        return (
+            f"{ref.module} no longer defines {ref.name}; use the version of the code the file was "
+            "saved with, or save a state dict and use --arch"
         )
     top = ref.module.split(".")[0]
     return f"pass --import-path DIR with the directory that contains the {top!r} package or module"
@@ -363,7 +375,8 @@ def _is_functional(obj: Any) -> bool:
     )
 
 
-def _torch_default_allowed() -> set[str]:
+def default_allowed() -> set[str]:
+    """Globals torch's weights-only unpickler accepts without being told (tensor rebuilding)."""
     try:
         from torch import _weights_only_unpickler as wou
 

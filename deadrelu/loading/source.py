@@ -79,12 +79,14 @@ def limited(batches: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
         yield from batches
         return
     remaining = limit
+    if remaining <= 0:
+        return
     for batch in batches:
-        if remaining <= 0:
-            return
         size = batch_length(batch)
         if size > remaining:
             batch = take(batch, remaining)
             size = remaining
         remaining -= size
         yield batch
+        if remaining <= 0:  # checked after yielding, so no extra batch is read
+            return

@@ -1,0 +1,119 @@
+"""Output formats of ``deadrelu check`` for people and CI systems.
+
+One closed set of formats (:class:`CheckFormat`), one function per format, each
+taking the same :class:`CheckRun` (the gate outcome, the report it judged and
+where the model file is) and returning text. The reporter only presents:
+nothing here decides whether a gate passed.
+
+==========  =================================================================
+table       rich table for a terminal (:mod:`deadrelu.ci.text`)
+markdown    a PR comment / job summary (:mod:`deadrelu.ci.text`)
+github      workflow annotations (:mod:`deadrelu.ci.github`)
+junit       JUnit XML, one test case per gate and layer (:mod:`deadrelu.ci.junit`)
+sarif       SARIF 2.1.0 for code-scanning dashboards (:mod:`deadrelu.ci.sarif`)
+json        the outcome as JSON (below)
+==========  =================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deadrelu.gates import GateOutcome
+    from deadrelu.report import Report
+
+
+class CheckFormat(str, Enum):
+    """The ``--format`` values of ``deadrelu check``."""
+
+    table = "table"
+    json = "json"
+    github = "github"
+    junit = "junit"
+    sarif = "sarif"
+    markdown = "markdown"
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What every format renders.
+
+    Attributes:
+        outcome: the gate results.
+        report: the scan the gates judged.
+        model_path: the model file as given on the command line (annotation and SARIF
+            location; keep it relative to the repository root for GitHub).
+        baseline_path: the baseline report, if one was compared.
+    """
+
+    outcome: GateOutcome
+    report: Report
+    model_path: str | None = None
+    baseline_path: str | None = None
+
+    @property
+    def model_label(self) -> str:
+        return self.model_path or str(self.report.meta.get("model", "model"))
+
+    def headline(self) -> str:
+        """``"deadrelu check: 2 of 5 gates failed"`` / ``"... all 5 gates passed"``."""
+        total, failed = len(self.outcome.results), len(self.outcome.failures)
+        gates = "gate" if total == 1 else "gates"
+        if failed:
+            return f"deadrelu check: {failed} of {total} {gates} failed"
+        if total == 1:
+            return "deadrelu check: the 1 gate passed"
+        return f"deadrelu check: all {total} gates passed"
+
+    def summary_line(self) -> str:
+        """``"384 units in 3 layers, 256 dead (66.7%), 360 samples"``."""
+        s = self.report.summary()
+        return (f"{s['units']:,} units in {s['layers']} layers, {s['dead']:,} dead "
+                f"({s['dead_fraction'] * 100:.1f}%), {s['samples']:,} samples")
+
+
+def render_json(run: CheckRun) -> str:
+    """The outcome, the report's summary and findings as one JSON document."""
+    from deadrelu import __version__
+
+    doc: dict[str, Any] = {
+        "tool": "deadrelu",
+        "version": __version__,
+        "model": run.model_label,
+        "baseline": run.baseline_path,
+        **run.outcome.to_dict(),
+        "summary": run.report.summary(),
+        "findings": [f.to_dict() for f in run.report.findings],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def render(fmt: CheckFormat | str, run: CheckRun, *, width: int | None = None) -> str:
+    """Render ``run`` in ``fmt``; ``width`` sets the table format's console width."""
+    fmt = CheckFormat(fmt)
+    if fmt is CheckFormat.json:
+        return render_json(run)
+    if fmt is CheckFormat.github:
+        from deadrelu.ci.github import render_annotations
+
+        return render_annotations(run)
+    if fmt is CheckFormat.junit:
+        from deadrelu.ci.junit import render_junit
+
+        return render_junit(run)
+    if fmt is CheckFormat.sarif:
+        from deadrelu.ci.sarif import render_sarif
+
+        return render_sarif(run)
+    from deadrelu.ci.text import render_markdown, render_table_text
+
+    if fmt is CheckFormat.markdown:
+        return render_markdown(run)
+    return render_table_text(run, width=width)
+
+
+__all__ = ["CheckFormat", "CheckRun", "render", "render_json"]

@@ -1,0 +1,320 @@
+"""``deadrelu check``: scan a checkpoint and fail the build when a gate fails.
+
+A thin shell: loading and scanning are shared with ``scan``
+(:mod:`deadrelu.cli.options`), the verdict is :func:`deadrelu.gates.evaluate`,
+the output is :mod:`deadrelu.ci`. Gates come from ``[tool.deadrelu.check]``
+and the flags (flags win; ``--max-dead-layer`` flags are added after the
+file's, so they win for the layers they match).
+
+Exit codes: 0 every gate passed (or ``--exit-zero``), 1 a gate failed, 2 an
+error (bad option, unreadable model, data or baseline), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+# deadrelu.ci imports only the standard library at module level; typer needs the enum
+# for the --format choices.
+from deadrelu.ci import CheckFormat as _CheckFormat
+from deadrelu.cli.options import (
+    AlwaysOnOpt,
+    ArchKwargsOpt,
+    ArchOpt,
+    BatchSizeOpt,
+    ChannelsOpt,
+    ConfigOpt,
+    DataOpt,
+    DebugOpt,
+    DeviceOpt,
+    DormancyOpt,
+    ImageSizeOpt,
+    ImportPathOpt,
+    LimitOpt,
+    ModelArg,
+    NoProgressOpt,
+    NormalizeOpt,
+    OutputOpt,
+    QuietOpt,
+    RareOpt,
+    SaturatedOpt,
+    TargetOpt,
+    TauOpt,
+    TrustCheckpointOpt,
+)
+
+if TYPE_CHECKING:
+    from deadrelu.ci import CheckFormat, CheckRun
+    from deadrelu.config import Config
+    from deadrelu.gates import Gates
+    from deadrelu.report import Report
+
+GATES_PANEL = "Gates"
+OUTPUT_PANEL = "Output"
+
+
+MaxDeadOpt = Annotated[str | None, typer.Option(
+    "--max-dead", metavar="SHARE", show_default=False, rich_help_panel=GATES_PANEL,
+    help="Fail when more than this share of all units is dead: 5% or 0.05.",
+)]
+MaxDeadLayerOpt = Annotated[list[str] | None, typer.Option(
+    "--max-dead-layer", metavar="GLOB=SHARE", show_default=False, rich_help_panel=GATES_PANEL,
+    help="Fail when a layer matching GLOB has more than SHARE dead units, e.g. "
+         "'encoder.*=20%' (repeatable; for a layer matched twice the last one wins).",
+)]
+FailOnOpt = Annotated[list[str] | None, typer.Option(
+    "--fail-on", metavar="CODES", show_default=False, rich_help_panel=GATES_PANEL,
+    help="Fail on findings with these codes (DR001), code prefixes (DR0) or severities "
+         "(error, warning: that severity or worse); comma-separated or repeated. "
+         "Default when no gate is set anywhere: error.",
+)]
+BaselineOpt = Annotated[Path | None, typer.Option(
+    "--baseline", metavar="REPORT.json", show_default=False, rich_help_panel=GATES_PANEL,
+    help="A report of the last good checkpoint (`deadrelu scan --format json`); fail when the "
+         "dead fraction rose by more than --max-increase, whole model or any layer.",
+)]
+MaxIncreaseOpt = Annotated[str | None, typer.Option(
+    "--max-increase", metavar="PP", show_default=False, rich_help_panel=GATES_PANEL,
+    help="Allowed rise over --baseline in percentage points: 2, 2pp or 2% "
+         "\\[default with --baseline: 0].",
+)]
+ExitZeroOpt = Annotated[bool, typer.Option(
+    "--exit-zero", rich_help_panel=GATES_PANEL,
+    help="Exit 0 even when a gate fails (errors still exit 2).",
+)]
+CheckFormatOpt = Annotated[_CheckFormat, typer.Option(
+    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    help="table: gates table for a terminal; github: workflow annotations (plus a job summary "
+         "in $GITHUB_STEP_SUMMARY); junit: JUnit XML; sarif: SARIF 2.1.0; json; markdown: for a "
+         "PR comment. Anything but table puts only that format on stdout.",
+)]
+
+HELP = """
+Scan MODEL and fail (exit 1) when too many units are dead.
+
+Takes the same model and data options as `deadrelu scan`, plus gates. Every
+gate is evaluated and every failure listed with its size and place. Gates can
+also be set in \\[tool.deadrelu.check] of pyproject.toml; flags win.
+
+Exit codes: 0 all gates pass, 1 a gate failed, 2 an error (bad option, model,
+data or baseline). --exit-zero turns 1 into 0.
+
+[bold]Examples[/bold]
+
+[dim]# at most 5% dead overall, 20% in any encoder layer[/dim]
+  deadrelu check model.pt --arch mypkg.nets:Net --data val/ \\
+      --max-dead 5% --max-dead-layer 'encoder.*=20%'
+
+[dim]# no more than 2 points worse than the last good checkpoint[/dim]
+  deadrelu scan good.pt --arch mypkg.nets:Net --data val/ --format json > baseline.json
+  deadrelu check new.pt --arch mypkg.nets:Net --data val/ \\
+      --baseline baseline.json --max-increase 2pp
+
+[dim]# in GitHub Actions: annotations and a job summary[/dim]
+  deadrelu check model.pt --data val/ --max-dead 5% --format github
+
+[dim]# with the sample models in the repository (fails: a learning-rate spike killed units)[/dim]
+  deadrelu check sample_models/series/step_400.pt \\
+      --arch sample_models/models.py:DigitsMLP \\
+      --data sample_models/data/digits_test.npy --max-dead 20%
+"""
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``check`` command to ``app``."""
+    app.command("check", help=HELP, no_args_is_help=True, rich_help_panel=None)(check_command)
+
+
+def check_command(
+    model: ModelArg,
+    *,
+    arch: ArchOpt = None,
+    arch_kwargs: ArchKwargsOpt = None,
+    import_path: ImportPathOpt = None,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    device: DeviceOpt = None,
+    data: DataOpt,
+    batch_size: BatchSizeOpt = None,
+    limit: LimitOpt = None,
+    image_size: ImageSizeOpt = None,
+    normalize: NormalizeOpt = None,
+    channels: ChannelsOpt = None,
+    target: TargetOpt = None,
+    max_dead: MaxDeadOpt = None,
+    max_dead_layer: MaxDeadLayerOpt = None,
+    fail_on: FailOnOpt = None,
+    baseline: BaselineOpt = None,
+    max_increase: MaxIncreaseOpt = None,
+    exit_zero: ExitZeroOpt = False,
+    config: ConfigOpt = None,
+    rare: RareOpt = None,
+    always_on: AlwaysOnOpt = None,
+    saturated: SaturatedOpt = None,
+    dormancy: DormancyOpt = None,
+    tau: TauOpt = None,
+    output_format: CheckFormatOpt = _CheckFormat.table,
+    output: OutputOpt = None,
+    no_progress: NoProgressOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    from deadrelu.ci import CheckRun
+    from deadrelu.cli.options import (
+        LoadOptions,
+        load_model_and_data,
+        load_settings,
+        run_scan,
+        warnings_to_stderr,
+    )
+    from deadrelu.cli.scan import _check_output_path, apply_selection
+    from deadrelu.gates import evaluate
+
+    with warnings_to_stderr(quiet):
+        settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
+                                 dormancy=dormancy, tau=tau, device=device)
+        cfg = settings.config
+        # Everything a user can get wrong is checked before the (slow) scan.
+        gates, notes = resolve_gates(cfg, max_dead=max_dead, max_dead_layer=max_dead_layer or [],
+                                     fail_on=fail_on or [], max_increase=max_increase,
+                                     baseline=baseline)
+        baseline_path = baseline or _config_baseline(cfg)
+        base_report = _load_baseline(baseline_path) if baseline_path is not None else None
+        exit_zero = exit_zero or bool(cfg.check.get("exit_zero", False))
+        opts = LoadOptions.from_cli(
+            model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
+            trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
+            image_size=image_size, normalize=normalize, target=target, channels=channels,
+            config=cfg,
+        )
+        if output is not None:
+            _check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
+        loaded, source = load_model_and_data(opts)
+        report = run_scan(
+            loaded.model, source, thresholds=settings.thresholds, progress=not no_progress,
+            quiet=quiet, device=settings.device, model_name=loaded.description,
+            data_name=source.description, notes=[*loaded.notes, *source.notes],
+            limit=opts.limit, partial_on_interrupt=False, **settings.scan_kwargs(),
+        )
+    report = apply_selection(report, cfg)
+    outcome = evaluate(report, gates, base_report)
+    if notes:
+        from dataclasses import replace
+
+        outcome = replace(outcome, notes=(*notes, *outcome.notes))
+    run = CheckRun(outcome, report, display_path(model),
+                   display_path(baseline_path) if baseline_path is not None else None)
+    emit(run, output_format, output=output, quiet=quiet)
+    code = outcome.exit_code(exit_zero=exit_zero)
+    if code:
+        raise typer.Exit(code)
+
+
+def resolve_gates(
+    config: Config,
+    *,
+    max_dead: str | None,
+    max_dead_layer: list[str],
+    fail_on: list[str],
+    max_increase: str | None,
+    baseline: Path | None,
+) -> tuple[Gates, list[str]]:
+    """The gates from ``[tool.deadrelu.check]`` overridden by flags, and notes on defaults used.
+
+    Raises:
+        ConfigError: a malformed value, or ``--max-increase`` without a baseline.
+    """
+    from deadrelu.errors import ConfigError
+    from deadrelu.gates import (
+        DEFAULT_GATES,
+        Gates,
+        parse_fail_on,
+        parse_fraction,
+        parse_layer_limit,
+        parse_points,
+    )
+
+    gates = Gates.from_config(config.check, exclude_layers=config.exclude_layers).override(
+        max_dead=parse_fraction(max_dead) if max_dead is not None else None,
+        max_dead_layer=[parse_layer_limit(v) for v in max_dead_layer],
+        fail_on=parse_fail_on(fail_on),
+        max_increase=parse_points(max_increase) if max_increase is not None else None,
+    )
+    notes = []
+    has_baseline = baseline is not None or _config_baseline(config) is not None
+    if gates.max_increase is not None and not has_baseline:
+        raise ConfigError("--max-increase compares with a baseline, but none was given",
+                          "pass --baseline report.json (from `deadrelu scan --format json`)")
+    if has_baseline and gates.max_increase is None:
+        from dataclasses import replace
+
+        gates = replace(gates, max_increase=0.0)
+        notes.append("baseline given without --max-increase: any rise in dead fraction fails")
+    if gates.empty:
+        gates = Gates(fail_on=DEFAULT_GATES.fail_on, exclude_layers=gates.exclude_layers)
+        notes.append("no gate configured: using the default --fail-on error "
+                     "(set --max-dead, --max-dead-layer, --fail-on or --baseline)")
+    return gates, notes
+
+
+def _config_baseline(config: Config) -> Path | None:
+    value = config.check.get("baseline")
+    return Path(value) if value else None
+
+
+def _load_baseline(path: Path) -> Report:
+    from deadrelu.errors import ReportError
+    from deadrelu.report import Report
+
+    try:
+        return Report.load(path)
+    except ReportError as exc:
+        # Say which option the file came from; Report.load's message names the file.
+        raise ReportError(f"baseline: {exc.problem}", exc.fix) from exc
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (GitHub and SARIF
+    resolve annotation paths against the repository root), else as given."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def emit(run: CheckRun, output_format: CheckFormat, *, output: Path | None, quiet: bool) -> None:
+    """Print (and with ``--output`` write) the outcome in ``output_format``."""
+    import sys
+
+    from deadrelu.ci import CheckFormat, render
+
+    if output_format is CheckFormat.github:
+        from deadrelu.ci.github import write_step_summary
+
+        write_step_summary(run)
+    if output is not None:
+        from deadrelu.cli.scan import _write_output
+
+        _write_output(output, render(output_format, run, width=120))
+        if not quiet:
+            _print_table(run)
+            sys.stderr.write(f"wrote {output_format.value} to {output}\n")
+        return
+    if output_format is CheckFormat.table:
+        if quiet:
+            sys.stdout.write(run.headline() + "\n")
+        else:
+            _print_table(run)
+        return
+    sys.stdout.write(render(output_format, run))
+
+
+def _print_table(run: CheckRun) -> None:
+    from rich.console import Console
+
+    from deadrelu.ci.text import print_table
+
+    print_table(run, Console(highlight=False))

@@ -1,0 +1,524 @@
+"""Options shared by the commands that load a model and scan data (``scan``, ``check``, ``track``).
+
+Three layers, each usable on its own:
+
+* ``Annotated`` typer aliases (``ModelArg``, ``DataOpt``, ``RareOpt``...), so every
+  command spells an option the same way, with the same help and help panel.
+  Values a user can get wrong (shares, JSON, sizes) arrive as strings and are
+  parsed later into one-line :class:`~deadrelu.errors.ConfigError` messages,
+  instead of click's multi-line usage errors.
+* :class:`LoadOptions` and :func:`load_model_and_data`: model file + data spec →
+  ``(LoadedModel, DataSource)``, checked to fit before any forward pass.
+* :func:`run_scan`: ``deadrelu.scan`` with a progress bar on stderr and the
+  partial report on Ctrl-C.
+
+Config (``[tool.deadrelu]``, see :mod:`deadrelu.config`) is read by
+:func:`load_settings`; a flag given on the command line always wins over the file.
+
+Only typer (and the standard library) is imported at module level: ``deadrelu
+--help`` must answer without importing torch, pandas or rich tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from deadrelu.analyzer import Thresholds
+    from deadrelu.config import Config
+    from deadrelu.loading import DataSource, LoadedModel
+    from deadrelu.report import Report
+
+# Help panels, in the order they appear in ``--help``.
+MODEL_PANEL = "Model"
+DATA_PANEL = "Data"
+THRESHOLD_PANEL = "Thresholds"
+OUTPUT_PANEL = "Output"
+
+
+class Dormancy(str, Enum):
+    """Published dormancy definitions (see :mod:`deadrelu.analyzer`)."""
+
+    redo = "redo"
+    dohare = "dohare"
+    dead = "dead"
+
+
+class OutputFormat(str, Enum):
+    """What a command prints (or writes with ``--output``)."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+# -- typer aliases ---------------------------------------------------------------------------
+# Defaults live on the command's parameters, not here: ``DataOpt`` with no default is a
+# required option, and the threshold/batch options default to None so that
+# [tool.deadrelu] can fill them in.
+
+ModelArg = Annotated[Path, typer.Argument(
+    metavar="MODEL", show_default=False,
+    help="Model file: a state dict, whole-model pickle, safetensors, TorchScript or "
+         "torch.export file (.pt, .pth, .bin, .ckpt, .pt2, .safetensors).",
+)]
+DataOpt = Annotated[str, typer.Option(
+    "--data", "-d", metavar="PATH", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Data to run through the model: a folder of images (flat or one folder per class), "
+         "an image, a .pt/.npy/.npz/.safetensors tensor file or folder, a .csv/.parquet table, "
+         "or module:function / file.py:function returning batches (a DataLoader works).",
+)]
+ArchOpt = Annotated[str | None, typer.Option(
+    "--arch", metavar="MODULE:CLASS", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Class or factory that builds the model, for files holding only weights "
+         "(state dicts, safetensors): package.module:Class or path/to/file.py:Class.",
+)]
+ArchKwargsOpt = Annotated[str | None, typer.Option(
+    "--arch-kwargs", metavar="JSON", show_default=False, rich_help_panel=MODEL_PANEL,
+    help='Keyword arguments for --arch as a JSON object, e.g. \'{"hidden": 256}\'.',
+)]
+ImportPathOpt = Annotated[list[Path] | None, typer.Option(
+    "--import-path", "-I", metavar="DIR", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Directory searched first for the model's code (repeatable); needed for whole-model "
+         "pickles whose classes live next to the checkpoint.",
+)]
+TrustCheckpointOpt = Annotated[bool, typer.Option(
+    "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
+    help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
+         "stored in the file: only for files you trust.",
+)]
+BatchSizeOpt = Annotated[int | None, typer.Option(
+    "--batch-size", "-b", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Samples per forward pass for file data \\[default: 64].",
+)]
+LimitOpt = Annotated[int | None, typer.Option(
+    "--limit", "-n", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Scan at most N samples \\[default: all].",
+)]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", metavar="auto|cpu|cuda[:N]", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Where to run the model; auto picks CUDA when available \\[default: auto].",
+)]
+ImageSizeOpt = Annotated[str | None, typer.Option(
+    "--image-size", metavar="H|HxW", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Resize images to H×H or H×W (images of different sizes need it).",
+)]
+NormalizeOpt = Annotated[str | None, typer.Option(
+    "--normalize", metavar="SPEC", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Normalise inputs as (x - mean) / std: none, imagenet, MEAN,STD or "
+         "m1/m2/m3,s1/s2/s3 per channel \\[default: none]. Image pixels are scaled to [0, 1] first.",
+)]
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target", metavar="COLUMN", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Label column of a CSV/Parquet table, left out of the inputs.",
+)]
+ChannelsOpt = Annotated[int | None, typer.Option(
+    "--channels", metavar="1|3|4", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Read images as 1 (greyscale), 3 (RGB) or 4 (RGBA) channels "
+         "\\[default: the model's first conv layer's input channels, else 3].",
+)]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE", show_default=False, rich_help_panel=THRESHOLD_PANEL,
+    help="Read settings from FILE (\\[tool.deadrelu] of a pyproject.toml, or a plain TOML file) "
+         "\\[default: the nearest pyproject.toml with a \\[tool.deadrelu] table].",
+)]
+RareOpt = Annotated[str | None, typer.Option(
+    "--rare", metavar="SHARE", show_default=False, rich_help_panel=THRESHOLD_PANEL,
+    help="A unit firing on fewer than this share of samples is 'rare' (0.01 or 1%) \\[default: 1%].",
+)]
+AlwaysOnOpt = Annotated[str | None, typer.Option(
+    "--always-on", metavar="SHARE", show_default=False, rich_help_panel=THRESHOLD_PANEL,
+    help="A ReLU-family unit firing on at least this share of inputs is 'always on', i.e. acts "
+         "linearly \\[default: 99%].",
+)]
+SaturatedOpt = Annotated[str | None, typer.Option(
+    "--saturated", metavar="SHARE", show_default=False, rich_help_panel=THRESHOLD_PANEL,
+    help="A sigmoid/tanh/ReLU6-type unit in its flat region on at least this share of inputs is "
+         "'saturated' \\[default: 99%].",
+)]
+DormancyOpt = Annotated[Dormancy | None, typer.Option(
+    "--dormancy", show_default=False, case_sensitive=False, rich_help_panel=THRESHOLD_PANEL,
+    help="Definition behind the 'dormant' numbers: redo (Sokar et al. 2023, score ≤ tau), "
+         "dohare (Dohare et al. 2024, active < 1%) or dead (never active) \\[default: redo].",
+)]
+TauOpt = Annotated[float | None, typer.Option(
+    "--tau", metavar="TAU", show_default=False, rich_help_panel=THRESHOLD_PANEL,
+    help="ReDo's τ for --dormancy redo (0, 0.025 or 0.1 in the literature) \\[default: 0.025].",
+)]
+NoProgressOpt = Annotated[bool, typer.Option(
+    "--no-progress", rich_help_panel=OUTPUT_PANEL, help="Do not show the progress bar.",
+)]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", rich_help_panel=OUTPUT_PANEL,
+    help="No progress bar, no warnings; the table format prints only the summary line.",
+)]
+DebugOpt = Annotated[bool, typer.Option(
+    "--debug", rich_help_panel=OUTPUT_PANEL,
+    help="Show the full traceback of an error instead of one line.",
+)]
+FormatOpt = Annotated[OutputFormat, typer.Option(
+    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    help="table: the terminal report; json: the full report (Report.to_dict schema), nothing "
+         "else on stdout; csv: the per-layer table; markdown: header, layer table and findings.",
+)]
+OutputOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", metavar="FILE", show_default=False, rich_help_panel=OUTPUT_PANEL,
+    help="Write the chosen --format to FILE (the table is still printed unless --quiet).",
+)]
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def parse_share(value: str | float | None, option: str) -> float | None:
+    """``"5%"`` → 0.05, ``"0.05"`` → 0.05, ``None`` → ``None``.
+
+    Raises:
+        ConfigError: not a number, or outside [0, 1].
+    """
+    from deadrelu.errors import ConfigError
+
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        share = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ConfigError(f"{option} {value!r} is not a share",
+                              f"write e.g. {option} 0.01 or {option} 1%") from None
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"{option} {value!r} is outside 0..1 (0%..100%)",
+                          f"write e.g. {option} 0.01 or {option} 1%")
+    return share
+
+
+def parse_arch_kwargs(value: str | None) -> dict[str, Any] | None:
+    """The ``--arch-kwargs`` JSON object as a dict.
+
+    Raises:
+        ConfigError: not JSON, or JSON that is not an object.
+    """
+    from deadrelu.errors import ConfigError
+
+    if value is None or not value.strip():
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--arch-kwargs {value!r} is not valid JSON ({exc.msg})",
+                          'write a JSON object, e.g. --arch-kwargs \'{"hidden": 256}\'') from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"--arch-kwargs {value!r} is a JSON {type(parsed).__name__}, not an object",
+                          'write a JSON object, e.g. --arch-kwargs \'{"hidden": 256}\'')
+    return parsed
+
+
+# -- settings: config file + flags -----------------------------------------------------------
+
+
+def load_config_file(path: Path | None) -> Config:
+    """``[tool.deadrelu]`` from ``--config`` or the nearest pyproject.toml (empty if none)."""
+    from deadrelu.config import load_config
+
+    return load_config(path)
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Everything about *how* to scan, after merging the config file with the flags.
+
+    Attributes:
+        thresholds: the analyzer thresholds.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        unit_axis: site-name glob → unit dimension (config only).
+        saturation_margin: sigmoid/tanh saturation band (config only).
+        config: the config file's settings (diagnosis selection, check gates...).
+    """
+
+    thresholds: Thresholds
+    device: str
+    unit_axis: Mapping[str, int]
+    saturation_margin: float
+    config: Config
+
+    def scan_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`deadrelu.scan` (and :func:`run_scan`)."""
+        return {"unit_axis": dict(self.unit_axis) or None,
+                "saturation_margin": self.saturation_margin}
+
+
+def load_settings(
+    config: Path | None = None,
+    *,
+    rare: str | float | None = None,
+    always_on: str | float | None = None,
+    saturated: str | float | None = None,
+    dormancy: Dormancy | str | None = None,
+    tau: float | None = None,
+    device: str | None = None,
+) -> ScanSettings:
+    """Merge ``[tool.deadrelu]`` with command-line flags (flags win; ``None`` = not given).
+
+    Raises:
+        ConfigError: a malformed config file or flag value.
+    """
+    from deadrelu.errors import ConfigError
+
+    cfg = load_config_file(config)
+    if tau is not None and tau < 0:
+        raise ConfigError(f"--tau {tau} is negative", "ReDo uses 0, 0.025 or 0.1")
+    thresholds = cfg.make_thresholds(
+        rare=parse_share(rare, "--rare"),
+        always_on=parse_share(always_on, "--always-on"),
+        saturated=parse_share(saturated, "--saturated"),
+        dormancy=dormancy.value if isinstance(dormancy, Dormancy) else dormancy,
+        tau=tau,
+    )
+    margin = cfg.saturation_margin if cfg.saturation_margin is not None else 0.01
+    return ScanSettings(thresholds, device or cfg.device or "auto", dict(cfg.unit_axis),
+                        margin, cfg)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What to load: the model file and how to build it, the data and how to read it.
+
+    Build it from raw CLI values with :meth:`from_cli`, which parses the strings.
+    """
+
+    model: Path
+    data: str
+    arch: str | None = None
+    arch_kwargs: Mapping[str, Any] | None = None
+    import_paths: tuple[Path, ...] = ()
+    trust_checkpoint: bool = False
+    batch_size: int = 64
+    limit: int | None = None
+    image_size: str | None = None
+    normalize: str = "none"
+    target: str | None = None
+    channels: int | None = None
+
+    @classmethod
+    def from_cli(
+        cls,
+        *,
+        model: Path,
+        data: str,
+        arch: str | None = None,
+        arch_kwargs: str | None = None,
+        import_path: Sequence[Path] | None = None,
+        trust_checkpoint: bool = False,
+        batch_size: int | None = None,
+        limit: int | None = None,
+        image_size: str | None = None,
+        normalize: str | None = None,
+        target: str | None = None,
+        channels: int | None = None,
+        config: Config | None = None,
+    ) -> LoadOptions:
+        """Parse CLI strings; ``batch_size``/``limit`` fall back to the config, then defaults.
+
+        Raises:
+            ConfigError: bad ``--arch-kwargs`` JSON or a non-positive number.
+        """
+        from deadrelu.errors import ConfigError
+
+        if batch_size is None:
+            batch_size = config.batch_size if config and config.batch_size else 64
+        if limit is None and config is not None:
+            limit = config.limit
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size {batch_size} is not positive", "pass --batch-size 1 or more")
+        if limit is not None and limit < 1:
+            raise ConfigError(f"--limit {limit} is not positive", "pass --limit 1 or more, or leave it out")
+        return cls(
+            model=Path(model), data=data, arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs),
+            import_paths=tuple(Path(p) for p in import_path or ()),
+            trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
+            image_size=image_size, normalize=normalize or "none", target=target, channels=channels,
+        )
+
+    def input_paths(self) -> list[Path]:
+        """Files and folders this run reads (to refuse writing output over them)."""
+        paths = [self.model]
+        head, sep, _ = self.data.rpartition(":")
+        data = Path(head) if sep and head.endswith(".py") else Path(self.data)
+        paths.append(data)
+        return paths
+
+
+def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
+    """Load the model, open the data, and check they fit, before any forward pass.
+
+    Image channels default to the model's first conv layer's input channels, so a
+    greyscale CNN reads greyscale PNGs without ``--channels 1``.
+
+    Raises:
+        CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
+    """
+    from deadrelu.loading import check_fit, load_model, open_data, suggest_channels
+
+    loaded = load_model(
+        opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
+        import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
+    )
+    channels = opts.channels
+    if channels is None:
+        suggested = suggest_channels(loaded.model)
+        # open_data reads only 1, 3 or 4 channels; anything else is for check_fit to judge.
+        channels = suggested if suggested in (1, 3, 4) and _looks_like_images(opts.data) else None
+    source = open_data(
+        opts.data, batch_size=opts.batch_size, limit=opts.limit, image_size=opts.image_size,
+        normalize=opts.normalize, target=opts.target, channels=channels,
+        import_paths=opts.import_paths,
+    )
+    if source.sample_shape is not None:
+        check_fit(loaded.model, source.sample_shape)
+    return loaded, source
+
+
+def _looks_like_images(spec: str) -> bool:
+    """Whether ``--data`` points at images (so a suggested channel count applies)."""
+    from deadrelu.loading.images import IMAGE_SUFFIXES
+
+    path = Path(spec)
+    if path.is_file():
+        return path.suffix.lower() in IMAGE_SUFFIXES
+    if path.is_dir():
+        for sub in (path, *sorted(p for p in path.iterdir() if p.is_dir())[:3]):
+            for entry in sub.iterdir():
+                if entry.suffix.lower() in IMAGE_SUFFIXES:
+                    return True
+    return False
+
+
+# -- scanning --------------------------------------------------------------------------------
+
+
+def stderr_console() -> Any:
+    """A rich console on stderr (progress, warnings), so stdout stays clean for the report."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def run_scan(
+    model: Any,
+    data: Any,
+    *,
+    thresholds: Thresholds,
+    progress: bool,
+    quiet: bool,
+    device: str | None,
+    model_name: str | None,
+    data_name: str | None,
+    notes: Sequence[str] = (),
+    **scan_kwargs: Any,
+) -> Report:
+    """:func:`deadrelu.scan` with a transient progress bar on stderr; partial report on Ctrl-C.
+
+    Args:
+        model, data: as for :func:`deadrelu.scan`.
+        thresholds: the analyzer thresholds.
+        progress: show the progress bar (ignored when ``quiet``).
+        quiet: no progress bar.
+        device: ``auto``, ``cpu``, ``cuda[:N]`` or ``None`` (the model's device).
+        model_name, data_name: labels for the report header.
+        notes: loader notes, added to ``report.meta["notes"]`` for the header.
+        **scan_kwargs: passed on (``limit``, ``unit_axis``, ``saturation_margin``...).
+
+    Returns:
+        The report; ``report.partial`` is true when Ctrl-C stopped the scan.
+    """
+    from dataclasses import replace
+
+    from deadrelu.scanning import scan
+
+    scan_kwargs.setdefault("partial_on_interrupt", True)
+    total = getattr(data, "num_samples", None)
+    with _progress_bar(enabled=progress and not quiet, total=total) as update:
+        report = scan(model, data, thresholds=thresholds, device=device, model_name=model_name,
+                      data_name=data_name, progress=update, **scan_kwargs)
+    if notes:
+        merged = list(dict.fromkeys([*notes, *report.meta.get("notes", ())]))
+        report = replace(report, meta={**report.meta, "notes": merged})
+    return report
+
+
+@contextlib.contextmanager
+def _progress_bar(*, enabled: bool, total: int | None) -> Iterator[Any]:
+    """Yields a ``progress(done, total)`` callback for :func:`deadrelu.scan`, or ``None``."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = stderr_console()
+    if not console.is_terminal:
+        # Nothing to animate in a log file or a pipe; a bar there is only noise.
+        yield None
+        return
+    columns: list[Any] = [SpinnerColumn(), TextColumn("scanning"), BarColumn(),
+                          MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn()]
+    if total:
+        columns.append(TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("scan", total=total)
+
+        def update(done: int, known_total: int | None) -> None:
+            bar.update(task, completed=done, total=known_total or total)
+
+        yield update
+
+
+@contextlib.contextmanager
+def warnings_to_stderr(quiet: bool = False) -> Iterator[None]:
+    """Show Python warnings as one ``warning: ...`` line each on stderr (none when ``quiet``)."""
+
+    def show(message: Any, category: Any, filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if not quiet:
+            sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.showwarning = show
+        yield
+
+
+__all__ = [
+    "AlwaysOnOpt", "ArchKwargsOpt", "ArchOpt", "BatchSizeOpt", "ChannelsOpt", "ConfigOpt",
+    "DataOpt", "DebugOpt", "DeviceOpt", "Dormancy", "DormancyOpt", "FormatOpt", "ImageSizeOpt",
+    "ImportPathOpt", "LimitOpt", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
+    "OutputFormat", "OutputOpt", "QuietOpt", "RareOpt", "SaturatedOpt", "ScanSettings",
+    "TargetOpt", "TauOpt", "TrustCheckpointOpt", "load_config_file", "load_model_and_data",
+    "load_settings", "parse_arch_kwargs", "parse_share", "run_scan", "stderr_console",
+    "warnings_to_stderr",
+]

@@ -1,0 +1,263 @@
+"""``deadrelu scan``: load a model, run data through it once, print the report.
+
+A thin shell: loading is :func:`deadrelu.cli.options.load_model_and_data`, the
+scan is :func:`deadrelu.scan`, the output is :mod:`deadrelu.render` /
+:mod:`deadrelu.export`. The report goes to stdout, everything else (progress,
+warnings, errors) to stderr, so ``--format json`` can be piped. ``scan`` never
+gates: it exits 0 whatever it finds (``deadrelu check`` is the gating command),
+2 on an error, 130 when Ctrl-C cut the scan short (after printing the partial report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from deadrelu.cli.options import (
+    AlwaysOnOpt,
+    ArchKwargsOpt,
+    ArchOpt,
+    BatchSizeOpt,
+    ChannelsOpt,
+    ConfigOpt,
+    DataOpt,
+    DebugOpt,
+    DeviceOpt,
+    DormancyOpt,
+    FormatOpt,
+    ImageSizeOpt,
+    ImportPathOpt,
+    LimitOpt,
+    ModelArg,
+    NoProgressOpt,
+    NormalizeOpt,
+    OutputFormat,
+    OutputOpt,
+    QuietOpt,
+    RareOpt,
+    SaturatedOpt,
+    TargetOpt,
+    TauOpt,
+    TrustCheckpointOpt,
+)
+
+if TYPE_CHECKING:
+    from deadrelu.config import Config
+    from deadrelu.report import Report
+
+#: Exit code when Ctrl-C stopped the scan (the partial report is still printed).
+EXIT_INTERRUPTED = 130
+
+HELP = """
+Scan a trained model for dead, rare, always-on and saturated units.
+
+Loads MODEL, runs --data through it once in eval mode (no gradients, weights
+untouched), and reports per activation layer how many units never fired, with
+the likely causes and fixes. The report goes to stdout; progress and warnings
+go to stderr. Exits 0 whatever it finds (use `deadrelu check` to gate CI),
+2 on an error, 130 if interrupted (the partial report is printed first).
+
+[bold]Examples[/bold] (with the sample models shipped in the repository):
+
+[dim]# a state dict: --arch names the class that builds the model[/dim]
+  deadrelu scan sample_models/mlp_high_lr.pt \\
+      --arch sample_models/models.py:DigitsMLP \\
+      --data sample_models/data/digits_test.npy
+
+[dim]# a whole-model pickle whose class lives beside it; a folder of PNGs[/dim]
+  deadrelu scan sample_models/cnn_full.pt --import-path sample_models \\
+      --data sample_models/data/digits_png
+
+[dim]# safetensors weights; the full report as JSON[/dim]
+  deadrelu scan sample_models/mlp_healthy.safetensors \\
+      --arch sample_models/models.py:DigitsMLP \\
+      --data sample_models/data/digits_test.npz --format json > report.json
+
+[dim]# your own model: images resized and normalised, Markdown to a file[/dim]
+  deadrelu scan model.pt \\
+      --arch mypkg.nets:ResNet --arch-kwargs '{"depth": 18}' \\
+      --data images/ --image-size 224 --normalize imagenet \\
+      --format markdown --output report.md
+"""
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``scan`` command to ``app``."""
+    app.command("scan", help=HELP, no_args_is_help=True, rich_help_panel=None)(scan_command)
+
+
+def scan_command(
+    model: ModelArg,
+    *,
+    arch: ArchOpt = None,
+    arch_kwargs: ArchKwargsOpt = None,
+    import_path: ImportPathOpt = None,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    device: DeviceOpt = None,
+    data: DataOpt,
+    batch_size: BatchSizeOpt = None,
+    limit: LimitOpt = None,
+    image_size: ImageSizeOpt = None,
+    normalize: NormalizeOpt = None,
+    channels: ChannelsOpt = None,
+    target: TargetOpt = None,
+    config: ConfigOpt = None,
+    rare: RareOpt = None,
+    always_on: AlwaysOnOpt = None,
+    saturated: SaturatedOpt = None,
+    dormancy: DormancyOpt = None,
+    tau: TauOpt = None,
+    output_format: FormatOpt = OutputFormat.table,
+    output: OutputOpt = None,
+    no_progress: NoProgressOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    from deadrelu.cli.options import (
+        LoadOptions,
+        load_model_and_data,
+        load_settings,
+        run_scan,
+        warnings_to_stderr,
+    )
+
+    with warnings_to_stderr(quiet):
+        settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
+                                 dormancy=dormancy, tau=tau, device=device)
+        opts = LoadOptions.from_cli(
+            model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
+            trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
+            image_size=image_size, normalize=normalize, target=target, channels=channels,
+            config=settings.config,
+        )
+        if output is not None:
+            _check_output_path(output, opts.input_paths())
+        loaded, source = load_model_and_data(opts)
+        report = run_scan(
+            loaded.model, source, thresholds=settings.thresholds, progress=not no_progress,
+            quiet=quiet, device=settings.device, model_name=loaded.description,
+            data_name=source.description, notes=[*loaded.notes, *source.notes],
+            limit=opts.limit, **settings.scan_kwargs(),
+        )
+    report = apply_selection(report, settings.config)
+    emit(report, output_format, output=output, quiet=quiet)
+    if report.partial:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def emit(report: Report, output_format: OutputFormat, *, output: Path | None, quiet: bool) -> None:
+    """Print and/or write the report in ``output_format`` (see the module docstring)."""
+    import sys
+
+    if output is not None:
+        text = render_text(report, output_format, width=120)
+        _write_output(output, text)
+        if not quiet:
+            print_table(report)
+            sys.stderr.write(f"wrote {output_format.value} report to {output}\n")
+        elif report.partial:
+            _partial_warning(report)
+        return
+    if output_format is OutputFormat.table:
+        if quiet:
+            from deadrelu.render import summary_line
+
+            sys.stdout.write(summary_line(report) + "\n")
+        else:
+            print_table(report)
+    else:
+        sys.stdout.write(render_text(report, output_format))
+        if report.partial:
+            _partial_warning(report)
+
+
+def _partial_warning(report: Report) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: interrupted: the report covers only the first "
+                     f"{report.samples:,} samples\n")
+
+
+def print_table(report: Report) -> None:
+    """The rich report on stdout."""
+    from rich.console import Console
+
+    Console(highlight=False).print(report)
+
+
+def render_text(report: Report, output_format: OutputFormat, *, width: int = 100) -> str:
+    """The report as text in ``output_format`` (the table without colour codes)."""
+    from deadrelu import export
+
+    if output_format is OutputFormat.json:
+        return export.to_json(report)
+    if output_format is OutputFormat.csv:
+        return export.to_csv(report)
+    if output_format is OutputFormat.markdown:
+        return export.to_markdown(report)
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, force_terminal=False,
+            highlight=False).print(report)
+    return buffer.getvalue()
+
+
+def _check_output_path(output: Path, inputs: list[Path]) -> None:
+    """Refuse an ``--output`` that would overwrite (or write into) an input."""
+    from deadrelu.errors import ConfigError
+
+    target = output.resolve()
+    for source in inputs:
+        if not source.exists():
+            continue  # loading will report it
+        resolved = source.resolve()
+        if target == resolved or (resolved.is_dir() and resolved in target.parents):
+            raise ConfigError(
+                f"--output {output} would overwrite the input {source}"
+                if target == resolved else f"--output {output} is inside the data folder {source}",
+                "write the report somewhere else; deadrelu never modifies its inputs",
+            )
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a directory", "pass a file name, e.g. report.json")
+
+
+def _write_output(output: Path, text: str) -> None:
+    from deadrelu.errors import ConfigError
+
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --output {output}: {exc.strerror or exc}",
+                          "check that the folder exists and is writable") from exc
+
+
+def apply_selection(report: Report, config: Config) -> Report:
+    """Drop findings that ``[tool.deadrelu]`` deselects (select, ignore, per-layer-ignores,
+    exclude-layers), the way ruff filters its diagnostics."""
+    import fnmatch
+    from dataclasses import replace
+
+    if not report.findings:
+        return report
+
+    def kept(code: str, layer: str | None) -> bool:
+        if config.select is not None and not any(code.startswith(s) for s in config.select):
+            return False
+        if any(code.startswith(s) for s in config.ignore):
+            return False
+        if layer is not None:
+            if any(fnmatch.fnmatchcase(layer, g) for g in config.exclude_layers):
+                return False
+            for glob, codes in config.per_layer_ignores.items():
+                if fnmatch.fnmatchcase(layer, glob) and any(code.startswith(c) for c in codes):
+                    return False
+        return True
+
+    findings = tuple(f for f in report.findings if kept(f.code, f.layer))
+    return report if len(findings) == len(report.findings) else replace(report, findings=findings)

@@ -1,0 +1,284 @@
+"""``deadrelu track``: dead units across a run's checkpoints, and when they died.
+
+A thin shell over :func:`deadrelu.track.track`: checkpoints are found and
+ordered by :func:`deadrelu.track.discover`, the first one is loaded with the
+same options as ``scan`` (:mod:`deadrelu.cli.options`) to build the one model
+instance, and every checkpoint's weights are loaded into it in turn. Exits 0
+(2 on an error); it reports, it does not gate.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from deadrelu.cli.options import (
+    ArchKwargsOpt,
+    ArchOpt,
+    BatchSizeOpt,
+    ChannelsOpt,
+    ConfigOpt,
+    DataOpt,
+    DebugOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    ImportPathOpt,
+    LimitOpt,
+    NoProgressOpt,
+    NormalizeOpt,
+    QuietOpt,
+    TargetOpt,
+    TrustCheckpointOpt,
+)
+
+if TYPE_CHECKING:
+    from deadrelu.track import Trend
+
+OUTPUT_PANEL = "Output"
+
+
+class TrackFormat(str, Enum):
+    """What ``track`` prints on stdout."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+CheckpointsArg = Annotated[str, typer.Argument(
+    metavar="DIR_OR_GLOB", show_default=False,
+    help="A folder of checkpoints (step_100.pt, epoch-3.ckpt, ckpt_000500.pt...) or a quoted "
+         "glob such as 'runs/a/step_*.pt'; ordered by the step or epoch number in the names.",
+)]
+JumpOpt = Annotated[str, typer.Option(
+    "--jump", metavar="PP", rich_help_panel="Trend",
+    help="A rise in a layer's dead fraction of at least this many percentage points between "
+         "consecutive checkpoints counts as a jump: 5, 5pp or 5%.",
+)]
+CsvOpt = Annotated[Path | None, typer.Option(
+    "--csv", metavar="FILE", show_default=False, rich_help_panel=OUTPUT_PANEL,
+    help="Write the trend (one row per checkpoint and layer) as CSV.",
+)]
+JsonOpt = Annotated[Path | None, typer.Option(
+    "--json", metavar="FILE", show_default=False, rich_help_panel=OUTPUT_PANEL,
+    help="Write the trend, jumps and units that died as JSON.",
+)]
+PlotOpt = Annotated[Path | None, typer.Option(
+    "--plot", metavar="FILE.png|svg|pdf", show_default=False, rich_help_panel=OUTPUT_PANEL,
+    help="Draw dead fraction per layer against step (needs pip install 'deadrelu[plot]').",
+)]
+TrackFormatOpt = Annotated[TrackFormat, typer.Option(
+    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    help="table: trend table, jumps and units that died; json / csv: only that on stdout.",
+)]
+
+HELP = """
+Scan every checkpoint of a training run and show when units died.
+
+Orders the checkpoints in DIR_OR_GLOB by the step/epoch number in their names,
+loads each into one model instance, scans --data with it, and prints the dead
+fraction of every layer per step, the first step where each layer jumped, and
+which units died between consecutive checkpoints.
+
+[bold]Examples[/bold]
+
+[dim]# the sample run in the repository: a learning-rate spike after step 300[/dim]
+  deadrelu track sample_models/series \\
+      --arch sample_models/models.py:DigitsMLP \\
+      --data sample_models/data/digits_test.npy --plot trend.png
+
+[dim]# Lightning checkpoints, trend written for a notebook[/dim]
+  deadrelu track 'lightning_logs/version_0/checkpoints/*.ckpt' \\
+      --arch mypkg.nets:Net --data val/ --csv trend.csv --json trend.json
+"""
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``track`` command to ``app``."""
+    app.command("track", help=HELP, no_args_is_help=True, rich_help_panel=None)(track_command)
+
+
+def track_command(
+    checkpoints: CheckpointsArg,
+    *,
+    arch: ArchOpt = None,
+    arch_kwargs: ArchKwargsOpt = None,
+    import_path: ImportPathOpt = None,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    device: DeviceOpt = None,
+    data: DataOpt,
+    batch_size: BatchSizeOpt = None,
+    limit: LimitOpt = None,
+    image_size: ImageSizeOpt = None,
+    normalize: NormalizeOpt = None,
+    channels: ChannelsOpt = None,
+    target: TargetOpt = None,
+    jump: JumpOpt = "5pp",
+    config: ConfigOpt = None,
+    output_format: TrackFormatOpt = TrackFormat.table,
+    csv: CsvOpt = None,
+    json: JsonOpt = None,
+    plot: PlotOpt = None,
+    no_progress: NoProgressOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    import functools
+    import sys
+
+    from deadrelu.cli.options import (
+        LoadOptions,
+        load_model_and_data,
+        load_settings,
+        run_scan,
+        warnings_to_stderr,
+    )
+    from deadrelu.cli.scan import _check_output_path
+    from deadrelu.gates import parse_points
+    from deadrelu.track import PLOT_SUFFIXES, discover, track
+
+    with warnings_to_stderr(quiet):
+        settings = load_settings(config, device=device)
+        min_jump = parse_points(jump, option="--jump")
+        if min_jump <= 0:
+            from deadrelu.errors import ConfigError
+
+            raise ConfigError("--jump must be above 0", "pass e.g. --jump 5pp")
+        if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+            from deadrelu.errors import ConfigError
+
+            raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
+                              f"use one of {', '.join(PLOT_SUFFIXES)}")
+        found, notes = discover(checkpoints)
+        opts = LoadOptions.from_cli(
+            model=found[0].path, data=data, arch=arch, arch_kwargs=arch_kwargs,
+            import_path=import_path, trust_checkpoint=trust_checkpoint, batch_size=batch_size,
+            limit=limit, image_size=image_size, normalize=normalize, target=target,
+            channels=channels, config=settings.config,
+        )
+        inputs = [*opts.input_paths(), *(c.path for c in found)]
+        for out in (csv, json, plot):
+            if out is not None:
+                _check_output_path(out, inputs)
+        loaded, source = load_model_and_data(opts)
+
+        def announce(index: int, total: int, ckpt: Any) -> None:
+            if not quiet:
+                sys.stderr.write(f"[{index + 1}/{total}] scanning {ckpt.path} (step {ckpt.step})\n")
+
+        scan_fn = functools.partial(
+            run_scan, thresholds=settings.thresholds, progress=not no_progress, quiet=quiet,
+            device=settings.device, data_name=source.description, limit=opts.limit,
+            partial_on_interrupt=False, **settings.scan_kwargs(),
+        )
+        trend = track(loaded.model, found, source, min_jump=min_jump, arch=arch,
+                      trust_checkpoint=trust_checkpoint, import_paths=opts.import_paths,
+                      on_checkpoint=announce, scan_fn=scan_fn)
+    if notes:
+        from dataclasses import replace
+
+        trend = replace(trend, notes=(*notes, *trend.notes))
+    written = []
+    if csv is not None:
+        written.append(trend.write_csv(csv))
+    if json is not None:
+        written.append(trend.write_json(json))
+    if plot is not None:
+        written.append(trend.plot(plot))
+    if output_format is TrackFormat.json:
+        sys.stdout.write(trend.to_json())
+    elif output_format is TrackFormat.csv:
+        sys.stdout.write(trend.frame.to_csv(index=False))
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        for part in trend_parts(trend, str(checkpoints)):
+            console.print(part, soft_wrap=_is_text(part))
+    if not quiet:
+        for path in written:
+            sys.stderr.write(f"wrote {path}\n")
+
+
+def _is_text(part: Any) -> bool:
+    from rich.text import Text
+
+    return isinstance(part, Text)
+
+
+def trend_parts(trend: Trend, source: str) -> list[Any]:
+    """The terminal output: header, trend table, jumps, units that died, notes."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from deadrelu.gates import units_list
+    from deadrelu.track import MODEL
+
+    steps = trend.steps
+    samples = trend.reports[0].samples if trend.reports else 0
+    parts: list[Any] = [
+        Text.assemble(("deadrelu track", "bold"), "  ", source),
+        Text(f"{len(steps)} checkpoints, steps {steps[0]}..{steps[-1]}, {samples:,} samples each",
+             style="dim"),
+        Text(""),
+        Text("Dead units per layer (%), by step", style="bold"),
+    ]
+    jumped = {(t.layer, t.to_step) for t in trend.jumps}
+    if trend.model_jump is not None:
+        jumped.add((MODEL, trend.model_jump[1]))
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("layer")
+    for step in steps:
+        table.add_column(str(step), justify="right")
+    wide = trend.table()
+    for layer, row in wide.iterrows():
+        cells = []
+        for step in steps:
+            value = row.get(step)
+            text = "-" if value is None or value != value else f"{value * 100:.1f}"
+            style = "bold red" if (layer, step) in jumped else ""
+            cells.append(Text(text, style=style))
+        table.add_row(Text(str(layer), style="bold" if layer == MODEL else ""), *cells)
+    parts.append(table)
+
+    parts.append(Text(""))
+    limit = f"{trend.min_jump * 100:g} pp"
+    if trend.model_jump is None and not trend.jumps:
+        parts.append(Text(f"No jumps: no layer's dead fraction rose by {limit} or more between "
+                          "consecutive checkpoints.", style="green"))
+    else:
+        parts.append(Text(f"First jump per layer (dead fraction up by >= {limit} between "
+                          "consecutive checkpoints):", style="bold"))
+        if trend.model_jump is not None:
+            a, b, before, after = trend.model_jump
+            parts.append(Text(f"  {MODEL}: step {a} -> {b}: dead {before * 100:.1f}% -> "
+                              f"{after * 100:.1f}% ({(after - before) * 100:+.1f} pp)"))
+        for t in trend.jumps:
+            parts.append(Text(f"  {t.layer}: {t.describe()}"))
+        first = trend.first_jump
+        if first is not None:
+            parts.append(Text.assemble("  => units first died between ",
+                                       (f"step {first[0]} and step {first[1]}", "bold red")))
+
+    moves = [t for t in trend.transitions if t.died or t.revived]
+    parts.append(Text(""))
+    if moves:
+        parts.append(Text("Units that died (and revived) between consecutive checkpoints:",
+                          style="bold"))
+        for t in moves:
+            text = f"  {t.from_step} -> {t.to_step}  {t.layer}:"
+            if t.died:
+                text += f" {len(t.died)} died ({units_list(t.died, limit=8)})"
+            if t.revived:
+                text += f"{',' if t.died else ''} {len(t.revived)} revived ({units_list(t.revived, limit=8)})"
+            parts.append(Text(text))
+    else:
+        parts.append(Text("No unit changed between dead and alive across the checkpoints."))
+    if trend.notes:
+        parts.append(Text("\nNotes:", style="bold"))
+        parts += [Text(f"  - {note}") for note in trend.notes]
+    return parts

@@ -1,0 +1,152 @@
+"""Derived views of the data statistics in ``report.meta`` (pure Python, torch-free).
+
+:class:`deadrelu.diagnose.datastats.DataStats` stores raw sums, minima and maxima
+under ``meta["input_stats"]`` and ``meta["output_stats"]``. This module turns them
+into means and standard deviations, decides whether the model's output was
+constant, and merges the raw form of reports over disjoint data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Output elements whose range over all samples is within this share of the output's
+#: magnitude count as constant (float noise of batched matmuls is ~1e-7).
+CONSTANT_RTOL = 1e-5
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    """Scale of the model's input.
+
+    Attributes:
+        samples: samples the statistics cover.
+        mean, std: over all finite input elements.
+        min, max: smallest and largest finite element.
+        features: per-feature (dim 1) ``(index, mean, std)`` when recorded, else empty.
+        nonfinite: NaN/Inf elements seen.
+    """
+
+    samples: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    features: tuple[tuple[int, float, float], ...]
+    nonfinite: int
+
+    @property
+    def worst_mean(self) -> tuple[int | None, float]:
+        """(feature, mean) with the largest |mean| (feature ``None``: totals only)."""
+        if not self.features:
+            return None, self.mean
+        i, m, _ = max(self.features, key=lambda f: abs(f[1]))
+        return i, m
+
+    @property
+    def worst_std(self) -> tuple[int | None, float]:
+        """(feature, std) with the largest std."""
+        if not self.features:
+            return None, self.std
+        i, _, s = max(self.features, key=lambda f: f[2])
+        return i, s
+
+    def describe(self) -> str:
+        """One phrase with the numbers, e.g. ``mean 50.1, std 99.8, range [-310, 412]``."""
+        text = f"mean {_num(self.mean)}, std {_num(self.std)}, range [{_num(self.min)}, {_num(self.max)}]"
+        if self.features:
+            fm, m = self.worst_mean
+            fs, s = self.worst_std
+            text += f"; largest feature mean {_num(m)} (feature {fm}), largest feature std {_num(s)} (feature {fs})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        fm, m = self.worst_mean
+        fs, s = self.worst_std
+        return {"samples": self.samples, "mean": self.mean, "std": self.std, "min": self.min,
+                "max": self.max, "worst_feature_mean": m, "worst_mean_feature": fm,
+                "worst_feature_std": s, "worst_std_feature": fs, "nonfinite": self.nonfinite}
+
+
+def _num(x: float) -> str:
+    if x == 0 or math.isinf(x) or math.isnan(x):
+        return f"{x:g}"
+    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e5 else f"{x:.2e}"
+
+
+def input_summary(meta: Mapping[str, Any]) -> InputSummary | None:
+    """Means and standard deviations from ``meta["input_stats"]``; ``None`` if not recorded."""
+    raw = meta.get("input_stats")
+    if not isinstance(raw, Mapping) or not raw.get("count"):
+        return None
+    count, total, sq = raw["count"], raw["sum"], raw["sumsq"]
+    n = float(sum(count))
+    if n <= 0:
+        return None
+    mean = sum(total) / n
+    var = max(sum(sq) / n - mean * mean, 0.0)
+    features: list[tuple[int, float, float]] = []
+    if raw.get("per_feature") and len(count) > 1:
+        for i, (c, s, q) in enumerate(zip(count, total, sq, strict=True)):
+            if c > 0:
+                m = s / c
+                features.append((i, m, math.sqrt(max(q / c - m * m, 0.0))))
+    finite_min = [v for v in raw["min"] if math.isfinite(v)]
+    finite_max = [v for v in raw["max"] if math.isfinite(v)]
+    return InputSummary(
+        samples=int(raw.get("samples", 0)), mean=mean, std=math.sqrt(var),
+        min=min(finite_min) if finite_min else math.nan, max=max(finite_max) if finite_max else math.nan,
+        features=tuple(features), nonfinite=int(sum(raw.get("nonfinite") or [0])),
+    )
+
+
+def output_range(meta: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(largest range over samples of any output element, largest |output|), or ``None``."""
+    raw = meta.get("output_stats")
+    if not isinstance(raw, Mapping) or not raw.get("min") or int(raw.get("samples", 0)) < 2:
+        return None
+    spread = 0.0
+    scale = 0.0
+    for lo, hi in zip(raw["min"], raw["max"], strict=True):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        spread = max(spread, hi - lo)
+        scale = max(scale, abs(lo), abs(hi))
+    return spread, scale
+
+
+def output_is_constant(meta: Mapping[str, Any]) -> bool:
+    """Whether every recorded output element took the same value on every sample."""
+    rng = output_range(meta)
+    if rng is None:
+        return False
+    spread, scale = rng
+    return spread <= CONSTANT_RTOL * scale or spread == 0.0
+
+
+def merge_data_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Exact merge of ``input_stats``/``output_stats`` of reports over disjoint data.
+
+    Returns the merged entries (only those every report has with the same shape).
+    """
+    out: dict[str, Any] = {}
+    for key in ("input_stats", "output_stats"):
+        parts: list[Mapping[str, Any]] = [m[key] for m in metas if isinstance(m.get(key), Mapping)]
+        if not parts or len(parts) != len(metas):
+            continue
+        first = parts[0]
+        if any(p.get("shape") != first.get("shape")
+               or len(p.get("min", [])) != len(first.get("min", [])) for p in parts):
+            continue
+        merged = dict(first)
+        merged["samples"] = sum(int(p.get("samples", 0)) for p in parts)
+        for name in ("count", "sum", "sumsq", "nonfinite"):
+            if name in first:
+                merged[name] = [sum(v) for v in zip(*(p[name] for p in parts), strict=True)]
+        merged["min"] = [min(v) for v in zip(*(p["min"] for p in parts), strict=True)]
+        merged["max"] = [max(v) for v in zip(*(p["max"] for p in parts), strict=True)]
+        out[key] = merged
+    return out

@@ -1,0 +1,144 @@
+"""Running statistics of the data a scan feeds the model, and of what the model returns.
+
+The diagnosis needs two facts the activation counters do not hold:
+
+* the scale of the model's input (for ``input_scale``): per-feature count, sum,
+  sum of squares, minimum and maximum of the first floating-point input tensor;
+* whether the model's output depends on its input at all (for ``constant-output``):
+  per-element minimum and maximum over samples of the first floating-point output
+  tensor (its first :data:`OUTPUT_ELEMENTS` elements per sample).
+
+Like :class:`deadrelu.stats.UnitStats`, :meth:`DataStats.update_input` and
+:meth:`DataStats.update_output` are tensor math on the model's device with no
+host sync; :meth:`DataStats.to_meta` syncs once at the end. The stored form is
+raw sums, minima and maxima, so two reports over disjoint data merge exactly
+(:func:`deadrelu.diagnose.datameta.merge_data_meta`, pure Python).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+#: Per-feature input statistics are kept for at most this many features (else totals only).
+MAX_FEATURES = 1024
+
+#: Per-sample output elements whose range over samples is tracked.
+OUTPUT_ELEMENTS = 4096
+
+
+def first_float_tensor(value: Any) -> Tensor | None:
+    """The first floating-point tensor in a tensor, tuple/list, dict or model-output object."""
+    if isinstance(value, Tensor):
+        return value if value.is_floating_point() else None
+    if isinstance(value, Mapping):
+        items: Sequence[Any] = list(value.values())
+    elif isinstance(value, (tuple, list)):
+        items = value
+    else:
+        items = [v for v in getattr(value, "__dict__", {}).values() if isinstance(v, Tensor)]
+    for item in items:
+        if isinstance(item, Tensor) and item.is_floating_point():
+            return item
+    return None
+
+
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class DataStats:
+    """Accumulates input and output statistics over the batches of one scan."""
+
+    def __init__(self) -> None:
+        self._in: dict[str, Tensor] = {}
+        self._in_shape: tuple[int, ...] | None = None
+        self._in_per_feature = False
+        self._in_samples = 0
+        self._out: dict[str, Tensor] = {}
+        self._out_shape: tuple[int, ...] | None = None
+        self._out_samples = 0
+
+    def update_input(self, inputs: Any) -> None:
+        """Add one batch of model inputs (samples on dim 0)."""
+        x = first_float_tensor(inputs)
+        if x is None or x.ndim == 0 or x.shape[0] == 0:
+            return
+        x = x.detach()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # squares of half-precision inputs overflow
+        if self._in_shape is None:
+            self._in_shape = tuple(int(s) for s in x.shape[1:])
+            self._in_per_feature = x.ndim >= 2 and int(x.shape[1]) <= MAX_FEATURES
+        if tuple(int(s) for s in x.shape[1:]) != self._in_shape:
+            return  # variable-size inputs: keep the statistics of the first shape only
+        acc = _acc_dtype(x.device)
+        dims = [d for d in range(x.ndim) if not (self._in_per_feature and d == 1)]
+        finite = torch.isfinite(x)
+        clean = torch.where(finite, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        parts = {
+            "count": finite.sum(dim=dims, dtype=acc),
+            "sum": clean.sum(dim=dims, dtype=acc),
+            "sumsq": clean.square().sum(dim=dims, dtype=acc),
+            "min": torch.where(finite, x, torch.full((), math.inf, dtype=x.dtype, device=x.device))
+            .amin(dim=dims).to(acc),
+            "max": torch.where(finite, x, torch.full((), -math.inf, dtype=x.dtype, device=x.device))
+            .amax(dim=dims).to(acc),
+            "nonfinite": (~finite).sum(dtype=acc).reshape(1),
+        }
+        self._merge(self._in, parts)
+        self._in_samples += int(x.shape[0])
+
+    def update_output(self, output: Any) -> None:
+        """Add one batch of model outputs (samples on dim 0)."""
+        y = first_float_tensor(output)
+        if y is None or y.ndim == 0 or y.shape[0] == 0:
+            return
+        y = y.detach()
+        shape = tuple(int(s) for s in y.shape[1:])
+        if self._out_shape is None:
+            self._out_shape = shape
+        if shape != self._out_shape:
+            return
+        acc = _acc_dtype(y.device)
+        flat = y.reshape(y.shape[0], -1)[:, :OUTPUT_ELEMENTS]
+        bad = ~torch.isfinite(flat)
+        parts = {
+            "min": flat.masked_fill(bad, math.inf).amin(0).to(acc),
+            "max": flat.masked_fill(bad, -math.inf).amax(0).to(acc),
+            "nonfinite": bad.sum(dtype=acc).reshape(1),
+        }
+        self._merge(self._out, parts)
+        self._out_samples += int(y.shape[0])
+
+    @staticmethod
+    def _merge(into: dict[str, Tensor], parts: Mapping[str, Tensor]) -> None:
+        if not into:
+            into.update(parts)
+            return
+        for key, value in parts.items():
+            if key == "min":
+                torch.minimum(into[key], value, out=into[key])
+            elif key == "max":
+                torch.maximum(into[key], value, out=into[key])
+            else:
+                into[key].add_(value)
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-ready raw statistics: ``{"input_stats": ..., "output_stats": ...}`` (one host sync)."""
+        out: dict[str, Any] = {}
+        if self._in:
+            values = {k: [float(v) for v in t.detach().cpu().double().tolist()] for k, t in self._in.items()}
+            out["input_stats"] = {
+                "samples": self._in_samples, "shape": list(self._in_shape or ()),
+                "per_feature": self._in_per_feature, **values,
+            }
+        if self._out:
+            values = {k: [float(v) for v in t.detach().cpu().double().tolist()] for k, t in self._out.items()}
+            out["output_stats"] = {"samples": self._out_samples, "shape": list(self._out_shape or ()),
+                                   **values}
+        return out

@@ -1,0 +1,172 @@
+"""Read-only, JSON-ready summary of the weights that feed each activation site.
+
+Runs once after a scan. For every site it looks up the module that produced the
+activation's input (``SiteInfo.input_layer``) and summarises, per unit:
+
+* a Linear/Conv layer: the incoming weights' L2 norm (row norm for Linear, per
+  output channel for Conv) and the bias;
+* a BatchNorm: ``gamma``, ``beta``, ``running_mean``, ``running_var`` and ``eps``,
+  plus the Linear/Conv feeding the BatchNorm when it can be found (the nearest
+  earlier sibling in the same parent whose output width matches).
+
+Weight layers are summarised once even when several sites read them. Nothing is
+written to the model, no forward is run, and everything is copied to plain
+Python floats, so the diagnosis that reads it never touches the model.
+
+Schema (``report.evidence``)::
+
+    {"version": 1,
+     "layers": {path: {"class", "kind": "weight"|"norm", ...per-unit lists}},
+     "sites": {site: {"activation_class", "owner_class", "layer", "norm", "direct"}},
+     "nonfinite_params": {path: count}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from deadrelu.collector import Site
+
+VERSION = 1
+
+_WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear)
+_NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm,)
+
+
+def class_label(module: nn.Module | None) -> str | None:
+    """``nn.Linear`` for torch.nn classes, the bare class name otherwise."""
+    if module is None:
+        return None
+    cls = type(module)
+    prefix = "nn." if cls.__module__.startswith("torch.nn") else ""
+    return f"{prefix}{cls.__name__}"
+
+
+def _floats(t: torch.Tensor | None) -> list[float] | None:
+    if t is None:
+        return None
+    return [float(f"{v:.6g}") for v in t.detach().to("cpu", torch.float64).reshape(-1).tolist()]
+
+
+def _out_width(module: nn.Module) -> int | None:
+    if isinstance(module, nn.Linear | nn.Bilinear):
+        return int(module.out_features)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        # ConvTranspose stores weights as (in, out/groups, ...); both expose out_channels.
+        return int(module.out_channels)
+    if isinstance(module, _NORM_TYPES):
+        return int(module.num_features)
+    return None
+
+
+def _weight_summary(module: nn.Module) -> dict[str, Any]:
+    w = module.weight.detach()
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        w = w.transpose(0, 1)  # stored as (in, out/groups, *k)
+    rows = w.reshape(w.shape[0], -1)
+    with torch.no_grad():
+        norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1)
+    bias = getattr(module, "bias", None)
+    return {
+        "kind": "weight",
+        "class": class_label(module),
+        "fan_in": int(rows.shape[1]),
+        "units": int(rows.shape[0]),
+        "weight_norm": _floats(norms),
+        "bias": _floats(bias) if isinstance(bias, torch.Tensor) else None,
+    }
+
+
+def _norm_summary(module: nn.Module) -> dict[str, Any]:
+    def get(name: str) -> torch.Tensor | None:
+        value = getattr(module, name, None)
+        return value if isinstance(value, torch.Tensor) else None
+
+    return {
+        "kind": "norm",
+        "class": class_label(module),
+        "units": int(module.num_features),
+        "gamma": _floats(get("weight")),
+        "beta": _floats(get("bias")),
+        "running_mean": _floats(get("running_mean")),
+        "running_var": _floats(get("running_var")),
+        "eps": float(getattr(module, "eps", 1e-5)),
+    }
+
+
+def _feeding_weight_layer(model: nn.Module, norm_path: str, width: int) -> str | None:
+    """The Linear/Conv registered just before ``norm_path`` in its parent, if its width matches."""
+    parent_path, _, leaf = norm_path.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_path) if parent_path else model
+    except AttributeError:
+        return None
+    found: str | None = None
+    for name, child in parent.named_children():
+        if name == leaf:
+            break
+        if isinstance(child, _WEIGHT_TYPES):
+            found = name if _out_width(child) == width else None
+    if found is None:
+        return None
+    return f"{parent_path}.{found}" if parent_path else found
+
+
+def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
+    """Read-only, JSON-ready summary of the weights feeding each site (see the module docstring).
+
+    Args:
+        model: the scanned module (already unwrapped).
+        sites: the scan's sites (only their :class:`~deadrelu.collector.SiteInfo` is read).
+
+    Returns:
+        The evidence dict stored in ``Report.evidence``.
+    """
+    modules = dict(model.named_modules())
+    layers: dict[str, dict[str, Any]] = {}
+    entries: dict[str, dict[str, Any]] = {}
+
+    def summarise(path: str) -> None:
+        if path not in layers:
+            module = modules[path]
+            layers[path] = (_norm_summary(module) if isinstance(module, _NORM_TYPES)
+                            else _weight_summary(module))
+
+    for site in sites:
+        info = site.info
+        owner = modules.get(info.module) if info.module != "<model>" else model
+        entry: dict[str, Any] = {
+            "activation_class": class_label(owner) if info.op == "module" else None,
+            "owner_class": class_label(owner),
+            "layer": None,
+            "norm": None,
+            "direct": bool(info.input_direct),
+        }
+        path = info.input_layer or ""
+        source = modules.get(path) if path else None
+        if source is not None and _out_width(source) == info.units:
+            if isinstance(source, _NORM_TYPES):
+                entry["norm"] = path
+                summarise(path)
+                feeder = _feeding_weight_layer(model, path, info.units)
+                if feeder is not None:
+                    entry["layer"] = feeder
+                    summarise(feeder)
+            elif isinstance(source, _WEIGHT_TYPES) and getattr(source, "weight", None) is not None:
+                entry["layer"] = path
+                summarise(path)
+        entries[info.name] = entry
+
+    nonfinite: dict[str, int] = {}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.is_floating_point():
+                bad = int((~torch.isfinite(param.detach())).sum())
+                if bad:
+                    nonfinite[name] = bad
+    return {"version": VERSION, "layers": layers, "sites": entries, "nonfinite_params": nonfinite}

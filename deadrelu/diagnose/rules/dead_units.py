@@ -1,0 +1,272 @@
+"""Why the dead units of one layer died: large updates, weight decay, BatchNorm, or no clear cause.
+
+The per-unit cause comes from :class:`deadrelu.diagnose.context.Context` (one cause
+per dead unit, most specific evidence first); each rule here reports one cause's
+units of one layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from deadrelu.diagnose.context import (
+    BN_PIN,
+    COLLAPSE_ABS,
+    COLLAPSE_RATIO,
+    DEFAULT_INIT_NORM,
+    GROWTH,
+    Context,
+    SiteView,
+    num,
+    severity_for,
+)
+from deadrelu.diagnose.registry import rule
+from deadrelu.findings import Finding, Severity
+
+
+def _severity(view: SiteView, count: int) -> Severity:
+    return Severity.ERROR if view.all_dead else severity_for(count / view.units)
+
+
+def _whole(ctx: Context, view: SiteView, message: str) -> str:
+    if view.all_dead:
+        return f"{message}. The whole layer is dead: {ctx.consequence_text(view)}"
+    return message
+
+
+def _median(values: np.ndarray | None, idx: np.ndarray) -> float | None:
+    if values is None or not len(idx):
+        return None
+    return float(np.median(values[idx]))
+
+
+def _live(view: SiteView) -> np.ndarray:
+    return np.setdiff1d(np.arange(view.units), view.dead)
+
+
+def _reinit(view: SiteView, count: int) -> str:
+    where = view.layer_label or "the layer feeding it"
+    return (f"re-initialize the {count} dead unit{'s' if count != 1 else ''} "
+            f"(ReDo: re-draw their incoming weights in {where}, zero their outgoing weights, "
+            f"reset their optimizer state)")
+
+
+@rule(
+    code="DR001",
+    name="dead-after-large-update",
+    causes=("learning_rate",),
+    severity="error when the units are ≥25% of the layer (or all of it), warning at ≥5%, else info",
+    summary="""Dead units fed directly by a Linear/Conv layer that carries the trace of too-large
+        updates: the unit's bias alone outweighs its incoming weights (more negative than
+        -max(1, 2·sqrt(3/fan_in)) times their norm, which no standard init produces), or the
+        layer's weights and biases grew to at least 2× PyTorch's default init scale.""",
+    why="""One oversized step can push a ReLU unit's pre-activation below zero for every input.
+        From then on it gets no gradient and never recovers: its capacity is lost for the rest
+        of training. Dying this way is the classic symptom of a learning rate that is too high
+        or of missing warm-up.""",
+    fix="""Lower the learning rate 3–10× or add warm-up, clip gradients, and re-initialize the
+        dead units (ReDo) or swap the ReLU for nn.LeakyReLU(0.01) so units can come back.""",
+    example="""An MLP trained with SGD(lr=2.0): "41 of 64 units (64%) of `3` (nn.ReLU) never
+        fired on 512 samples ...; incoming weights of `2` (nn.Linear) have median row norm 1.3
+        (2.3× PyTorch's default init) and mean |bias| 4.9× the default".""",
+)
+def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
+    for view in ctx.diagnosable:
+        units = view.dead_causes.get("learning_rate")
+        if units is None:
+            continue
+        wn, b = view.weight_norm, view.bias
+        if wn is None:  # the cause is only assigned with weight evidence
+            continue
+        live = _live(view)
+        gw, gb = view.weight_growth, view.bias_growth
+        ratio = b[units] / np.maximum(wn[units], 1e-12) if b is not None else None
+        parts = [ctx.dead_phrase(view, len(units))]
+        if view.update_trace and gw is not None:
+            growth = f"median row norm {num(float(np.median(wn)))} ({gw:.1f}× PyTorch's default init)"
+            if gb is not None:
+                growth += f" and mean |bias| {gb:.1f}× the default"
+            parts.append(f"incoming weights of {view.layer_label} have grown: {growth}")
+        if ratio is not None:
+            med = float(np.median(ratio))
+            if med <= -view.bias_pin_limit:
+                parts.append(f"their biases (median {num(float(np.median(b[units])))}) sit "
+                             f"{-med:.1f}× their weight norm below zero (an init gives at most "
+                             f"{view.bias_pin_limit:.2g}×)")
+        message = _whole(ctx, view, "; ".join(parts))
+        fixes = ["lower the learning rate 3–10× or add warm-up, and clip gradients "
+                 "(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))"]
+        leaky = view.leaky_fix()
+        if leaky:
+            fixes.append(leaky)
+        fixes.append(_reinit(view, len(units)))
+        yield Finding(
+            "DR001", _severity(view, len(units)), view.name, message, "learning_rate",
+            "; ".join(fixes),
+            {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
+             "weight_growth": gw, "bias_growth": gb, "growth_threshold": GROWTH,
+             "dead_weight_norm_median": _median(wn, units), "live_weight_norm_median": _median(wn, live),
+             "dead_bias_median": _median(b, units), "live_bias_median": _median(b, live),
+             "dead_bias_to_norm_median": float(np.median(ratio)) if ratio is not None else None,
+             "bias_pin_limit": view.bias_pin_limit},
+        )
+
+
+@rule(
+    code="DR002",
+    name="dead-with-collapsed-weights",
+    causes=("weight_decay",),
+    severity="error when the units are ≥25% of the layer (or all of it), warning at ≥5%, else info",
+    summary="""Dead units whose incoming weight norm has collapsed towards zero: at most 10% of
+        the median of the layer's live units, or below 0.03 (1/20 of PyTorch's default init).""",
+    why="""A dead unit gets no gradient, so weight decay is the only force on its weights and
+        shrinks them to zero; strong decay can also starve live units until they die. Collapsed
+        units are capacity the network pays for and cannot use.""",
+    fix="""Lower weight_decay (e.g. 10×), make sure it is decoupled (AdamW) and not applied to
+        biases and normalization parameters, and re-initialize the collapsed units.""",
+    example="""An MLP trained with AdamW(weight_decay=2.0): "6 of 64 units (9.4%) of `3`
+        (nn.ReLU) never fired ...; their incoming weights in `2` (nn.Linear) collapsed to a
+        median row norm of 0.0021 vs 0.58 for the layer's live units".""",
+)
+def dead_with_collapsed_weights(ctx: Context) -> Iterator[Finding]:
+    for view in ctx.diagnosable:
+        units = view.dead_causes.get("weight_decay")
+        if units is None:
+            continue
+        wn = view.weight_norm
+        if wn is None:
+            continue
+        live = _live(view)
+        dead_med = float(np.median(wn[units]))
+        live_med = _median(wn, live)
+        against = (f"{num(live_med)} for the layer's live units" if live_med is not None and len(live) >= 3
+                   else f"{num(DEFAULT_INIT_NORM)} at PyTorch's default init")
+        message = _whole(ctx, view, (
+            f"{ctx.dead_phrase(view, len(units))}; their incoming weights in {view.layer_label} "
+            f"collapsed to a median row norm of {num(dead_med)} vs {against}"))
+        fixes = ["lower weight_decay ~10× and keep it decoupled (torch.optim.AdamW), excluding "
+                 "biases and normalization parameters from decay"]
+        fixes.append(_reinit(view, len(units)))
+        leaky = view.leaky_fix()
+        if leaky:
+            fixes.append(leaky)
+        yield Finding(
+            "DR002", _severity(view, len(units)), view.name, message, "weight_decay", "; ".join(fixes),
+            {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
+             "dead_weight_norm_median": dead_med, "live_weight_norm_median": live_med,
+             "collapse_ratio": COLLAPSE_RATIO, "collapse_abs": COLLAPSE_ABS},
+        )
+
+
+@rule(
+    code="DR003",
+    name="dead-pinned-by-batchnorm",
+    causes=("normalization",),
+    severity="error when the channels are ≥25% of the layer (or all of it), warning at ≥5%, else info",
+    summary="""Dead units fed directly by a BatchNorm whose shift pins them below zero:
+        beta ≤ -2·|gamma|, so the normalized output sits at least two standard deviations below
+        zero for typical inputs (a collapsed gamma with beta ≤ 0 pins it for every input).""",
+    why="""BatchNorm's output for a channel is gamma·x̂ + beta with x̂ roughly standard; a strongly
+        negative beta (or a gamma decayed to zero) makes the following ReLU output zero
+        everywhere. The channel then gets no gradient through the ReLU and stays dead.""",
+    fix="""Reset beta to 0 and gamma to 1 for the pinned channels and fine-tune; keep BatchNorm
+        parameters out of weight decay; lower the learning rate if beta drifted.""",
+    example="""A Conv-BN-ReLU block whose BN bias is -5 on 4 of 16 channels: "4 of 16 units (25%)
+        of `relu1` (nn.ReLU) never fired ...; `bn1` (nn.BatchNorm2d) shifts them below zero:
+        beta median −5 with |gamma| median 1 (the BN output sits 5σ below zero)".""",
+)
+def dead_pinned_by_batchnorm(ctx: Context) -> Iterator[Finding]:
+    for view in ctx.diagnosable:
+        units = view.dead_causes.get("normalization")
+        if units is None or view.norm is None:
+            continue
+        gamma = np.abs(np.asarray(view.norm["gamma"], dtype=float))
+        beta = np.asarray(view.norm["beta"], dtype=float)
+        live = _live(view)
+        g_med, b_med = float(np.median(gamma[units])), float(np.median(beta[units]))
+        live_g = _median(gamma, live)
+        collapsed = live_g is not None and live_g > 0 and g_med <= 0.05 * live_g
+        sigma = (f"the BN output sits {-b_med / g_med:.1f}σ below zero" if g_med > 0
+                 else "gamma is 0, so the BN output is beta for every input")
+        message = _whole(ctx, view, (
+            f"{ctx.dead_phrase(view, len(units))}; {view.norm_label} shifts them below zero: beta "
+            f"median {num(b_med)} with |gamma| median {num(g_med)} ({sigma})"))
+        path = view.evidence.get("norm")
+        idx = [int(i) for i in units[:16]]
+        more = ", ..." if len(units) > 16 else ""
+        reset = (f"reset the pinned channels and fine-tune: `{path}.bias.data[{idx}{more}] = 0`, "
+                 f"`{path}.weight.data[...] = 1`")
+        no_decay = "exclude BatchNorm weight and bias from weight decay"
+        fixes = [no_decay + f" (gamma collapsed to {num(g_med)} vs {num(live_g or 0.0)} on live channels)",
+                 reset] if collapsed else [reset, no_decay + " and lower the learning rate if beta drifted"]
+        leaky = view.leaky_fix()
+        if leaky:
+            fixes.append(leaky)
+        yield Finding(
+            "DR003", _severity(view, len(units)), view.name, message, "normalization", "; ".join(fixes),
+            {**ctx.base_evidence(view, units), "norm_layer": path, "gamma_abs_median": g_med,
+             "beta_median": b_med, "live_gamma_abs_median": live_g, "pin": BN_PIN,
+             "gamma_collapsed": collapsed},
+        )
+
+
+def covered_by_initialization(ctx: Context) -> set[str]:
+    """Sites whose unexplained dead units a model-wide initialization finding (DR004/DR005) covers."""
+    from deadrelu.diagnose.rules.depth import depth_trend, init_dead_layers
+
+    covered = {v.name for v in init_dead_layers(ctx)}
+    trend = depth_trend(ctx)
+    if trend is not None:
+        covered.update(v.name for v in trend)
+    first = ctx.first_dead
+    if first is not None and first.name in covered:
+        covered.update(v.name for v in ctx.sites if v.info.order < first.info.order)
+    return covered
+
+
+@rule(
+    code="DR013",
+    name="dead-units",
+    causes=("unknown",),
+    severity="error when the units are ≥25% of the layer, warning at ≥5%, else info",
+    summary="""Dead units that none of the specific rules explains: the weights feeding them
+        look normal, no BatchNorm pins them, and no model-wide pattern (dead layer, depth trend)
+        covers them. Also used where the input of the site is not a plain Linear/Conv/BatchNorm
+        (a residual sum, a pooling layer), so no weight evidence applies.""",
+    why="""Dead units are wasted capacity and receive no gradient. Without a specific trace the
+        cause cannot be told from a single checkpoint; scanning earlier checkpoints
+        (`deadrelu track`) shows when they died.""",
+    fix="""Swap the ReLU for nn.LeakyReLU(0.01), or re-initialize the dead units (ReDo); compare
+        checkpoints over training to find when they died.""",
+    example="""A trained MLP with 18% dead units in its last hidden layer and default-scale
+        weights: "23 of 128 units (18%) of `net.5` (nn.ReLU) never fired on 360 samples ...".""",
+)
+def dead_units(ctx: Context) -> Iterator[Finding]:
+    covered = covered_by_initialization(ctx)
+    for view in ctx.diagnosable:
+        units = view.dead_causes.get("unexplained")
+        if units is None or view.name in covered:
+            continue
+        parts = [ctx.dead_phrase(view, len(units))]
+        gw = view.weight_growth
+        if view.layer_label and gw is not None:
+            parts.append(f"the weights feeding them in {view.layer_label} look normal "
+                         f"(median row norm {num(float(np.median(view.weight_norm)))}, {gw:.1f}× "
+                         f"PyTorch's default init)")
+        elif not view.direct and view.info.input_layer:
+            parts.append(f"its input is `{view.info.input_layer}` combined with other tensors "
+                         f"(e.g. a residual sum), so no single layer's weights explain it")
+        fixes = []
+        leaky = view.leaky_fix()
+        if leaky:
+            fixes.append(leaky)
+        fixes.append(_reinit(view, len(units)))
+        fixes.append("scan earlier checkpoints (`deadrelu track`) to see when they died")
+        yield Finding(
+            "DR013", _severity(view, len(units)), view.name, "; ".join(parts), "unknown",
+            "; ".join(fixes),
+            {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
+             "weight_growth": gw, "bias_growth": view.bias_growth},
+        )

@@ -1,0 +1,199 @@
+"""Patterns across layers: an entirely dead layer, dead share rising with depth, constant output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from deadrelu.diagnose.context import DEFAULT_INIT_NORM, Context, SiteView, num, pct
+from deadrelu.diagnose.registry import rule
+from deadrelu.findings import Finding, Severity
+
+#: A depth trend: the deeper half's mean dead share exceeds the shallower half's by this...
+TREND_RISE = 0.25
+#: ...and is at least this many times it.
+TREND_FACTOR = 2.0
+#: A stack at least this deep and at most this wide is "deep and narrow" (Lu et al. 2019).
+DEEP = 8
+NARROW = 16
+
+
+def _unexplained_share(view: SiteView) -> float:
+    units = view.dead_causes.get("unexplained")
+    return len(units) / view.units if units is not None and view.units else 0.0
+
+
+def init_dead_layers(ctx: Context) -> list[SiteView]:
+    """Entirely dead sites whose dead units are mostly unexplained by training damage."""
+    out = []
+    for view in ctx.diagnosable:
+        if view.all_dead and view is not ctx.output_site and _unexplained_share(view) > 0.5:
+            out.append(view)
+    return out
+
+
+def _chain(ctx: Context) -> list[SiteView]:
+    return [v for v in ctx.diagnosable if v.info.can_die and v is not ctx.output_site and v.units]
+
+
+def depth_trend(ctx: Context) -> list[SiteView] | None:
+    """The chain of ReLU-family sites when their dead share rises sharply with depth, else ``None``."""
+    if init_dead_layers(ctx):
+        return None
+    chain = _chain(ctx)
+    if len(chain) < 4:
+        return None
+    shares = [_unexplained_share(v) for v in chain]
+    half = len(chain) // 2
+    shallow, deep = float(np.mean(shares[:half])), float(np.mean(shares[half:]))
+    if deep >= shallow + TREND_RISE and deep >= TREND_FACTOR * shallow:
+        return chain
+    return None
+
+
+def _init_fixes(ctx: Context, view: SiteView | None) -> list[str]:
+    """Initialization advice ranked by what the weights and the architecture show."""
+    chain = _chain(ctx) or [v for v in ctx.sites if v.info.can_die]
+    growths = [g for v in ctx.sites if (g := v.weight_growth) is not None]
+    fixes = []
+    if growths:
+        g = float(np.median(growths))
+        if g <= 1.5:
+            fixes.append(
+                "init every Linear/Conv with nn.init.kaiming_normal_(w, nonlinearity='relu') and "
+                f"zero the biases: the weights have PyTorch's default scale (median row norm "
+                f"{num(g * DEFAULT_INIT_NORM)}, {g:.1f}× of 1/√3), which shrinks a ReLU signal's "
+                "variance about 6× per layer")
+    depth = len(chain)
+    width = min((v.units for v in chain), default=0)
+    if depth >= DEEP and 0 < width <= NARROW:
+        fixes.append(
+            f"the stack is deep ({depth} ReLU layers) and narrow (as few as {width} units): such "
+            "nets are born dead with high probability (Lu et al. 2019) — widen the hidden layers, "
+            "use fewer of them, or add residual connections or BatchNorm")
+    if view is not None:
+        leaky = view.leaky_fix()
+        if leaky:
+            fixes.append(leaky)
+    if not fixes:
+        fixes.append("re-initialize the model (nn.init.kaiming_normal_(w, nonlinearity='relu'), "
+                     "zero biases) and check the layer's input scale")
+    return fixes
+
+
+@rule(
+    code="DR004",
+    name="dead-layer",
+    causes=("initialization",),
+    severity="error",
+    summary="""A ReLU-family layer in which every unit is dead, with no trace of training
+        damage (large updates, collapsed weights, a pinning BatchNorm) to explain it.""",
+    why="""An entirely dead layer outputs a constant, so no gradient passes back through it: the
+        layers before it stop learning, the layers after it see a constant input, and unless a
+        skip path bypasses it the model's output no longer depends on its input. Deep, narrow
+        ReLU nets are born this way with high probability (Lu et al. 2019, "Dying ReLU and
+        Initialization"), and PyTorch's default init shrinks ReLU signals layer by layer.""",
+    fix="""Use He init (nn.init.kaiming_normal_(w, nonlinearity='relu')) with zero biases; make
+        the layers wider or fewer, or add residual connections or BatchNorm; LeakyReLU keeps
+        a gradient flowing.""",
+    example="""A 20-layer, width-3 ReLU MLP with default init: "all 3 units of `21` (nn.ReLU)
+        never fired on 512 samples: no gradient passes back through it, so the 10 activation
+        sites before it stop learning; ... the model's output is the same for every input".""",
+)
+def dead_layer(ctx: Context) -> Iterator[Finding]:
+    for view in init_dead_layers(ctx):
+        before = [v for v in _chain(ctx) if v.info.order < view.info.order]
+        message = (f"all {view.units} units of {view.label} never fired on {view.samples} samples: "
+                   f"{ctx.consequence_text(view)}")
+        if len(before) >= 2:
+            shares = [len(v.dead) / v.units for v in before]
+            message += (f". Dead share before it: {pct(shares[0])} at `{before[0].name}` rising to "
+                        f"{pct(max(shares))}")
+        yield Finding(
+            "DR004", Severity.ERROR, view.name, message, "initialization",
+            "; ".join(_init_fixes(ctx, view)),
+            {**ctx.base_evidence(view, view.dead), "sites_before": len(before),
+             "constant_sites_after": [v.name for v in ctx.consequences],
+             "output_constant": ctx.output_constant,
+             "dead_share_before": {v.name: len(v.dead) / v.units for v in before},
+             "weight_growth": view.weight_growth},
+        )
+
+
+@rule(
+    code="DR005",
+    name="dead-share-rises-with-depth",
+    causes=("initialization",),
+    severity="error when some layer is ≥50% dead, else warning",
+    summary="""Across at least four ReLU-family layers (no layer entirely dead), the mean share
+        of unexplained dead units in the deeper half exceeds the shallower half's by ≥25
+        percentage points and is at least twice it.""",
+    why="""Dead units accumulating with depth are the signature of an initialization (or
+        architecture) that does not preserve the signal's scale through ReLU layers: each layer
+        loses units, and deep narrow nets head towards a layer that is dead altogether.""",
+    fix="""He init (nn.init.kaiming_normal_(w, nonlinearity='relu')) with zero biases; wider or
+        fewer layers; residual connections or normalization between layers.""",
+    example="""A 12-layer, width-6 MLP whose dead share climbs from 0% in the first layers to 50%
+        in the last ones.""",
+)
+def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
+    chain = depth_trend(ctx)
+    if chain is None:
+        return
+    shares = {v.name: _unexplained_share(v) for v in chain}
+    worst = max(chain, key=lambda v: shares[v.name])
+    half = len(chain) // 2
+    shallow = float(np.mean([shares[v.name] for v in chain[:half]]))
+    deep = float(np.mean([shares[v.name] for v in chain[half:]]))
+    message = (f"the share of dead units rises with depth over {len(chain)} ReLU layers: "
+               f"{pct(shallow)} on average in the first {half}, {pct(deep)} in the last "
+               f"{len(chain) - half}, up to {pct(shares[worst.name])} at {worst.label}; "
+               f"deeper layers keep losing units")
+    severity = Severity.ERROR if shares[worst.name] >= 0.5 else Severity.WARNING
+    yield Finding(
+        "DR005", severity, None, message, "initialization", "; ".join(_init_fixes(ctx, worst)),
+        {"dead_share": shares, "shallow_mean": shallow, "deep_mean": deep,
+         "samples": ctx.samples, "rule_out_fire_rate": ctx.rule_out},
+    )
+
+
+@rule(
+    code="DR006",
+    name="constant-output",
+    causes=("saturation", "unknown"),
+    severity="error",
+    summary="""The model's output took the same value for every sample of the scan, and no
+        entirely dead layer explains it (a dead layer is reported by DR004 or by the rule of
+        its cause, with the constant output in its message).""",
+    why="""A model whose output ignores its input cannot learn from the loss: either every
+        path from input to output passes a layer that is flat for all inputs (saturated or
+        dead), or the output is overwritten by a constant.""",
+    fix="""Find the layer where activations stop depending on the input (saturated layers are
+        named in the message) and re-initialize or normalize it.""",
+    example="""A sigmoid MLP whose hidden layer is saturated on every unit: "the model's output
+        is the same for all 512 samples ... every unit of `act1` (nn.Sigmoid) is saturated".""",
+)
+def constant_output(ctx: Context) -> Iterator[Finding]:
+    if not ctx.output_constant or ctx.first_dead is not None or ctx.output_range is None:
+        return
+    spread, scale = ctx.output_range
+    message = (f"the model's output is the same for all {ctx.samples} samples (largest range of "
+               f"any output element {num(spread)} at magnitude {num(scale)})")
+    flat = [v for v in ctx.sites if v.units and len(v.saturated) == v.units]
+    if flat:
+        view = flat[0]
+        message += f"; every unit of {view.label} is saturated"
+        fix = (f"fix the saturation of {view.label} first (see DR009): re-initialize "
+               f"{view.layer_label or 'the layer feeding it'} with nn.init.xavier_uniform_ and add "
+               "normalization before it")
+        cause = "saturation"
+    else:
+        fix = ("compare each layer's activations for two different inputs to find where they "
+               "become identical, then re-initialize or normalize that layer")
+        cause = "unknown"
+    yield Finding(
+        "DR006", Severity.ERROR, None, message, cause, fix,
+        {"samples": ctx.samples, "output_range": spread, "output_scale": scale,
+         "saturated_layers": [v.name for v in flat]},
+    )

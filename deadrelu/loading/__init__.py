@@ -1,0 +1,27 @@
+"""Loading layer: model files, data sources, and the check that they fit together.
+
+Library code only (the CLI is a thin shell over it). Heavy modules (torch,
+Pillow, pandas, pyarrow, safetensors) are imported inside the functions that
+need them, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+from deadrelu.loading.checkpoint import FORMATS, LoadedModel, build_arch, load_model
+from deadrelu.loading.data import open_data, parse_image_size, parse_normalize
+from deadrelu.loading.fit import check_fit, suggest_channels
+from deadrelu.loading.source import Batch, DataSource
+
+__all__ = [
+    "FORMATS",
+    "Batch",
+    "DataSource",
+    "LoadedModel",
+    "build_arch",
+    "check_fit",
+    "load_model",
+    "open_data",
+    "parse_image_size",
+    "parse_normalize",
+    "suggest_channels",
+]
