@@ -215,6 +215,7 @@ class Collector:
         self._names: dict[int, str] = {}
         for name, m in model.named_modules(remove_duplicate=False):
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
+        self._graph_paths = _graph_module_paths(model)
         self._handles: list[RemovableHandle] = []
         self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
         self._calls: dict[str, int] = {}
@@ -339,6 +340,8 @@ class Collector:
         frame = self._stack[-1]
         if frame[2] is not None and frame[3] == 0:
             base, label, owner = frame[1], "module", frame[1]
+        elif self._graph_paths and len(self._stack) == 1:
+            base, label, owner = self._graph_site(func, op)
         else:
             base, label, owner = f"{frame[1] or ROOT}:{op}", _op_label(func), frame[1] or ROOT
         frame[3] += 1
@@ -357,6 +360,20 @@ class Collector:
             y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
             scratch = self._scratch_for(y3)
             site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)
+
+    def _graph_site(self, func: Any, op: str) -> tuple[str, str, str]:
+        # An exported graph runs its nodes in order, so the k-th call of an op in this
+        # forward is the k-th node with that target: name it by the module it came from.
+        key = f"graph:{func}"
+        k = self._calls.get(key, 0)
+        self._calls[key] = k + 1
+        paths = self._graph_paths.get(func, [])
+        if k >= len(paths):
+            return f"{ROOT}:{op}", str(func), ROOT
+        path, is_activation = paths[k]
+        if is_activation:
+            return path, "module", path
+        return f"{path or ROOT}:{op}", str(func), path or ROOT
 
     def _sample_axis(self, out: Tensor, info: SiteInfo) -> int:
         # Batches are batch-first; a (T, N, C) tensor inside the model keeps the axis
@@ -437,6 +454,29 @@ class Collector:
         return buf
 
 
+def _graph_module_paths(model: nn.Module) -> dict[Any, list[tuple[str, bool]]]:
+    """For a ``torch.export`` graph: activation target → [(module path, is activation module)].
+
+    Each node keeps the module stack it was traced from in ``meta["nn_module_stack"]``.
+    Empty for ordinary modules.
+    """
+    graph = getattr(model, "graph", None)
+    if graph is None or not hasattr(graph, "nodes"):
+        return {}
+    activation_types = {f"{cls.__module__}.{cls.__qualname__}" for cls in MODULES}
+    out: dict[Any, list[tuple[str, bool]]] = {}
+    for node in graph.nodes:
+        if node.op != "call_function" or node.target not in FUNCTIONS:
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        path, type_name = ("", "")
+        if stack:
+            path, cls = list(stack.values())[-1]
+            type_name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+        out.setdefault(node.target, []).append((path, type_name in activation_types))
+    return out
+
+
 def _layout(y: Tensor, unit_axis: int, sample_axis: int) -> tuple[Tensor, int]:
     """View ``y`` as (S, U, R) or (S, R, U), whichever avoids a copy; returns (view, R's dim)."""
     nd = y.ndim
@@ -464,7 +504,12 @@ def _layout(y: Tensor, unit_axis: int, sample_axis: int) -> tuple[Tensor, int]:
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode; restore each module's own flag afterwards."""
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:
+        # torch.export programs refuse .eval(): their train/eval behaviour was fixed
+        # when they were exported, so there is nothing to switch.
+        flags = []
     try:
         yield
     finally:

@@ -162,6 +162,19 @@ class _Registry(dict[Callable[..., Any], str]):
         self[func] = op
 
 
+#: aten overloads called by ``torch.export`` programs (``ExportedProgram.module()``).
+_ATEN_OPS: dict[str, tuple[str, ...]] = {
+    "relu": ("relu", "relu_"), "relu6": (), "leaky_relu": ("leaky_relu", "leaky_relu_"),
+    "prelu": ("prelu", "_prelu_kernel"), "rrelu": ("rrelu", "rrelu_with_noise"),
+    "elu": ("elu", "elu_"), "selu": ("selu", "selu_"), "celu": ("celu", "celu_"),
+    "gelu": ("gelu", "gelu_"), "silu": ("silu", "silu_"), "mish": ("mish", "mish_"),
+    "hardswish": ("hardswish", "hardswish_"), "softplus": ("softplus",),
+    "threshold": ("threshold", "threshold_"), "hardtanh": ("hardtanh", "hardtanh_"),
+    "hardsigmoid": ("hardsigmoid", "hardsigmoid_"), "sigmoid": ("sigmoid", "sigmoid_"),
+    "tanh": ("tanh", "tanh_"),
+}
+
+
 def _build() -> _Registry:
     registry = _Registry()
     for op, paths in _FUNCTION_PATHS.items():
@@ -169,6 +182,12 @@ def _build() -> _Registry:
             func = _resolve(path)
             if func is not None and callable(func):
                 registry.register(func, op)
+    for op, names in _ATEN_OPS.items():
+        for name in names:
+            packet = getattr(torch.ops.aten, name, None)
+            overload = getattr(packet, "default", None) if packet is not None else None
+            if overload is not None:
+                registry.register(overload, op)
     return registry
 
 

@@ -303,7 +303,7 @@ def render_findings(report: Report) -> RenderableType:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True, width=2, justify="right")
     grid.add_column(overflow="fold")
-    for finding in report.findings:
+    for index, finding in enumerate(report.findings):
         severity = finding.severity.value
         style = _SEVERITY_STYLE.get(severity, "")
         body = Text()
@@ -311,12 +311,28 @@ def render_findings(report: Report) -> RenderableType:
         body.append(f" {severity}", style=style)
         if finding.layer:
             body.append(f"  {finding.layer}", style="bold")
-        body.append("\n" + finding.message)
+        body.append("\n")
+        body.append_text(inline_code(finding.message))
         if finding.fix:
             body.append("\nfix: ", style="bold green")
-            body.append(finding.fix)
+            body.append_text(inline_code(finding.fix))
+        if index:
+            grid.add_row("", "")  # a blank line between multi-line findings
         grid.add_row(Text(_SEVERITY_ICON.get(severity, "-"), style=style), body)
     return Group(Text(""), title, grid)
+
+
+def inline_code(text: str) -> Any:
+    """Rule messages mark names as Markdown code (`net.1`); show them styled, without backticks."""
+    from rich.text import Text
+
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # unbalanced backticks: show the text as written
+        return Text(text)
+    out = Text()
+    for i, part in enumerate(parts):
+        out.append(part, style="cyan" if i % 2 else "")
+    return out
 
 
 def render_summary(report: Report) -> RenderableType:
@@ -328,7 +344,7 @@ def render_summary(report: Report) -> RenderableType:
 
 
 __all__ = [
-    "BINS", "BLOCKS", "EMPTY", "caution", "format_seconds", "header_rows", "histogram", "legend",
+    "BINS", "BLOCKS", "EMPTY", "caution", "format_seconds", "header_rows", "histogram", "inline_code", "legend",
     "legend_rows", "percent",
     "render_findings", "render_header", "render_layers", "render_report", "render_summary",
     "sparkline", "summary_line", "table_rows", "verdict",

@@ -79,6 +79,6 @@ def dead_units_message(report: Report, failures: Sequence[Any], max_fraction: fl
         dead = report.units_in_state(r.layer, "dead")
         units = report.site(r.layer).info.units
         lines.append(f"  {r.layer:<{width}}  {len(dead):>5}/{units:<5} dead "
-                     f"({r.actual * 100:5.1f}%)  units {units_list(dead, limit=8)}")
+                     f"({r.actual * 100:.1f}%)  units {units_list(dead, limit=8)}")
     lines.append(f"(scanned {report.samples:,} samples; a unit is dead when it never fired on them)")
     return "\n".join(lines)

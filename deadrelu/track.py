@@ -465,7 +465,8 @@ def plot_trend(trend: Trend, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     try:
         for layer, row in table.iterrows():
-            style = {"color": "black", "linestyle": "--", "linewidth": 2} if layer == MODEL else {}
+            style: dict[str, Any] = (
+                {"color": "black", "linestyle": "--", "linewidth": 2} if layer == MODEL else {})
             ax.plot(list(table.columns), [v * 100 for v in row.to_numpy()], marker="o",
                     label=str(layer), **style)
         for step in sorted({t.to_step for t in trend.jumps}):

@@ -97,9 +97,9 @@ def sigmoid_net(std: float | None = 5.0) -> nn.Module:
     return model.eval()
 
 
-def unnormalized(x: torch.Tensor) -> torch.Tensor:
-    """Raw-looking features: scale 100, offset 50."""
-    return x * 100.0 + 50.0
+def unnormalized(x: torch.Tensor, scale: float = 10.0, offset: float = 100.0) -> torch.Tensor:
+    """Raw-looking features: ``x * scale + offset`` (an offset well beyond the spread kills units)."""
+    return x * scale + offset
 
 
 # -- planted failures -----------------------------------------------------------------------------

@@ -444,6 +444,7 @@ HELP_PROBE = """
 import sys
 sys.argv = ["deadrelu", *{args!r}]
 from deadrelu.cli import main
+code = 0
 try:
     main()
 except SystemExit as exc:

@@ -351,3 +351,28 @@ def test_collector_guards_its_lifecycle():
         c.attach()
     c.detach()
     c.detach()
+
+
+def test_torch_export_program_sites_named_by_original_module():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 8)
+            self.act = nn.ReLU()
+            self.fc2 = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc2(F.gelu(self.act(self.fc(x)))))
+
+    model = Net().eval()
+    with torch.no_grad():
+        model.fc.bias[0] = -1e4
+    batch = torch.randn(50, 4)
+    program = torch.export.export(model, (batch,)).module()
+    data = [torch.randn(50, 4) for _ in range(4)]
+    report = deadrelu.scan(program, data)
+    assert [s.info.name for s in report.sites] == ["act", "<model>:gelu", "<model>:sigmoid"]
+    with torch.no_grad():
+        ys = [F.relu(model.fc(x)) for x in data]
+    assert_matches(report.site("act").stats, brute(ys, 1))
+    assert report.units_in_state("act", "dead")[0] == 0

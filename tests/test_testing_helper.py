@@ -42,8 +42,8 @@ def test_failure_message_lists_each_offending_layer():
     lines = str(info.value).splitlines()
     assert lines[0].endswith("have more than 20.0% dead units:")
     assert lines[0].startswith("2 layer(s) of ")
-    assert lines[1].split() == ["enc.1", "3/8", "dead", "(", "37.5%)", "units", "0-1,", "5"]
-    assert lines[2].split() == ["dec.1", "1/4", "dead", "(", "25.0%)", "units", "3"]
+    assert lines[1].split() == ["enc.1", "3/8", "dead", "(37.5%)", "units", "0-1,", "5"]
+    assert lines[2].split() == ["dec.1", "1/4", "dead", "(25.0%)", "units", "3"]
     assert lines[3] == "(scanned 128 samples; a unit is dead when it never fired on them)"
 
 

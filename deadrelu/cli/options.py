@@ -374,17 +374,15 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     Raises:
         CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
     """
-    from deadrelu.loading import check_fit, load_model, open_data, suggest_channels
+    from deadrelu.loading import check_fit, load_model, open_data
 
     loaded = load_model(
         opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
         import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
     )
     channels = opts.channels
-    if channels is None:
-        suggested = suggest_channels(loaded.model)
-        # open_data reads only 1, 3 or 4 channels; anything else is for check_fit to judge.
-        channels = suggested if suggested in (1, 3, 4) and _looks_like_images(opts.data) else None
+    if channels is None and _looks_like_images(opts.data):
+        channels = _suggest_image_channels(loaded.model, Path(opts.data))
     source = open_data(
         opts.data, batch_size=opts.batch_size, limit=opts.limit, image_size=opts.image_size,
         normalize=opts.normalize, target=opts.target, channels=channels,
@@ -396,18 +394,48 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
 
 
 def _looks_like_images(spec: str) -> bool:
-    """Whether ``--data`` points at images (so a suggested channel count applies)."""
+    """Whether ``--data`` points at images (so a channel count applies)."""
+    return _first_image(Path(spec)) is not None
+
+
+def _first_image(path: Path) -> Path | None:
     from deadrelu.loading.images import IMAGE_SUFFIXES
 
-    path = Path(spec)
     if path.is_file():
-        return path.suffix.lower() in IMAGE_SUFFIXES
+        return path if path.suffix.lower() in IMAGE_SUFFIXES else None
     if path.is_dir():
         for sub in (path, *sorted(p for p in path.iterdir() if p.is_dir())[:3]):
-            for entry in sub.iterdir():
-                if entry.suffix.lower() in IMAGE_SUFFIXES:
-                    return True
-    return False
+            for entry in sorted(sub.iterdir()):
+                if entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
+                    return entry
+    return None
+
+
+def _suggest_image_channels(model: Any, data: Path) -> int | None:
+    """Channels to read images with when ``--channels`` is not given.
+
+    The model's first conv layer decides when it has one (a greyscale CNN reads
+    greyscale, an RGB CNN reads RGB even from greyscale files). Otherwise (an MLP
+    on flattened pixels) the images' own mode decides: greyscale files stay one
+    channel, as torchvision's ``ToTensor`` would leave them.
+    """
+    from deadrelu.loading import suggest_channels
+
+    suggested = suggest_channels(model)
+    if suggested is not None:
+        # open_data reads only 1, 3 or 4 channels; anything else is for check_fit to judge.
+        return suggested if suggested in (1, 3, 4) else None
+    first = _first_image(data)
+    if first is None:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(first) as image:
+            mode = image.mode
+    except Exception:  # unreadable or no Pillow: open_data reports it properly
+        return None
+    return 1 if mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else None
 
 
 # -- scanning --------------------------------------------------------------------------------

@@ -10,12 +10,21 @@ most one rule. The order is fixed, most specific evidence first:
 3. ``weight_decay`` — the unit's incoming weight norm collapsed: at most
    ``COLLAPSE_RATIO`` of the median of the layer's live units, or below
    ``COLLAPSE_ABS`` outright.
-4. ``input_scale`` — the first site, while the input is far from zero mean / unit scale.
-5. ``learning_rate`` — a trace of large updates on a directly fed Linear/Conv: the
-   unit's bias alone outweighs its weights (``b / ||w|| <= -max(1, 2·sqrt(3/fan_in))``,
-   more than any standard init gives), or the layer's weights *and* biases grew
-   ≥ ``GROWTH``× beyond PyTorch's default init scale.
+4. ``input_scale`` — the input is far from zero mean / unit scale, the first site
+   has dead or saturated units, and the site is the first one or follows it through
+   sites whose mean |output| stays ≥ ``INPUT_FAR`` (the large scale propagates).
+5. ``learning_rate`` — a trace of large updates on a directly fed Linear/Conv whose
+   dead units have negative biases: the layer's biases grew ≥ ``BIAS_GROWTH``× beyond
+   PyTorch's default init (mean |b| of U(±1/√fan_in)), or its weights and biases both
+   grew ≥ ``GROWTH``× (weights alone ≥ ``GROWTH_NO_BIAS``× for a layer without bias);
+   or, per unit, a bias below ``-2/√fan_in`` (twice the most negative default init)
+   that also exceeds the unit's weight norm.
 6. ``unexplained`` — none of the above.
+
+Saturation (bounded kinds, never the output site) is a problem for a site when
+some unit is in state ``saturated`` or at least ``SAT_LAYER`` of all its
+positions are in the flat region; it goes to ``input_scale`` on the sites of
+step 4, else to ``saturation``.
 
 Sites after the first entirely dead layer whose units all have fire rate exactly
 0 or 1 see a constant input; they are *consequences* and get no findings of their own.
@@ -45,8 +54,10 @@ ERROR_SHARE = 0.25
 WARNING_SHARE = 0.05
 #: Incoming weight row norm of PyTorch's default Linear/Conv init (kaiming_uniform_(a=√5)): 1/√3.
 DEFAULT_INIT_NORM = 1.0 / math.sqrt(3.0)
-#: Weights and biases this many times the default init scale are a trace of large updates.
+#: Weights and biases this many times the default init scale are a trace of large updates...
 GROWTH = 2.0
+#: ...as are biases alone this many times it.
+BIAS_GROWTH = 3.0
 #: Without a bias, weights alone must have grown this much (He init already gives ≈2.45×).
 GROWTH_NO_BIAS = 3.0
 #: A BatchNorm channel with ``beta <= -BN_PIN * |gamma|`` is pinned below zero.
@@ -55,6 +66,8 @@ BN_PIN = 2.0
 COLLAPSE_RATIO = 0.1
 #: ...as has any row norm below this (1/20 of the default init scale).
 COLLAPSE_ABS = 0.03
+#: A bounded site with at least this share of all positions saturated has a saturation problem.
+SAT_LAYER = 0.5
 #: Input far from normalized: some feature's |mean| or std at least this...
 INPUT_FAR = 3.0
 #: ...or the overall std at most this (and not zero).
@@ -101,6 +114,11 @@ def num(x: float) -> str:
     return text.replace("-", "−")
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 unit``, ``3 units``."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 def severity_for(share: float) -> Severity:
     """error at ≥ ERROR_SHARE of a layer's units, warning at ≥ WARNING_SHARE, else info."""
     if share >= ERROR_SHARE:
@@ -115,7 +133,7 @@ def unit_list(indices: np.ndarray | list[int], limit: int = 32) -> list[int]:
     return [int(i) for i in list(indices)[:limit]]
 
 
-@dataclass
+@dataclass(eq=False)
 class SiteView:
     """One site as the rules see it: info, verdicts and its weight evidence."""
 
@@ -191,18 +209,37 @@ class SiteView:
 
     @property
     def update_trace(self) -> bool:
-        """The layer's weights (and biases) grew far beyond the default init scale."""
+        """The layer's biases (or weights and biases) grew far beyond the default init scale."""
         gw, gb = self.weight_growth, self.bias_growth
         if gw is None:
             return False
         if gb is None:
             return gw >= GROWTH_NO_BIAS
-        return gw >= GROWTH and gb >= GROWTH
+        return gb >= BIAS_GROWTH or (gw >= GROWTH and gb >= GROWTH)
 
     @property
-    def bias_pin_limit(self) -> float:
-        """``b/||w||`` below minus this is more negative than any standard init gives."""
-        return max(1.0, 2.0 * math.sqrt(3.0 / self.fan_in)) if self.fan_in > 0 else 1.0
+    def bias_floor(self) -> float:
+        """Twice the most negative bias PyTorch's default init draws (-1/√fan_in)."""
+        return -2.0 / math.sqrt(self.fan_in) if self.fan_in > 0 else -math.inf
+
+    def pinned_by_bias(self, units: np.ndarray) -> np.ndarray:
+        """Per unit: bias below :attr:`bias_floor` and more negative than the weight norm."""
+        if self.bias is None or self.weight_norm is None:
+            return np.zeros(len(units), dtype=bool)
+        b = self.bias[units]
+        return (b <= self.bias_floor) & (b <= -self.weight_norm[units])
+
+    @property
+    def saturated_share(self) -> float:
+        """Share of all positions of the site in a flat region (mean of the per-unit rates)."""
+        rates = self.verdicts.saturated_rate
+        return float(np.mean(rates)) if rates.size else 0.0
+
+    @property
+    def mean_abs(self) -> float:
+        """Average over units of the mean |output|."""
+        values = self.verdicts.mean_abs
+        return float(np.mean(values)) if values.size else 0.0
 
     # -- phrases for messages -----------------------------------------------------------
 
@@ -275,6 +312,7 @@ class Context:
         self.consequences: list[SiteView] = self._consequences()
         consequence_names = {v.name for v in self.consequences}
         self.diagnosable = [v for v in self.sites if v.name not in consequence_names]
+        self.input_chain: list[SiteView] = self._input_chain()
         for view in self.diagnosable:
             self._assign(view)
 
@@ -289,6 +327,22 @@ class Context:
         _, m = s.worst_mean
         _, sd = s.worst_std
         return abs(m) >= INPUT_FAR or sd >= INPUT_FAR or 0.0 < s.std <= INPUT_TINY
+
+    def _input_chain(self) -> list[SiteView]:
+        """Sites that the unnormalized input reaches at full scale (module docstring, step 4)."""
+        if not self.input_far or not self.sites:
+            return []
+        first = self.sites[0]
+        bounded = first.info.sat_low is not None or first.info.sat_high is not None
+        saturating = bounded and (len(first.saturated) > 0 or first.saturated_share >= SAT_LAYER)
+        if not (first.info.can_die and len(first.dead)) and not saturating:
+            return []  # the first layer copes with the input: no evidence against its scale
+        chain = [first]
+        for view in self.sites[1:]:
+            if chain[-1].mean_abs < INPUT_FAR:
+                break
+            chain.append(view)
+        return chain
 
     def _consequences(self) -> list[SiteView]:
         first = self.first_dead
@@ -325,8 +379,10 @@ class Context:
         if len(dead) and view.info.can_die:
             view.dead_causes = self._dead_causes(view, dead)
         sat = view.saturated
-        if len(sat) and view is not self.output_site:
-            key = "input_scale" if (view is self.first_site and self.input_far) else "saturation"
+        bounded = view.info.sat_low is not None or view.info.sat_high is not None
+        problem = len(sat) > 0 or view.saturated_share >= SAT_LAYER
+        if bounded and problem and view is not self.output_site:
+            key = "input_scale" if view in self.input_chain else "saturation"
             view.saturation_causes = {key: sat}
 
     def _dead_causes(self, view: SiteView, dead: np.ndarray) -> dict[str, np.ndarray]:
@@ -354,14 +410,14 @@ class Context:
             if len(live) >= 3:
                 collapsed |= wn[remaining] <= COLLAPSE_RATIO * float(np.median(wn[live]))
             take("weight_decay", collapsed)
-        if len(remaining) and view is self.first_site and self.input_far:
+        if len(remaining) and view in self.input_chain:
             take("input_scale", np.ones(len(remaining), dtype=bool))
         if len(remaining) and view.direct and view.norm is None and view.weight_norm is not None:
-            if view.update_trace:
+            negative = view.bias is None or float(np.median(view.bias[remaining])) < 0
+            if view.update_trace and negative:
                 take("learning_rate", np.ones(len(remaining), dtype=bool))
-            elif view.bias is not None:
-                ratio = view.bias[remaining] / np.maximum(view.weight_norm[remaining], 1e-12)
-                take("learning_rate", ratio <= -view.bias_pin_limit)
+            else:
+                take("learning_rate", view.pinned_by_bias(remaining))
         if len(remaining):
             causes["unexplained"] = remaining
         return causes

@@ -42,8 +42,9 @@ def relu_on_output(ctx: Context) -> Iterator[Finding]:
     message = f"the model's output comes {how} {view.label}: it can never be below {num(view.info.level)}"
     n_dead = len(view.dead)
     if n_dead:
-        message += (f"; {n_dead} of {view.units} output units are {num(view.info.level)} for every "
-                    f"one of the {view.samples} samples and get no gradient")
+        message += (f"; {n_dead} of {view.units} output units {'is' if n_dead == 1 else 'are'} "
+                    f"{num(view.info.level)} for every one of the {view.samples} samples and get"
+                    f"{'s' if n_dead == 1 else ''} no gradient")
     source = view.layer_label or view.norm_label
     keep = f"return the output of {source} directly" if source else "return the pre-activation directly"
     if view.info.op == "module":
@@ -69,62 +70,85 @@ def _band(view: SiteView) -> str:
     return f"output at its floor {num(lo or 0.0)}"
 
 
+def saturation_phrase(ctx: Context, view: SiteView, units: np.ndarray) -> str:
+    """"41% of all activations of `x` sit in the flat region (...); 3 of 64 units on ≥99% of positions"."""
+    text = (f"{pct(view.saturated_share)} of all activations of {view.label} sit in the flat region "
+            f"({_band(view)}) over {view.samples} samples")
+    if len(units):
+        text += (f"; {len(units)} of {view.units} units ({pct(len(units) / view.units)}) are "
+                 f"saturated on ≥{pct(ctx.thresholds.saturated)} of positions")
+    return text
+
+
+def _scale_fix(view: SiteView) -> str | None:
+    """Re-initialization advice when the feeding layer's weights or biases are far above default."""
+    gw, gb = view.weight_growth, view.bias_growth
+    large = []
+    if gw is not None and gw >= LARGE_INIT:
+        large.append(f"weights are {gw:.1f}×")
+    if gb is not None and gb >= LARGE_INIT:
+        large.append(f"biases are {gb:.1f}×")
+    if not large or not view.layer_label:
+        return None
+    gain = {"sigmoid": "'sigmoid'", "tanh": "'tanh'"}.get(view.info.kind, "1.0")
+    return (f"re-initialize {view.layer_label}: nn.init.xavier_uniform_(w, "
+            f"gain=nn.init.calculate_gain({gain})) and zero biases (its {' and its '.join(large)} "
+            "PyTorch's default init scale)")
+
+
 @rule(
     code="DR009",
     name="saturated-units",
     causes=("saturation",),
-    severity="error when the units are ≥25% of the layer, warning at ≥5%, else info",
+    severity="by the larger of the saturated units' share and the saturated share of all "
+             "positions: error at ≥25%, warning at ≥5%, else info",
     summary="""Bounded activations (sigmoid, tanh, ReLU6, Hardtanh, Hardsigmoid) stuck in a flat
-        region on at least the `saturated` share (99%) of positions, in any layer but the
-        output (a confident sigmoid output is saturated by design).""",
+        region: some unit is saturated on at least the `saturated` share (99%) of its positions,
+        or at least half of all the layer's activations are. Not applied to the model's output
+        (a confident sigmoid output is saturated by design).""",
     why="""In its flat region a bounded activation has (near) zero gradient: the unit passes
         on a constant and its incoming weights stop learning. Large initial weights, large
         inputs or missing normalization push pre-activations there.""",
     fix="""Re-initialize the feeding layer at a smaller scale (xavier_uniform_ with the
-        activation's gain), normalize the pre-activations (LayerNorm/BatchNorm), or use an
-        unbounded activation in hidden layers.""",
-    example="""A sigmoid MLP initialized with weights ~N(0, 5²): "58 of 64 units (91%) of `1`
-        (nn.Sigmoid) are saturated ...; incoming weights of `0` (nn.Linear) have median row
-        norm 20 (35× PyTorch's default init)".""",
+        activation's gain) when its weights are large, normalize the pre-activations
+        (LayerNorm/BatchNorm), or use an unbounded activation in hidden layers.""",
+    example="""A sigmoid MLP initialized with weights ~N(0, 5²): "82% of all activations of `1`
+        (nn.Sigmoid) sit in the flat region ...; incoming weights of `0` (nn.Linear): median
+        row norm 20 (35× PyTorch's default init)".""",
 )
 def saturated_units(ctx: Context) -> Iterator[Finding]:
     for view in ctx.diagnosable:
         units = view.saturation_causes.get("saturation")
         if units is None:
             continue
-        share = len(units) / view.units
-        parts = [f"{len(units)} of {view.units} units ({pct(share)}) of {view.label} are saturated "
-                 f"({_band(view)}) on ≥{pct(ctx.thresholds.saturated)} of positions over "
-                 f"{view.samples} samples"]
-        fixes = []
+        share = max(len(units) / view.units, view.saturated_share)
+        parts = [saturation_phrase(ctx, view, units)]
         gw, gb = view.weight_growth, view.bias_growth
-        large = (gw is not None and gw >= LARGE_INIT) or (gb is not None and gb >= LARGE_INIT)
-        gain = {"sigmoid": "'sigmoid'", "tanh": "'tanh'"}.get(view.info.kind, "1.0")
         if view.layer_label and gw is not None:
             scale = f"median row norm {num(float(np.median(view.weight_norm)))} ({gw:.1f}× PyTorch's default init)"
             if gb is not None:
                 scale += f", mean |bias| {gb:.1f}× the default"
             parts.append(f"incoming weights of {view.layer_label}: {scale}")
-            if large:
-                fixes.append(f"re-initialize {view.layer_label} at a normal scale: "
-                             f"nn.init.xavier_uniform_(w, gain=nn.init.calculate_gain({gain})) and zero "
-                             f"biases (its weights are {max(gw, gb or 0.0):.1f}× the default)")
+        fixes = []
+        rescale = _scale_fix(view)
+        if rescale:
+            fixes.append(rescale)
         if view.norm is None:
             target = view.layer_label or "the layer feeding it"
             fixes.append(f"add a normalization layer (nn.LayerNorm or nn.BatchNorm1d/2d) between {target} "
                          f"and {view.label} to keep pre-activations near zero")
         else:
-            fixes.append(f"check {view.norm_label}: its shift/scale pushes the units into the flat region")
+            fixes.append(f"check {view.norm_label}: its shift and scale push the units into the flat region")
         if view.info.op == "module":
             fixes.append(f"or replace {view.label} with an unbounded activation (nn.ReLU, nn.GELU) "
                          "if it is a hidden layer")
         yield Finding(
             "DR009", severity_for(share), view.name, "; ".join(parts), "saturation", "; ".join(fixes),
-            {"units": view.units, "count": len(units), "share": share,
-             "unit_indices": [int(i) for i in units[:32]], "samples": view.samples,
-             "layer": view.evidence.get("layer"), "weight_growth": gw, "bias_growth": gb,
-             "normalized": view.norm is not None, "sat_low": view.info.sat_low,
-             "sat_high": view.info.sat_high},
+            {"units": view.units, "count": len(units), "unit_share": len(units) / view.units,
+             "position_share": view.saturated_share, "unit_indices": [int(i) for i in units[:32]],
+             "samples": view.samples, "layer": view.evidence.get("layer"), "weight_growth": gw,
+             "bias_growth": gb, "normalized": view.norm is not None,
+             "sat_low": view.info.sat_low, "sat_high": view.info.sat_high},
         )
 
 
@@ -138,18 +162,22 @@ def saturated_units(ctx: Context) -> Iterator[Finding]:
     why="""A layer of always-on units adds no nonlinearity: together with the next linear layer
         it collapses to one linear map. A few such units are common and harmless; a mostly
         linear layer wastes depth. Not reported for the first layer when the input is
-        unnormalized (DR007 covers it) or for layers downstream of an entirely dead one.""",
+        unnormalized (DR007 covers it), for layers covered by an initialization finding
+        (DR004, DR005), or for layers downstream of an entirely dead one.""",
     fix="""Nothing for a few units. For a mostly linear layer, lower the feeding layer's biases
         or normalize its input, or drop the layer.""",
     example="""A layer whose bias was set to +10 on 8 of 32 units: "8 of 32 units (25%) of `1`
         (nn.ReLU) fired at ≥99% of positions ...".""",
 )
 def always_on_units(ctx: Context) -> Iterator[Finding]:
+    from deadrelu.diagnose.rules.dead_units import covered_by_initialization
+
+    covered = covered_by_initialization(ctx)
     for view in ctx.diagnosable:
         units = view.always_on
         if not len(units) or not view.info.can_die or view is ctx.output_site:
             continue
-        if view is ctx.first_site and ctx.input_far and (view.dead_causes or view.saturation_causes):
+        if view.name in covered or "input_scale" in view.dead_causes:
             continue
         share = len(units) / view.units
         message = (f"{len(units)} of {view.units} units ({pct(share)}) of {view.label} fired at "
@@ -170,6 +198,6 @@ def always_on_units(ctx: Context) -> Iterator[Finding]:
             fix = (f"the layer is mostly linear: lower the biases of {source} or normalize its input "
                    f"so {view.label} is nonlinear again, or merge it with the next linear layer")
         else:
-            fix = (f"no change needed for a few linear units; if the share grows across checkpoints, "
-                   f"normalize the input of {view.label}")
+            fix = ("no change needed: a few linear units are common; act only if most of the layer "
+                   "becomes linear")
         yield Finding("DR010", Severity.INFO, view.name, message, "architecture", fix, evidence)

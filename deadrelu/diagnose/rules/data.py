@@ -12,10 +12,12 @@ from deadrelu.diagnose.context import (
     Context,
     num,
     pct,
+    plural,
     samples_needed,
     severity_for,
 )
 from deadrelu.diagnose.registry import rule
+from deadrelu.diagnose.rules.activations import saturation_phrase
 from deadrelu.findings import Finding, Severity
 
 
@@ -24,54 +26,68 @@ from deadrelu.findings import Finding, Severity
     name="unnormalized-input",
     causes=("input_scale",),
     severity="error when the affected units are ≥25% of the first layer, warning at ≥5%, else info",
-    summary="""Dead or saturated units in the first activation layer while the model's input is
-        far from zero mean / unit scale: some input feature has |mean| ≥ 3 or std ≥ 3, or the
-        whole input has std ≤ 0.01. The input statistics are measured during the scan.""",
+    summary="""Dead or saturated units in the first activation layer, and in the layers after
+        it while their input stays large (mean |activation| of the previous layer ≥ 3), while
+        the model's input is far from zero mean / unit scale: some input feature has |mean| ≥ 3
+        or std ≥ 3, or the whole input has std ≤ 0.01. The input statistics are measured during
+        the scan.""",
     why="""With a large offset or scale in the input, the first layer's pre-activations are
         dominated by it: ReLU units end up off (or on) for every input and bounded activations
         saturate, and the large inputs also make the first layer's gradients large.""",
     fix="""Standardize the input per feature ((x - mean) / std from the training set), or put a
         normalization layer at the model's input.""",
-    example="""An MLP fed x·100 + 50: "31 of 64 units (48%) of `1` (nn.ReLU) never fired on 512
-        samples ... while the model's input has mean 50, std 100 ...".""",
+    example="""An MLP fed x·10 + 100: "24 of 64 units (38%) of `1` (nn.ReLU) never fired on 512
+        samples ...; 27 units fire on every input (they act linearly). The model's input is far
+        from zero mean / unit scale: mean 100, std 10 ...".""",
 )
 def unnormalized_input(ctx: Context) -> Iterator[Finding]:
-    view = ctx.first_site
     summary = ctx.input
-    if view is None or summary is None or view not in ctx.diagnosable:
+    if summary is None:
         return
-    dead = view.dead_causes.get("input_scale")
-    sat = view.saturation_causes.get("input_scale")
-    n_dead = len(dead) if dead is not None else 0
-    n_sat = len(sat) if sat is not None else 0
-    if not n_dead and not n_sat:
-        return
-    parts = []
-    if n_dead:
-        parts.append(ctx.dead_phrase(view, n_dead))
-    if n_sat:
-        parts.append(f"{n_sat} of {view.units} units ({pct(n_sat / view.units)}) of {view.label} "
-                     f"are saturated on ≥{pct(ctx.thresholds.saturated)} of positions")
-    n_on = len(view.always_on)
-    if n_on:
-        parts.append(f"{n_on} more fire on every input (they act linearly)")
-    message = "; ".join(parts) + f", while the model's input is far from zero mean / unit scale: {summary.describe()}"
-    first = view.layer_label or "the first layer"
-    if 0 < summary.std <= INPUT_TINY and abs(summary.worst_mean[1]) < INPUT_FAR:
-        fix = (f"scale the input up to unit std: x = (x - mean) / std (here std ≈ {num(summary.std)}), "
-               f"computed on the training set; or add a normalization layer before {first}")
-    else:
-        fix = (f"standardize the input per feature before the model: x = (x - mean) / std "
-               f"(here mean ≈ {num(summary.mean)}, std ≈ {num(summary.std)}), with statistics from "
-               f"the training set (e.g. torchvision.transforms.Normalize or sklearn's StandardScaler); "
-               f"or put nn.BatchNorm1d/nn.LayerNorm in front of {first}")
-    count = n_dead + n_sat
-    yield Finding(
-        "DR007", severity_for(count / view.units), view.name, message, "input_scale", fix,
-        {"units": view.units, "dead": n_dead, "saturated": n_sat, "always_on": n_on,
-         "share": count / view.units, "samples": view.samples, "input": summary.to_dict(),
-         "far_threshold": INPUT_FAR, "tiny_threshold": INPUT_TINY},
-    )
+    for view in ctx.input_chain:
+        if view not in ctx.diagnosable:
+            continue
+        dead = view.dead_causes.get("input_scale")
+        sat = view.saturation_causes.get("input_scale")
+        if dead is None and sat is None:
+            continue
+        n_dead = len(dead) if dead is not None else 0
+        parts = []
+        if dead is not None:
+            parts.append(ctx.dead_phrase(view, n_dead))
+        if sat is not None:
+            parts.append(saturation_phrase(ctx, view, sat))
+        n_on = len(view.always_on)
+        if n_on:
+            parts.append(f"{plural(n_on, 'unit')} fire{'s' if n_on == 1 else ''} on every input "
+                         "(acting linearly)")
+        message = "; ".join(parts)
+        if view is not ctx.first_site:
+            previous = ctx.sites[ctx.sites.index(view) - 1]
+            message += f"; it is fed through {previous.label}, whose outputs average {num(previous.mean_abs)} in magnitude"
+        message += f". The model's input is far from zero mean / unit scale: {summary.describe()}"
+        first = ctx.first_site.layer_label if ctx.first_site is not None else None
+        first = first or "the first layer"
+        if 0 < summary.std <= INPUT_TINY and abs(summary.worst_mean[1]) < INPUT_FAR:
+            fix = (f"scale the input up to unit std: x = (x - mean) / std (here std ≈ {num(summary.std)}), "
+                   f"computed on the training set; or add a normalization layer before {first}")
+        else:
+            fix = (f"standardize the input per feature before the model: x = (x - mean) / std "
+                   f"(here mean ≈ {num(summary.mean)}, std ≈ {num(summary.std)}), with statistics from "
+                   f"the training set (e.g. torchvision.transforms.Normalize or sklearn's StandardScaler); "
+                   f"or put nn.BatchNorm1d/nn.LayerNorm in front of {first}")
+        n_sat = len(sat) if sat is not None else 0
+        share = (n_dead + n_sat) / view.units
+        if sat is not None:
+            share = max(share, view.saturated_share)
+        yield Finding(
+            "DR007", severity_for(share), view.name, message, "input_scale", fix,
+            {"units": view.units, "dead": n_dead, "saturated": n_sat, "always_on": n_on,
+             "share": share, "samples": view.samples, "input": summary.to_dict(),
+             "mean_abs_input_of_site": None if view is ctx.first_site else
+             ctx.sites[ctx.sites.index(view) - 1].mean_abs,
+             "far_threshold": INPUT_FAR, "tiny_threshold": INPUT_TINY},
+        )
 
 
 @rule(
@@ -142,7 +158,8 @@ def non_finite_activations(ctx: Context) -> Iterator[Finding]:
         message += f" ({len(bad) - 1} later site{'s' if len(bad) > 2 else ''} too)"
     if params:
         names = ", ".join(f"`{n}`" for n in list(params)[:4])
-        message += f"; {len(params)} parameter tensor{'s' if len(params) != 1 else ''} hold NaN/Inf: {names}"
+        message += (f"; {plural(len(params), 'parameter tensor')} "
+                    f"hold{'s' if len(params) == 1 else ''} NaN/Inf: {names}")
         cause = "learning_rate"
         fix = ("training diverged: restart from an earlier checkpoint with a 3–10× lower learning "
                "rate and gradient clipping (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))")

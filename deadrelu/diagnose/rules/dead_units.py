@@ -16,7 +16,7 @@ from deadrelu.diagnose.context import (
     COLLAPSE_ABS,
     COLLAPSE_RATIO,
     DEFAULT_INIT_NORM,
-    GROWTH,
+    WARNING_SHARE,
     Context,
     SiteView,
     num,
@@ -24,6 +24,10 @@ from deadrelu.diagnose.context import (
 )
 from deadrelu.diagnose.registry import rule
 from deadrelu.findings import Finding, Severity
+
+
+#: Without a specific cause, a layer is an error only when at least half of it is dead.
+UNEXPLAINED_ERROR_SHARE = 0.5
 
 
 def _severity(view: SiteView, count: int) -> Severity:
@@ -59,9 +63,10 @@ def _reinit(view: SiteView, count: int) -> str:
     causes=("learning_rate",),
     severity="error when the units are ≥25% of the layer (or all of it), warning at ≥5%, else info",
     summary="""Dead units fed directly by a Linear/Conv layer that carries the trace of too-large
-        updates: the unit's bias alone outweighs its incoming weights (more negative than
-        -max(1, 2·sqrt(3/fan_in)) times their norm, which no standard init produces), or the
-        layer's weights and biases grew to at least 2× PyTorch's default init scale.""",
+        updates: the layer's biases grew to ≥3× PyTorch's default init scale (or weights and
+        biases both to ≥2×) while the dead units' biases are negative; or a unit's own bias is
+        below twice the most negative default-init bias (-2/√fan_in) and larger in magnitude
+        than its incoming weight norm.""",
     why="""One oversized step can push a ReLU unit's pre-activation below zero for every input.
         From then on it gets no gradient and never recovers: its capacity is lost for the rest
         of training. Dying this way is the classic symptom of a learning rate that is too high
@@ -69,8 +74,9 @@ def _reinit(view: SiteView, count: int) -> str:
     fix="""Lower the learning rate 3–10× or add warm-up, clip gradients, and re-initialize the
         dead units (ReDo) or swap the ReLU for nn.LeakyReLU(0.01) so units can come back.""",
     example="""An MLP trained with SGD(lr=2.0): "41 of 64 units (64%) of `3` (nn.ReLU) never
-        fired on 512 samples ...; incoming weights of `2` (nn.Linear) have median row norm 1.3
-        (2.3× PyTorch's default init) and mean |bias| 4.9× the default".""",
+        fired on 512 samples ...; the weights of `2` (nn.Linear) carry the trace of large
+        updates: mean |bias| 8.0× and median row norm 2.3× PyTorch's default init, with the
+        dead units' biases at median −0.29".""",
 )
 def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
     for view in ctx.diagnosable:
@@ -82,19 +88,24 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
             continue
         live = _live(view)
         gw, gb = view.weight_growth, view.bias_growth
-        ratio = b[units] / np.maximum(wn[units], 1e-12) if b is not None else None
         parts = [ctx.dead_phrase(view, len(units))]
+        dead_b = _median(b, units)
         if view.update_trace and gw is not None:
-            growth = f"median row norm {num(float(np.median(wn)))} ({gw:.1f}× PyTorch's default init)"
+            growth = f"median row norm {gw:.1f}×"
             if gb is not None:
-                growth += f" and mean |bias| {gb:.1f}× the default"
-            parts.append(f"incoming weights of {view.layer_label} have grown: {growth}")
-        if ratio is not None:
-            med = float(np.median(ratio))
-            if med <= -view.bias_pin_limit:
-                parts.append(f"their biases (median {num(float(np.median(b[units])))}) sit "
-                             f"{-med:.1f}× their weight norm below zero (an init gives at most "
-                             f"{view.bias_pin_limit:.2g}×)")
+                growth = f"mean |bias| {gb:.1f}× and {growth}"
+            text = (f"the weights of {view.layer_label} carry the trace of large updates: {growth} "
+                    "PyTorch's default init")
+            if dead_b is not None:
+                text += f", with the dead units' biases at median {num(dead_b)}"
+            parts.append(text)
+        else:
+            pinned = units[view.pinned_by_bias(units)]
+            parts.append(
+                f"their biases in {view.layer_label} (median {num(float(np.median(b[pinned])))}) "
+                f"are below {num(view.bias_floor)}, twice the most negative default init, and "
+                f"outweigh their incoming weights (median row norm {num(float(np.median(wn[pinned])))})"
+                if b is not None and len(pinned) else "their biases pin them below zero")
         message = _whole(ctx, view, "; ".join(parts))
         fixes = ["lower the learning rate 3–10× or add warm-up, and clip gradients "
                  "(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))"]
@@ -106,11 +117,10 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
             "DR001", _severity(view, len(units)), view.name, message, "learning_rate",
             "; ".join(fixes),
             {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
-             "weight_growth": gw, "bias_growth": gb, "growth_threshold": GROWTH,
+             "weight_growth": gw, "bias_growth": gb, "update_trace": view.update_trace,
              "dead_weight_norm_median": _median(wn, units), "live_weight_norm_median": _median(wn, live),
-             "dead_bias_median": _median(b, units), "live_bias_median": _median(b, live),
-             "dead_bias_to_norm_median": float(np.median(ratio)) if ratio is not None else None,
-             "bias_pin_limit": view.bias_pin_limit},
+             "dead_bias_median": dead_b, "live_bias_median": _median(b, live),
+             "bias_floor": view.bias_floor},
         )
 
 
@@ -194,10 +204,11 @@ def dead_pinned_by_batchnorm(ctx: Context) -> Iterator[Finding]:
             f"{ctx.dead_phrase(view, len(units))}; {view.norm_label} shifts them below zero: beta "
             f"median {num(b_med)} with |gamma| median {num(g_med)} ({sigma})"))
         path = view.evidence.get("norm")
-        idx = [int(i) for i in units[:16]]
-        more = ", ..." if len(units) > 16 else ""
-        reset = (f"reset the pinned channels and fine-tune: `{path}.bias.data[{idx}{more}] = 0`, "
-                 f"`{path}.weight.data[...] = 1`")
+        idx = str([int(i) for i in units[:16]])
+        if len(units) > 16:
+            idx = idx[:-1] + ", ...]"
+        reset = (f"reset the pinned channels and fine-tune: `{path}.bias.data[{idx}] = 0` and "
+                 f"`{path}.weight.data[{idx}] = 1`")
         no_decay = "exclude BatchNorm weight and bias from weight decay"
         fixes = [no_decay + f" (gamma collapsed to {num(g_med)} vs {num(live_g or 0.0)} on live channels)",
                  reset] if collapsed else [reset, no_decay + " and lower the learning rate if beta drifted"]
@@ -230,7 +241,7 @@ def covered_by_initialization(ctx: Context) -> set[str]:
     code="DR013",
     name="dead-units",
     causes=("unknown",),
-    severity="error when the units are ≥25% of the layer, warning at ≥5%, else info",
+    severity="error when the units are ≥50% of the layer, warning at ≥5%, else info",
     summary="""Dead units that none of the specific rules explains: the weights feeding them
         look normal, no BatchNorm pins them, and no model-wide pattern (dead layer, depth trend)
         covers them. Also used where the input of the site is not a plain Linear/Conv/BatchNorm
@@ -264,8 +275,13 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
             fixes.append(leaky)
         fixes.append(_reinit(view, len(units)))
         fixes.append("scan earlier checkpoints (`deadrelu track`) to see when they died")
+        share = len(units) / view.units
+        if share >= UNEXPLAINED_ERROR_SHARE:
+            severity = Severity.ERROR
+        else:
+            severity = Severity.WARNING if share >= WARNING_SHARE else Severity.INFO
         yield Finding(
-            "DR013", _severity(view, len(units)), view.name, "; ".join(parts), "unknown",
+            "DR013", severity, view.name, "; ".join(parts), "unknown",
             "; ".join(fixes),
             {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
              "weight_growth": gw, "bias_growth": view.bias_growth},

@@ -54,7 +54,7 @@ def depth_trend(ctx: Context) -> list[SiteView] | None:
 
 def _init_fixes(ctx: Context, view: SiteView | None) -> list[str]:
     """Initialization advice ranked by what the weights and the architecture show."""
-    chain = _chain(ctx) or [v for v in ctx.sites if v.info.can_die]
+    chain = [v for v in ctx.sites if v.info.can_die and v.units and v is not ctx.output_site]
     growths = [g for v in ctx.sites if (g := v.weight_growth) is not None]
     fixes = []
     if growths:
@@ -184,9 +184,11 @@ def constant_output(ctx: Context) -> Iterator[Finding]:
     if flat:
         view = flat[0]
         message += f"; every unit of {view.label} is saturated"
-        fix = (f"fix the saturation of {view.label} first (see DR009): re-initialize "
-               f"{view.layer_label or 'the layer feeding it'} with nn.init.xavier_uniform_ and add "
-               "normalization before it")
+        from deadrelu.diagnose.rules.activations import _scale_fix
+
+        rescale = _scale_fix(view) or (f"normalize the input of {view.label} (nn.LayerNorm or "
+                                       "nn.BatchNorm1d/2d before it)")
+        fix = f"fix the saturation of {view.label} first (see DR009): {rescale}"
         cause = "saturation"
     else:
         fix = ("compare each layer's activations for two different inputs to find where they "

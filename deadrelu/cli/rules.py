@@ -1,0 +1,73 @@
+"""``deadrelu rules [CODE]``: list the diagnosis rules, or show one rule's documentation.
+
+The documentation is the rule's own (declared next to its check in
+:mod:`deadrelu.diagnose.rules`); ``docs/rules.md`` is generated from the same
+source. Only typer is imported at module level, and the command itself never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+
+class RulesFormat(str, Enum):
+    """How ``deadrelu rules`` prints."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def _one_line(summary: str, width: int = 72) -> str:
+    """The summary's first clause, cut to ``width`` characters."""
+    head = summary.split(": ")[0].split(". ")[0].rstrip(".")
+    return head if len(head) <= width else head[: width - 1].rstrip() + "…"
+
+
+def rules(
+    code: Annotated[str | None, typer.Argument(
+        help="A rule code such as DR001; omit to list every rule.", show_default=False)] = None,
+    output_format: Annotated[RulesFormat, typer.Option(
+        "--format", help="text, json (for tools) or markdown (what docs/rules.md holds).")
+    ] = RulesFormat.text,
+) -> None:
+    """List the diagnosis rules, or explain one: what it checks, why it matters, the fix, an example."""
+    from deadrelu.diagnose.registry import RULES
+    from deadrelu.errors import ConfigError
+
+    if code is not None:
+        try:
+            selected = [RULES.get(code)]
+        except KeyError:
+            raise ConfigError(f"no rule {code!r}",
+                              f"known rules: {', '.join(RULES.codes())} (`deadrelu rules` lists them)"
+                              ) from None
+    else:
+        selected = list(RULES)
+
+    if output_format is RulesFormat.json:
+        items = [{"code": r.code, "name": r.name, "causes": list(r.causes), "severity": r.severity,
+                  "summary": r.summary, "why": r.why, "fix": r.fix, "example": r.example}
+                 for r in selected]
+        typer.echo(json.dumps(items[0] if code is not None else items, indent=2, ensure_ascii=False))
+    elif output_format is RulesFormat.markdown:
+        typer.echo("\n".join(r.to_markdown() for r in selected).rstrip())
+    elif code is not None:
+        typer.echo(selected[0].to_text().rstrip())
+    else:
+        name_w = max(len(r.name) for r in selected)
+        cause_w = max(len(", ".join(r.causes)) for r in selected)
+        for r in selected:
+            causes = ", ".join(r.causes)
+            typer.echo(f"{r.code}  {r.name:<{name_w}}  {causes:<{cause_w}}  {_one_line(r.summary)}")
+        typer.echo("\n`deadrelu rules CODE` shows one rule in full.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``rules`` to the ``deadrelu`` app."""
+    app.command("rules", help="List the diagnosis rules, or explain one (`deadrelu rules DR001`).")(rules)
