@@ -34,13 +34,13 @@ _EXPORTS = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
-if TYPE_CHECKING:
-    from deadrelu.analyzer import Thresholds, UnitState
-    from deadrelu.collector import Collector
-    from deadrelu.errors import DeadReluError
-    from deadrelu.findings import Finding, Severity
-    from deadrelu.report import Report, merge_reports
-    from deadrelu.scanning import InsufficientDataWarning, scan
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from deadrelu.analyzer import Thresholds, UnitState  # noqa: F401
+    from deadrelu.collector import Collector  # noqa: F401
+    from deadrelu.errors import DeadReluError  # noqa: F401
+    from deadrelu.findings import Finding, Severity  # noqa: F401
+    from deadrelu.report import Report, merge_reports  # noqa: F401
+    from deadrelu.scanning import InsufficientDataWarning, scan  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -126,8 +126,8 @@ class Site:
 
 
 def _op_label(func: Any) -> str:
-    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", "call")
-    mod = getattr(func, "__module__", None) or ""
+    qual: str = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "call"
+    mod: str = getattr(func, "__module__", None) or ""
     name = qual.split(".")[-1].lstrip("_")
     if qual.startswith(("TensorBase.", "Tensor.")):
         return f"Tensor.{name}"
@@ -154,7 +154,7 @@ class _Mode(TorchFunctionMode):
         super().__init__()
         self.collector = collector
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         op = FUNCTIONS.get(func)

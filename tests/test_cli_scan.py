@@ -44,8 +44,9 @@ class Result:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Iterator:
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """Run ``deadrelu ARGS`` in-process; returns exit code, stdout, stderr."""
+    monkeypatch.setenv("COLUMNS", "160")  # rich reads it: no wrapping inside asserted phrases
 
     def run(*args: object) -> Result:
         code = 0

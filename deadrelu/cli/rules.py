@@ -23,12 +23,6 @@ class RulesFormat(str, Enum):
     markdown = "markdown"
 
 
-def _one_line(summary: str, width: int = 72) -> str:
-    """The summary's first clause, cut to ``width`` characters."""
-    head = summary.split(": ")[0].split(". ")[0].rstrip(".")
-    return head if len(head) <= width else head[: width - 1].rstrip() + "…"
-
-
 def rules(
     code: Annotated[str | None, typer.Argument(
         help="A rule code such as DR001; omit to list every rule.", show_default=False)] = None,
@@ -52,7 +46,8 @@ def rules(
 
     if output_format is RulesFormat.json:
         items = [{"code": r.code, "name": r.name, "causes": list(r.causes), "severity": r.severity,
-                  "summary": r.summary, "why": r.why, "fix": r.fix, "example": r.example}
+                  "summary": r.summary, "checks": r.checks, "why": r.why, "fix": r.fix,
+                  "example": r.example}
                  for r in selected]
         typer.echo(json.dumps(items[0] if code is not None else items, indent=2, ensure_ascii=False))
     elif output_format is RulesFormat.markdown:
@@ -64,7 +59,7 @@ def rules(
         cause_w = max(len(", ".join(r.causes)) for r in selected)
         for r in selected:
             causes = ", ".join(r.causes)
-            typer.echo(f"{r.code}  {r.name:<{name_w}}  {causes:<{cause_w}}  {_one_line(r.summary)}")
+            typer.echo(f"{r.code}  {r.name:<{name_w}}  {causes:<{cause_w}}  {r.summary}")
         typer.echo("\n`deadrelu rules CODE` shows one rule in full.")
 
 

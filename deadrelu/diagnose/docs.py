@@ -36,10 +36,10 @@ Print this documentation with `deadrelu rules` (list) and `deadrelu rules DR001`
 
 def render() -> str:
     """The whole of ``docs/rules.md``."""
-    rows = ["| code | name | cause | severity |", "|---|---|---|---|"]
+    rows = ["| code | name | cause | what it finds |", "|---|---|---|---|"]
     for r in RULES:
         causes = ", ".join(f"`{c}`" for c in r.causes)
-        rows.append(f"| [{r.code}](#{r.code.lower()}-{r.name}) | `{r.name}` | {causes} | {r.severity} |")
+        rows.append(f"| [{r.code}](#{r.code.lower()}-{r.name}) | `{r.name}` | {causes} | {r.summary} |")
     sections = "\n".join(r.to_markdown() for r in RULES)
     return f"{INTRO}\n" + "\n".join(rows) + "\n\n" + sections
 

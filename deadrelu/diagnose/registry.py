@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,7 +47,8 @@ class Rule:
         name: short kebab-case name.
         causes: the causes its findings carry (from :data:`deadrelu.findings.CAUSES`).
         severity: when it reports ``error``, ``warning`` or ``info``.
-        summary: what it checks, one sentence.
+        summary: the problem in one short sentence.
+        checks: exactly what it checks (the criteria and thresholds).
         why: why it matters.
         fix: what to change.
         example: a model or situation that triggers it, and the finding it gives.
@@ -58,6 +60,7 @@ class Rule:
     causes: tuple[str, ...]
     severity: str
     summary: str
+    checks: str
     why: str
     fix: str
     example: str
@@ -69,17 +72,24 @@ class Rule:
         return (
             f"## {self.code} `{self.name}`\n\n{self.summary}\n\n"
             f"- **Cause:** {causes}\n- **Severity:** {self.severity}\n\n"
+            f"**What it checks.** {self.checks}\n\n"
             f"**Why it matters.** {self.why}\n\n**Fix.** {self.fix}\n\n"
             f"**Example.** {self.example}\n"
         )
 
-    def to_text(self) -> str:
-        """The rule's documentation as plain text (``deadrelu rules CODE``)."""
-        return (
-            f"{self.code} {self.name}\n\n{self.summary}\n\n"
-            f"Cause:    {', '.join(self.causes)}\nSeverity: {self.severity}\n\n"
-            f"Why it matters:\n  {self.why}\n\nFix:\n  {self.fix}\n\nExample:\n  {self.example}\n"
-        )
+    def to_text(self, width: int = 88) -> str:
+        """The rule's documentation as plain text (``deadrelu rules CODE``), wrapped to ``width``."""
+
+        def block(title: str, text: str) -> str:
+            body = textwrap.fill(text, width, initial_indent="  ", subsequent_indent="  ")
+            return f"{title}:\n{body}\n"
+
+        return "\n".join([
+            f"{self.code} {self.name}: {self.summary}\n",
+            f"Cause:    {', '.join(self.causes)}\nSeverity: {self.severity}\n",
+            block("What it checks", self.checks), block("Why it matters", self.why),
+            block("Fix", self.fix), block("Example", self.example),
+        ])
 
 
 class Registry:
@@ -144,6 +154,7 @@ def rule(
     causes: tuple[str, ...],
     severity: str,
     summary: str,
+    checks: str,
     why: str,
     fix: str,
     example: str,
@@ -152,8 +163,8 @@ def rule(
     """Decorator registering a check function as a rule with its documentation."""
 
     def decorate(check: Check) -> Check:
-        registry.add(Rule(code, name, tuple(causes), severity, _clean(summary), _clean(why),
-                          _clean(fix), _clean(example), check))
+        registry.add(Rule(code, name, tuple(causes), _clean(severity), _clean(summary),
+                          _clean(checks), _clean(why), _clean(fix), _clean(example), check))
         return check
 
     return decorate

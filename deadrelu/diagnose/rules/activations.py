@@ -21,7 +21,8 @@ MOSTLY_LINEAR = 0.5
     name="relu-on-output",
     causes=("output_activation",),
     severity="error when some output unit is dead (0 for every sample), else warning",
-    summary="""The model's output is produced by a ReLU-family activation with a flat negative
+    summary="A ReLU is applied to the model's output.",
+    checks="""The model's output is produced by a ReLU-family activation with a flat negative
         region (ReLU, ReLU6, Threshold, a clipping Hardtanh), detected by following the output
         tensor back to the call that made it.""",
     why="""A ReLU on the output clips every negative prediction to 0 with zero gradient: logits
@@ -102,7 +103,8 @@ def _scale_fix(view: SiteView) -> str | None:
     causes=("saturation",),
     severity="by the larger of the saturated units' share and the saturated share of all "
              "positions: error at ≥25%, warning at ≥5%, else info",
-    summary="""Bounded activations (sigmoid, tanh, ReLU6, Hardtanh, Hardsigmoid) stuck in a flat
+    summary="Bounded activations stuck in their flat region.",
+    checks="""Bounded activations (sigmoid, tanh, ReLU6, Hardtanh, Hardsigmoid) stuck in a flat
         region: some unit is saturated on at least the `saturated` share (99%) of its positions,
         or at least half of all the layer's activations are. Not applied to the model's output
         (a confident sigmoid output is saturated by design).""",
@@ -157,7 +159,8 @@ def saturated_units(ctx: Context) -> Iterator[Finding]:
     name="always-on-units",
     causes=("architecture",),
     severity="info",
-    summary="""ReLU-family units that fire at ≥ the `always_on` share (99%) of positions: for
+    summary="ReLU units that fire on every input and act linearly.",
+    checks="""ReLU-family units that fire at ≥ the `always_on` share (99%) of positions: for
         them the activation is the identity, so they act as linear units.""",
     why="""A layer of always-on units adds no nonlinearity: together with the next linear layer
         it collapses to one linear map. A few such units are common and harmless; a mostly

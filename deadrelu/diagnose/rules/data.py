@@ -26,7 +26,8 @@ from deadrelu.findings import Finding, Severity
     name="unnormalized-input",
     causes=("input_scale",),
     severity="error when the affected units are ≥25% of the first layer, warning at ≥5%, else info",
-    summary="""Dead or saturated units in the first activation layer, and in the layers after
+    summary="Dead or saturated first-layer units on an unnormalized input.",
+    checks="""Dead or saturated units in the first activation layer, and in the layers after
         it while their input stays large (mean |activation| of the previous layer ≥ 3), while
         the model's input is far from zero mean / unit scale: some input feature has |mean| ≥ 3
         or std ≥ 3, or the whole input has std ≤ 0.01. The input statistics are measured during
@@ -95,7 +96,8 @@ def unnormalized_input(ctx: Context) -> Iterator[Finding]:
     name="too-few-samples",
     causes=("insufficient_data",),
     severity="warning",
-    summary="""Some units are called dead, but the scan saw too few samples for that verdict:
+    summary="Too few samples for the dead verdicts to be firm.",
+    checks="""Some units are called dead, but the scan saw too few samples for that verdict:
         a unit that fires with probability p goes unseen in n samples with probability
         (1 - p)^n, so n samples only rule out fire rates above 1 - 0.05^(1/n) ≈ 3/n (95%
         confidence). Reported when that bound exceeds the `rare` threshold.""",
@@ -133,7 +135,8 @@ def too_few_samples(ctx: Context) -> Iterator[Finding]:
     name="non-finite-activations",
     causes=("learning_rate", "input_scale", "unknown"),
     severity="error",
-    summary="""Units that produced NaN or ±Inf. Reported once, at the first site where it
+    summary="Units that produced NaN or Inf.",
+    checks="""Units that produced NaN or ±Inf. Reported once, at the first site where it
         happens, with the cause the evidence supports: non-finite weights (training diverged,
         `learning_rate`), non-finite values in the input (`input_scale`), or neither (`unknown`).""",
     why="""NaN spreads through every later layer and poisons the loss; it is never counted as

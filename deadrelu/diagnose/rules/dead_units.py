@@ -62,7 +62,8 @@ def _reinit(view: SiteView, count: int) -> str:
     name="dead-after-large-update",
     causes=("learning_rate",),
     severity="error when the units are ≥25% of the layer (or all of it), warning at ≥5%, else info",
-    summary="""Dead units fed directly by a Linear/Conv layer that carries the trace of too-large
+    summary="Dead units with the trace of too-large updates in the weights that feed them.",
+    checks="""Dead units fed directly by a Linear/Conv layer that carries the trace of too-large
         updates: the layer's biases grew to ≥3× PyTorch's default init scale (or weights and
         biases both to ≥2×) while the dead units' biases are negative; or a unit's own bias is
         below twice the most negative default-init bias (-2/√fan_in) and larger in magnitude
@@ -129,7 +130,8 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
     name="dead-with-collapsed-weights",
     causes=("weight_decay",),
     severity="error when the units are ≥25% of the layer (or all of it), warning at ≥5%, else info",
-    summary="""Dead units whose incoming weight norm has collapsed towards zero: at most 10% of
+    summary="Dead units whose incoming weights have collapsed towards zero.",
+    checks="""Dead units whose incoming weight norm has collapsed towards zero: at most 10% of
         the median of the layer's live units, or below 0.03 (1/20 of PyTorch's default init).""",
     why="""A dead unit gets no gradient, so weight decay is the only force on its weights and
         shrinks them to zero; strong decay can also starve live units until they die. Collapsed
@@ -175,7 +177,8 @@ def dead_with_collapsed_weights(ctx: Context) -> Iterator[Finding]:
     name="dead-pinned-by-batchnorm",
     causes=("normalization",),
     severity="error when the channels are ≥25% of the layer (or all of it), warning at ≥5%, else info",
-    summary="""Dead units fed directly by a BatchNorm whose shift pins them below zero:
+    summary="Dead units pinned below zero by the BatchNorm that feeds them.",
+    checks="""Dead units fed directly by a BatchNorm whose shift pins them below zero:
         beta ≤ -2·|gamma|, so the normalized output sits at least two standard deviations below
         zero for typical inputs (a collapsed gamma with beta ≤ 0 pins it for every input).""",
     why="""BatchNorm's output for a channel is gamma·x̂ + beta with x̂ roughly standard; a strongly
@@ -242,7 +245,8 @@ def covered_by_initialization(ctx: Context) -> set[str]:
     name="dead-units",
     causes=("unknown",),
     severity="error when the units are ≥50% of the layer, warning at ≥5%, else info",
-    summary="""Dead units that none of the specific rules explains: the weights feeding them
+    summary="Dead units that no specific evidence explains.",
+    checks="""Dead units that none of the specific rules explains: the weights feeding them
         look normal, no BatchNorm pins them, and no model-wide pattern (dead layer, depth trend)
         covers them. Also used where the input of the site is not a plain Linear/Conv/BatchNorm
         (a residual sum, a pooling layer), so no weight evidence applies.""",

@@ -87,7 +87,8 @@ def _init_fixes(ctx: Context, view: SiteView | None) -> list[str]:
     name="dead-layer",
     causes=("initialization",),
     severity="error",
-    summary="""A ReLU-family layer in which every unit is dead, with no trace of training
+    summary="A whole ReLU layer is dead, with no trace of training damage.",
+    checks="""A ReLU-family layer in which every unit is dead, with no trace of training
         damage (large updates, collapsed weights, a pinning BatchNorm) to explain it.""",
     why="""An entirely dead layer outputs a constant, so no gradient passes back through it: the
         layers before it stop learning, the layers after it see a constant input, and unless a
@@ -126,7 +127,8 @@ def dead_layer(ctx: Context) -> Iterator[Finding]:
     name="dead-share-rises-with-depth",
     causes=("initialization",),
     severity="error when some layer is ≥50% dead, else warning",
-    summary="""Across at least four ReLU-family layers (no layer entirely dead), the mean share
+    summary="The share of dead units rises sharply with depth.",
+    checks="""Across at least four ReLU-family layers (no layer entirely dead), the mean share
         of unexplained dead units in the deeper half exceeds the shallower half's by ≥25
         percentage points and is at least twice it.""",
     why="""Dead units accumulating with depth are the signature of an initialization (or
@@ -163,7 +165,8 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
     name="constant-output",
     causes=("saturation", "unknown"),
     severity="error",
-    summary="""The model's output took the same value for every sample of the scan, and no
+    summary="The model's output is the same for every input.",
+    checks="""The model's output took the same value for every sample of the scan, and no
         entirely dead layer explains it (a dead layer is reported by DR004 or by the rule of
         its cause, with the constant output in its message).""",
     why="""A model whose output ignores its input cannot learn from the loss: either every
