@@ -21,9 +21,11 @@ __version__ = "0.1.0"
 #: public name → module that defines it
 _EXPORTS = {
     "Collector": "deadrelu.collector",
+    "DeadUnitsWarning": "deadrelu.monitor",
     "DeadReluError": "deadrelu.errors",
     "Finding": "deadrelu.findings",
     "InsufficientDataWarning": "deadrelu.scanning",
+    "Monitor": "deadrelu.monitor",
     "Report": "deadrelu.report",
     "Severity": "deadrelu.findings",
     "Thresholds": "deadrelu.analyzer",

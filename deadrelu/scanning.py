@@ -119,6 +119,10 @@ def scan(
     hooks are removed and each module's train/eval flag (and the model's device, if
     ``device`` moved it) is restored, also when the forward raises.
 
+    Under ``torch.distributed`` (an initialized group of more than one rank) this is a
+    collective: each rank scans its own ``data`` and every rank returns the report of
+    all ranks' data together (see :mod:`deadrelu.distributed`).
+
     Args:
         model: the network; ``torch.compile``/DDP wrappers are scanned through the module inside.
         data: a tensor (cut into ``batch_size`` chunks), a ``DataLoader`` or any iterable of
@@ -209,6 +213,11 @@ def scan(
         collector.detach()
         if moved:
             module.to(home)
+    data_meta = data_stats.to_meta()
+    from deadrelu import distributed
+
+    if distributed.is_distributed():  # every rank scanned its share: combine them
+        sites, seen, partial, data_meta = distributed.reduce_scan(sites, seen, partial, data_meta)
     seconds = time.perf_counter() - start
 
     if not sites and not partial:
@@ -240,7 +249,7 @@ def scan(
         "torch_version": torch.__version__,
         "model_signature": model_signature(module),
         "weights_fingerprint": weights_fingerprint(module),
-        **data_stats.to_meta(),
+        **data_meta,
     }
     if collector.output_producer is not None:
         producer, direct = collector.output_producer

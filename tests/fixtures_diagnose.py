@@ -9,7 +9,7 @@ units are affected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -40,18 +40,68 @@ def mlp(width: int = WIDTH, depth: int = 3, act: Callable[[], nn.Module] = nn.Re
     return nn.Sequential(*layers)
 
 
-def train(model: nn.Module, opt: torch.optim.Optimizer, steps: int = 300, batch: int = 64,
+class SGD:
+    """Plain SGD, as ``torch.optim.SGD`` without momentum.
+
+    The fixtures use these two small optimizers instead of ``torch.optim``, whose first
+    use imports ``torch._dynamo`` (several seconds on a small CPU).
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float) -> None:
+        self.params = list(params)
+        self.lr = lr
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-self.lr)
+
+
+class AdamW(SGD):
+    """``torch.optim.AdamW`` (betas 0.9/0.999, eps 1e-8, decoupled weight decay); Adam when it is 0."""
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr)
+        self.weight_decay = weight_decay
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        c1, c2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            p.mul_(1 - self.lr * self.weight_decay)
+            m.mul_(0.9).add_(p.grad, alpha=0.1)
+            v.mul_(0.999).addcmul_(p.grad, p.grad, value=0.001)
+            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(1e-8), value=-self.lr)
+
+
+def train(model: nn.Module, opt: SGD, steps: int = 300, batch: int = 64,
           data: tuple[torch.Tensor, torch.Tensor] | None = None) -> nn.Module:
     """Cross-entropy training on :func:`task` with a seeded batch order."""
     x, y = data if data is not None else task()
     g = torch.Generator().manual_seed(1)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (batch,), generator=g)
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is fastest, and the result is reproducible
+    try:
+        model.train()
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (batch,), generator=g)
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -60,19 +110,19 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, steps: int = 300, batch:
 def high_lr(lr: float = 2.0) -> nn.Module:
     """SGD with a far too large learning rate: hidden units die after big updates."""
     model = mlp()
-    return train(model, torch.optim.SGD(model.parameters(), lr=lr))
+    return train(model, SGD(model.parameters(), lr=lr))
 
 
 def healthy() -> nn.Module:
     """Adam at 1e-3: a normally trained model."""
     model = mlp()
-    return train(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    return train(model, AdamW(model.parameters(), lr=1e-3))
 
 
 def heavy_weight_decay(weight_decay: float = 2.0) -> nn.Module:
     """AdamW with a huge decoupled weight decay: dead units' weights decay to zero."""
     model = mlp()
-    return train(model, torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=weight_decay))
+    return train(model, AdamW(model.parameters(), lr=1e-2, weight_decay=weight_decay))
 
 
 def deep_narrow(width: int = 3, depth: int = 20, seed: int = 0, he: bool = False) -> nn.Module:
@@ -161,13 +211,18 @@ def kill_units(linear: nn.Linear, count: int) -> None:
         linear.bias[:count] = -linear.bias[:count].abs()
 
 
-def planted_dead(counts: tuple[int, ...], width: int = 32) -> nn.Sequential:
+def planted_dead(counts: tuple[int, ...], width: int = 32, he: bool = False) -> nn.Sequential:
     """An MLP whose hidden layer k+1 has ``counts[k]`` units killed by :func:`kill_units`.
 
-    The first hidden layer (fed by the signed input) keeps all its units.
+    The first hidden layer (fed by the signed input) keeps all its units. With ``he``,
+    He init keeps the signal's scale, so no other units die with depth.
     """
     model = mlp(width=width, depth=len(counts) + 1)
     linears = [m for m in model if isinstance(m, nn.Linear)]
+    if he:
+        for m in linears:
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
     for layer, count in zip(linears[1:], counts, strict=False):
         kill_units(layer, count)
     return model.eval()

@@ -190,6 +190,11 @@ class SiteView:
         return np.asarray(values, dtype=float) if values is not None else None
 
     @property
+    def weight_norm_median(self) -> float | None:
+        wn = self.weight_norm
+        return float(np.median(wn)) if wn is not None and wn.size else None
+
+    @property
     def fan_in(self) -> int:
         return int(self.layer.get("fan_in", 0)) if self.layer else 0
 
@@ -292,8 +297,8 @@ class Context:
         self.sites: list[SiteView] = []
         for s in report.sites:
             ev = site_ev.get(s.info.name) or {}
-            layer = layers.get(ev.get("layer")) if ev.get("layer") else None
-            norm = layers.get(ev.get("norm")) if ev.get("norm") else None
+            layer = layers.get(str(ev.get("layer"))) if ev.get("layer") else None
+            norm = layers.get(str(ev.get("norm"))) if ev.get("norm") else None
             if layer is not None and int(layer.get("units", -1)) != s.info.units:
                 layer = None
             if norm is not None and int(norm.get("units", -1)) != s.info.units:

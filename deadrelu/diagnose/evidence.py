@@ -24,7 +24,7 @@ Schema (``report.evidence``)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -60,12 +60,12 @@ def _out_width(module: nn.Module) -> int | None:
         # ConvTranspose stores weights as (in, out/groups, ...); both expose out_channels.
         return int(module.out_channels)
     if isinstance(module, _NORM_TYPES):
-        return int(module.num_features)
+        return int(cast(int, module.num_features))
     return None
 
 
 def _weight_summary(module: nn.Module) -> dict[str, Any]:
-    w = module.weight.detach()
+    w = cast(torch.Tensor, module.weight).detach()
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         w = w.transpose(0, 1)  # stored as (in, out/groups, *k)
     rows = w.reshape(w.shape[0], -1)
@@ -90,7 +90,7 @@ def _norm_summary(module: nn.Module) -> dict[str, Any]:
     return {
         "kind": "norm",
         "class": class_label(module),
-        "units": int(module.num_features),
+        "units": int(cast(int, module.num_features)),
         "gamma": _floats(get("weight")),
         "beta": _floats(get("bias")),
         "running_mean": _floats(get("running_mean")),

@@ -127,7 +127,7 @@ def saturated_units(ctx: Context) -> Iterator[Finding]:
         parts = [saturation_phrase(ctx, view, units)]
         gw, gb = view.weight_growth, view.bias_growth
         if view.layer_label and gw is not None:
-            scale = f"median row norm {num(float(np.median(view.weight_norm)))} ({gw:.1f}× PyTorch's default init)"
+            scale = f"median row norm {num(view.weight_norm_median or 0.0)} ({gw:.1f}× PyTorch's default init)"
             if gb is not None:
                 scale += f", mean |bias| {gb:.1f}× the default"
             parts.append(f"incoming weights of {view.layer_label}: {scale}")

@@ -25,7 +25,6 @@ from deadrelu.diagnose.context import (
 from deadrelu.diagnose.registry import rule
 from deadrelu.findings import Finding, Severity
 
-
 #: Without a specific cause, a layer is an error only when at least half of it is dead.
 UNEXPLAINED_ERROR_SHARE = 0.5
 
@@ -268,7 +267,7 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
         gw = view.weight_growth
         if view.layer_label and gw is not None:
             parts.append(f"the weights feeding them in {view.layer_label} look normal "
-                         f"(median row norm {num(float(np.median(view.weight_norm)))}, {gw:.1f}× "
+                         f"(median row norm {num(view.weight_norm_median or 0.0)}, {gw:.1f}× "
                          f"PyTorch's default init)")
         elif not view.direct and view.info.input_layer:
             parts.append(f"its input is `{view.info.input_layer}` combined with other tensors "

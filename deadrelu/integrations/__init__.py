@@ -1,0 +1,77 @@
+"""Send monitor reports to training frameworks and experiment trackers.
+
+Each integration lives in its own module and imports its framework only there,
+so ``import deadrelu`` never pulls in Lightning, ``transformers`` or TensorBoard:
+
+==================  =====================================================  ====================
+module              what                                                   needs
+==================  =====================================================  ====================
+``logging``         :class:`CallableLogger`: any ``log(dict, step=...)``    nothing (W&B: ``wandb.log``)
+``tensorboard``     :class:`TensorBoardLogger`: a ``SummaryWriter``         ``tensorboard``
+``lightning``       :class:`DeadReluCallback` for ``lightning.Trainer``     ``lightning``
+``transformers``    :class:`DeadReluTrainerCallback` for HF ``Trainer``     ``transformers``
+==================  =====================================================  ====================
+
+A *report logger* is any object with ``log_report(report, step)``; pass it to
+``Monitor(loggers=[...])``. :func:`metrics` turns a report into the flat
+``{"deadrelu/<layer>/dead_fraction": ...}`` dict that all of them log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from deadrelu.report import Report
+
+#: Per-layer values logged for each report (``<prefix>/<layer>/<name>``).
+LAYER_METRICS = ("dead_fraction", "rare_fraction", "saturated_fraction")
+
+
+@runtime_checkable
+class ReportLogger(Protocol):
+    """Receives every report a :class:`~deadrelu.monitor.Monitor` makes."""
+
+    def log_report(self, report: Report, step: int) -> None: ...
+
+
+def metrics(report: Report, prefix: str = "deadrelu") -> dict[str, float]:
+    """Flat scalars for a logger: per layer ``<prefix>/<layer>/{dead,rare,saturated}_fraction``,
+    and model-wide ``<prefix>/dead_fraction`` and ``<prefix>/dead_units``.
+
+    Layers that saw no samples in the report's window are left out.
+    """
+    out: dict[str, float] = {}
+    for rec in report.layer_records():
+        if not rec["samples"]:
+            continue
+        units = rec["units"] or 1
+        layer = f"{prefix}/{rec['layer']}"
+        out[f"{layer}/dead_fraction"] = float(rec["dead_fraction"])
+        out[f"{layer}/rare_fraction"] = rec["rare"] / units
+        out[f"{layer}/saturated_fraction"] = rec["saturated"] / units
+    if out:
+        summary = report.summary()
+        out[f"{prefix}/dead_fraction"] = float(summary["dead_fraction"])
+        out[f"{prefix}/dead_units"] = float(summary["dead"])
+    return out
+
+
+def as_logger(obj: ReportLogger | Callable[..., Any]) -> ReportLogger:
+    """``obj`` itself if it has ``log_report``, else a plain ``log(dict, step=...)`` callable wrapped
+    in :class:`~deadrelu.integrations.logging.CallableLogger`."""
+    if isinstance(obj, ReportLogger):
+        return obj
+    if callable(obj):
+        from deadrelu.integrations.logging import CallableLogger
+
+        return CallableLogger(obj)
+    from deadrelu.errors import ConfigError
+
+    raise ConfigError(f"a logger must have log_report(report, step) or be callable, "
+                      f"got {type(obj).__name__}",
+                      "pass e.g. wandb.log or TensorBoardLogger(SummaryWriter())")
+
+
+__all__ = ["LAYER_METRICS", "ReportLogger", "as_logger", "metrics"]

@@ -1,0 +1,118 @@
+"""A Lightning callback that monitors dead units during ``trainer.fit``.
+
+::
+
+    from deadrelu.integrations.lightning import DeadReluCallback
+
+    trainer = lightning.Trainer(callbacks=[DeadReluCallback(every=10)])
+    trainer.fit(module, loader)
+
+Every ``every``-th training batch is recorded (train mode, the batches of one
+optimizer step together); every ``log_every`` steps (default: the trainer's
+``log_every_n_steps``) the window's per-layer dead, rare and saturated fractions go
+to every logger of the trainer (``deadrelu/<layer>/dead_fraction``...) and into
+``trainer.callback_metrics``, so ``EarlyStopping`` or ``ModelCheckpoint`` can watch
+``deadrelu/dead_fraction``. ``callback.monitor.history`` holds every report.
+
+Needs ``lightning`` (``pip install deadrelu[lightning]``); falls back to the older
+``pytorch_lightning`` package when ``lightning`` is not installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+try:
+    from lightning.pytorch import Callback
+except ImportError:  # pragma: no cover - the standalone package
+    try:
+        from pytorch_lightning import Callback  # type: ignore[no-redef]
+    except ImportError as exc:
+        raise ImportError(
+            "deadrelu.integrations.lightning needs Lightning: pip install 'deadrelu[lightning]'"
+        ) from exc
+
+from deadrelu.integrations import metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from deadrelu.monitor import Monitor
+    from deadrelu.report import Report
+
+
+class DeadReluCallback(Callback):
+    """Attaches a :class:`~deadrelu.monitor.Monitor` to the LightningModule during fit.
+
+    Args:
+        every: record one optimizer step in every ``every``.
+        log_every: report and log every this many optimizer steps (default: the
+            trainer's ``log_every_n_steps``); windows with no sampled step are skipped.
+        prefix: first part of the logged keys.
+        **monitor_kwargs: passed to :class:`~deadrelu.monitor.Monitor` (``jump``,
+            ``on_jump``, ``thresholds``, ``unit_axis``, ``loggers``...).
+    """
+
+    def __init__(self, every: int = 10, log_every: int | None = None, *,
+                 prefix: str = "deadrelu", **monitor_kwargs: Any) -> None:
+        super().__init__()
+        if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int)
+                                      or log_every < 1):
+            from deadrelu.errors import ConfigError
+
+            raise ConfigError(f"log_every must be a positive integer, got {log_every!r}",
+                              "e.g. log_every=50, or None for the trainer's log_every_n_steps")
+        self.every = every
+        self.log_every = log_every
+        self.prefix = prefix
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: Monitor | None = None
+        self._reported_at = -1
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The monitor's history (one row per layer per report)."""
+        if self.monitor is None:
+            raise RuntimeError("the callback has not seen a fit yet")
+        return self.monitor.history
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        from deadrelu.monitor import Monitor
+
+        if self.monitor is None or self.monitor.module is not pl_module:
+            self.monitor = Monitor(pl_module, every=self.every, auto_step=False,
+                                   **self.monitor_kwargs)
+        if not self.monitor.attached:
+            self.monitor.attach()
+        self.monitor.step(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        monitor = self.monitor
+        if monitor is None or not monitor.attached:
+            return
+        step = trainer.global_step
+        monitor.step(step)
+        every = self.log_every or max(1, int(getattr(trainer, "log_every_n_steps", 50)))
+        if step % every or step == self._reported_at or not monitor.window_steps:
+            return
+        self._reported_at = step
+        self._log(trainer, pl_module, monitor.report(reset=True), step)
+
+    def _log(self, trainer: Any, pl_module: Any, report: Report, step: int) -> None:
+        values = metrics(report, self.prefix)
+        if not values:
+            return
+        # callback_metrics (for EarlyStopping/ModelCheckpoint), then every logger at this step.
+        pl_module.log_dict(values, on_step=True, on_epoch=False, logger=False, prog_bar=False,
+                           batch_size=1)
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=step)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.detach()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if self.monitor is not None:
+            self.monitor.detach()

@@ -1,0 +1,133 @@
+"""A Hugging Face ``transformers`` ``TrainerCallback`` that monitors dead units.
+
+::
+
+    from deadrelu.integrations.transformers import DeadReluTrainerCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=train)
+    trainer.add_callback(DeadReluTrainerCallback(trainer, every=10))
+    trainer.train()
+
+Every ``every``-th optimizer step is recorded (train mode, all micro-batches of a
+step together). Every ``log_every`` steps (default: ``args.logging_steps``) the
+window's per-layer dead, rare and saturated fractions (``deadrelu/<layer>/dead_fraction``...)
+are logged:
+
+* with the ``trainer`` given, through ``trainer.log`` — so they reach every
+  reporting integration (TensorBoard, W&B...), ``trainer.state.log_history`` and
+  the progress output, like the loss;
+* without it, they are added to the ``logs`` of the trainer's next log event
+  (``on_log``): ``state.log_history`` and the callbacks after this one see them,
+  but reporting integrations, which run before user callbacks, do not.
+
+``callback.monitor.history`` holds every report. Needs ``transformers``
+(``pip install deadrelu[transformers]``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+try:
+    from transformers import TrainerCallback
+except ImportError as exc:  # pragma: no cover - exercised only without transformers
+    raise ImportError(
+        "deadrelu.integrations.transformers needs transformers: "
+        "pip install 'deadrelu[transformers]'"
+    ) from exc
+
+from deadrelu.integrations import metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from deadrelu.monitor import Monitor
+
+
+class DeadReluTrainerCallback(TrainerCallback):
+    """Attaches a :class:`~deadrelu.monitor.Monitor` to the trained model during ``train()``.
+
+    Args:
+        trainer: the ``Trainer`` to log through (recommended, see the module docstring).
+        every: record one optimizer step in every ``every``.
+        log_every: report and log every this many optimizer steps (default:
+            ``args.logging_steps``); windows with no sampled step are skipped.
+        prefix: first part of the logged keys.
+        **monitor_kwargs: passed to :class:`~deadrelu.monitor.Monitor` (``jump``,
+            ``on_jump``, ``thresholds``, ``unit_axis``, ``loggers``...).
+    """
+
+    def __init__(self, trainer: Any = None, *, every: int = 10, log_every: int | None = None,
+                 prefix: str = "deadrelu", **monitor_kwargs: Any) -> None:
+        if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int)
+                                      or log_every < 1):
+            from deadrelu.errors import ConfigError
+
+            raise ConfigError(f"log_every must be a positive integer, got {log_every!r}",
+                              "e.g. log_every=50, or None for args.logging_steps")
+        self.trainer = trainer
+        self.every = every
+        self.log_every = log_every
+        self.prefix = prefix
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: Monitor | None = None
+        self._pending: dict[str, float] | None = None
+        self._reported_at = -1
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The monitor's history (one row per layer per report)."""
+        if self.monitor is None:
+            raise RuntimeError("the callback has not seen a training run yet")
+        return self.monitor.history
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
+                       **kwargs: Any) -> None:
+        from deadrelu.monitor import Monitor
+
+        if model is None:
+            return
+        if self.monitor is None or self.monitor.module is not model:
+            self.monitor = Monitor(model, every=self.every, auto_step=False, **self.monitor_kwargs)
+        if not self.monitor.attached:
+            self.monitor.attach()
+        self.monitor.step(state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        monitor = self.monitor
+        if monitor is None or not monitor.attached:
+            return
+        step = state.global_step
+        monitor.step(step)
+        every = self.log_every or _steps(args.logging_steps, state.max_steps)
+        if step % every or step == self._reported_at or not monitor.window_steps:
+            return
+        self._reported_at = step
+        values = metrics(monitor.report(reset=True), self.prefix)
+        if not values:
+            return
+        if self.trainer is not None:
+            self.trainer.log(values)
+        else:
+            self._pending = values
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        if self._pending is None or logs is None or self.trainer is not None:
+            return
+        logs.update(self._pending)
+        if state.log_history:
+            state.log_history[-1].update(self._pending)
+        self._pending = None
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.detach()
+
+
+def _steps(logging_steps: float, max_steps: int) -> int:
+    # logging_steps below 1 is a share of the run's steps (transformers' convention).
+    if logging_steps < 1:
+        return max(1, math.ceil(max_steps * logging_steps))
+    return max(1, int(logging_steps))

@@ -1,0 +1,214 @@
+"""Integrations with the real libraries: Lightning, transformers' Trainer, TensorBoard, log(dict, step)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import deadrelu
+from deadrelu.errors import ConfigError
+from deadrelu.integrations import as_logger, metrics
+from deadrelu.integrations.logging import CallableLogger
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 10)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(10, 2)
+        with torch.no_grad():
+            self.fc1.bias[:5] = -1e4  # half of the layer planted dead
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _run_monitor(loggers, steps=4):
+    model = Net().train()
+    with deadrelu.Monitor(model, every=1, report_every=2, loggers=loggers, jump=None):
+        for _ in range(steps):
+            model(torch.randn(8, 6)).sum().backward()
+
+
+def test_metrics_keys_and_values():
+    model = Net().eval()
+    report = deadrelu.scan(model, torch.randn(200, 6))
+    values = metrics(report)
+    assert values == {
+        "deadrelu/act/dead_fraction": 0.5,
+        "deadrelu/act/rare_fraction": pytest.approx(report.layer_records()[0]["rare"] / 10),
+        "deadrelu/act/saturated_fraction": 0.0,
+        "deadrelu/dead_fraction": 0.5,
+        "deadrelu/dead_units": 5.0,
+    }
+    assert set(metrics(report, prefix="x")) == {k.replace("deadrelu", "x", 1) for k in values}
+
+
+def test_callable_logger_like_wandb_log():
+    calls = []
+
+    def log(values, step=None, commit=None):  # wandb.log's signature
+        calls.append((step, values))
+
+    _run_monitor([log])
+    assert [step for step, _ in calls] == [2, 4]
+    assert calls[0][1]["deadrelu/act/dead_fraction"] == 0.5
+    assert isinstance(as_logger(log), CallableLogger)
+    with pytest.raises(ConfigError):
+        as_logger(42)  # type: ignore[arg-type]
+
+
+def test_tensorboard_logger_writes_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from deadrelu.integrations.tensorboard import TensorBoardLogger
+
+    writer = SummaryWriter(str(tmp_path))
+    _run_monitor([TensorBoardLogger(writer, flush=True)])
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "deadrelu/act/dead_fraction" in tags and "deadrelu/dead_fraction" in tags
+    points = events.Scalars("deadrelu/act/dead_fraction")
+    assert [p.step for p in points] == [2, 4]
+    assert all(p.value == 0.5 for p in points)
+    with pytest.raises(ConfigError, match="add_scalar"):
+        TensorBoardLogger(object())
+
+
+# -- Lightning -------------------------------------------------------------------------------------
+
+
+def test_lightning_callback_logs_through_the_trainer(tmp_path):
+    pl = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.loggers import CSVLogger
+
+    from deadrelu.integrations.lightning import DeadReluCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = Net()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.net(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", F.cross_entropy(self.net(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    gen = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 6, generator=gen), torch.randint(0, 2, (64,), generator=gen))
+    callback = DeadReluCallback(every=2, log_every=4)
+    trainer = pl.Trainer(
+        max_steps=8, accelerator="cpu", devices=1, logger=CSVLogger(str(tmp_path), name="run"),
+        callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, log_every_n_steps=1, val_check_interval=4,
+        limit_val_batches=2, num_sanity_val_steps=1,
+    )
+    trainer.fit(Module(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
+
+    history = callback.history
+    assert history["step"].tolist() == [4, 8]
+    assert history["dead_fraction"].tolist() == [0.5, 0.5]
+    # two sampled steps per window (0 and 2, then 4 and 6), 8 samples each; the
+    # eval-mode validation batches (sanity check included) are not recorded
+    assert history["samples"].tolist() == [16, 16]
+    assert trainer.callback_metrics["deadrelu/dead_fraction"] == pytest.approx(0.5)
+    with open(trainer.logger.log_dir + "/metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("deadrelu/act/dead_fraction")]
+    assert [int(r["step"]) for r in rows] == [4, 8]
+    assert not callback.monitor.attached
+
+
+# -- transformers ----------------------------------------------------------------------------------
+
+
+class _DictData(Dataset):
+    def __init__(self, n=64):
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 6, generator=gen)
+        self.y = torch.randint(0, 2, (n,), generator=gen)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+class _HFModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = Net()
+
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = F.cross_entropy(logits, labels)
+        return out
+
+
+def _hf_trainer(tmp_path, callbacks=(), **kwargs):
+    transformers = pytest.importorskip("transformers")
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=8, logging_steps=4,
+        report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+        dataloader_num_workers=0, **kwargs,
+    )
+    return transformers.Trainer(model=_HFModel(), args=args, train_dataset=_DictData(),
+                                callbacks=list(callbacks))
+
+
+def test_transformers_callback_logs_through_trainer_log(tmp_path):
+    from deadrelu.integrations.transformers import DeadReluTrainerCallback
+
+    trainer = _hf_trainer(tmp_path)
+    callback = DeadReluTrainerCallback(trainer, every=2)
+    trainer.add_callback(callback)
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "deadrelu/act/dead_fraction" in e]
+    assert [e["step"] for e in logged] == [4, 8]
+    assert all(e["deadrelu/act/dead_fraction"] == 0.5 for e in logged)
+    assert callback.history["samples"].tolist() == [16, 16]
+    assert not callback.monitor.attached
+
+
+def test_transformers_callback_without_trainer_adds_to_the_next_log(tmp_path):
+    from deadrelu.integrations.transformers import DeadReluTrainerCallback
+
+    callback = DeadReluTrainerCallback(every=1, log_every=4)
+    trainer = _hf_trainer(tmp_path, callbacks=[callback], gradient_accumulation_steps=2)
+    trainer.train()
+    entries = [e for e in trainer.state.log_history if "loss" in e]
+    assert [e["step"] for e in entries] == [4, 8]
+    assert all(e["deadrelu/dead_fraction"] == 0.5 for e in entries)
+    # every optimizer step sampled, both micro-batches of 8 samples each
+    assert callback.history["samples"].tolist() == [64, 64]
+
+
+# -- optional imports ------------------------------------------------------------------------------
+
+
+def test_import_deadrelu_pulls_in_no_framework():
+    code = ("import sys, deadrelu, deadrelu.integrations, deadrelu.monitor; "
+            "print(sorted(m for m in ('lightning', 'transformers', 'tensorboard', 'wandb') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,369 @@
+"""deadrelu.Monitor: sampling, step detection, train-mode recording, windows, history, jumps."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reference import assert_matches, brute
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+import deadrelu
+from deadrelu.errors import ConfigError
+from deadrelu.monitor import HISTORY_COLUMNS, DeadUnitsWarning, Monitor
+from deadrelu.scanning import InsufficientDataWarning
+
+
+class MLP(nn.Module):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 12)
+        self.act1 = nn.ReLU(inplace=inplace)
+        self.fc2 = nn.Linear(12, 3)
+        with torch.no_grad():
+            self.fc1.bias[2] = -1e4  # planted dead unit
+
+    def forward(self, x):
+        return self.fc2(self.act1(self.fc1(x)))
+
+
+class SmallCNN(nn.Module):
+    """Conv + BatchNorm + in-place ReLU + dropout + a functional ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.drop = nn.Dropout(0.2)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        h = self.drop(self.relu(self.bn(self.conv(x))))
+        h = F.adaptive_avg_pool2d(h, 1).flatten(1)
+        return self.fc(F.relu(h))
+
+
+def _train(model, steps, monitor=None, *, batch=16, lr=0.05, seed=1, explicit=False):
+    """A plain SGD loop; returns the inputs of every step."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    xs = []
+    for _ in range(steps):
+        x = torch.randn(batch, *_input_shape(model), generator=gen)
+        xs.append(x)
+        loss = model(x).square().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if explicit:
+            monitor.step()
+    return xs
+
+
+def _input_shape(model):
+    return (3, 8, 8) if isinstance(model, SmallCNN) else (6,)
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+# -- recording -------------------------------------------------------------------------------------
+
+
+def test_sampled_steps_match_brute_force_in_train_mode():
+    torch.manual_seed(0)
+    model = MLP().train()
+    twin = copy.deepcopy(model)
+    with Monitor(model, every=3) as monitor:
+        xs = _train(model, 10)
+    report = monitor.report()
+    # Replay on the twin to get the activations the monitored steps saw (steps 0, 3, 6, 9).
+    outs = []
+    opt = torch.optim.SGD(twin.parameters(), lr=0.05)
+    for i, x in enumerate(xs):
+        h = F.relu(twin.fc1(x))
+        if i % 3 == 0:
+            outs.append(h.detach().clone())
+        twin.fc2(h).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+    assert_matches(report.site("act1").stats, brute(outs, 1))
+    assert report.meta["mode"] == "train"
+    assert report.meta["sampled_steps"] == 4
+    assert report.meta["step"] == 10
+    assert report.samples == 4 * 16
+    assert 2 in report.units_in_state("act1", "dead")
+
+
+def test_monitor_does_not_change_training():
+    # In-place ReLU, BatchNorm running stats, dropout: the monitored run is bit-identical.
+    torch.manual_seed(0)
+    plain = SmallCNN().train()
+    watched = copy.deepcopy(plain)
+    torch.manual_seed(7)
+    _train(plain, 4)
+    torch.manual_seed(7)
+    with Monitor(watched, every=1):
+        _train(watched, 4)
+    for (name, a), b in zip(plain.state_dict().items(), watched.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_unsampled_steps_carry_no_collector_hooks():
+    model = SmallCNN().train()
+    baseline = _hook_count(model)
+    seen = []
+
+    class Spy(nn.Module):
+        pass
+
+    with Monitor(model, every=4) as monitor:
+        for _ in range(8):
+            seen.append((monitor.steps, monitor.collector.attached, _hook_count(model) - baseline))
+            _train(model, 1)
+    for step, attached, hooks in seen:
+        if step % 4 == 0:
+            assert attached and hooks > 3
+        else:
+            assert not attached and hooks == 3  # the monitor's own: pre, always, post on the root
+    assert _hook_count(model) == baseline
+
+
+def test_eval_forwards_are_not_recorded_or_counted():
+    model = MLP().train()
+    with Monitor(model, every=1) as monitor:
+        _train(model, 2)
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(50, 6))
+        model.train()
+    assert monitor.steps == 2
+    assert monitor.report().samples == 32
+
+
+def test_checkpointed_forwards_recomputed_in_backward_are_not_counted_twice():
+    class Ckpt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Sequential(nn.Linear(6, 8), nn.ReLU())
+            self.out = nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.out(checkpoint(self.inner, x, use_reentrant=False))
+
+    model = Ckpt().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Monitor(model, every=1, auto_step=False) as monitor:
+        for _ in range(3):
+            model(torch.randn(10, 6)).sum().backward()
+            opt.step()
+            monitor.step()
+    assert monitor.report().samples == 30
+
+
+# -- steps -----------------------------------------------------------------------------------------
+
+
+def test_explicit_step_takes_over_and_counts_several_forwards_per_step():
+    model = MLP().train()
+    with Monitor(model, every=2) as monitor:
+        for step in range(4):
+            for _ in range(3):  # three forwards per training step
+                model(torch.randn(5, 6)).sum().backward()
+            monitor.step()
+            if step == 0:
+                # Until the first step() call each forward counted as a step; that call
+                # ends step 0 whatever was counted.
+                assert monitor.steps == 1
+                monitor.report()
+    report = monitor.report()
+    assert monitor.steps == 4
+    assert report.meta["sampled_steps"] == 1  # step 2, with all three forwards
+    assert report.samples == 15
+
+
+def test_auto_step_false_records_every_forward_of_a_sampled_step():
+    model = MLP().train()
+    with Monitor(model, every=2, auto_step=False) as monitor:
+        for _ in range(4):
+            for _ in range(3):
+                model(torch.randn(5, 6))
+            monitor.step()
+    assert monitor.report().samples == 2 * 15
+
+
+def test_step_can_follow_a_framework_counter():
+    model = MLP().train()
+    with Monitor(model, every=5, auto_step=False) as monitor:
+        for global_step in [0, 0, 1, 1, 5, 5, 6]:  # gradient accumulation: 2 batches per step
+            monitor.step(global_step)
+            model(torch.randn(4, 6))
+    report = monitor.report()
+    assert report.meta["sampled_steps"] == 2  # steps 0 and 5
+    assert report.samples == 4 * 4
+
+
+def test_submodule_calls_without_root_forward_warn_once():
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = MLP()
+
+    wrapper = Wrapper().train()
+    with Monitor(wrapper, every=1) as monitor, pytest.warns(UserWarning, match="monitor.step"):
+        wrapper.net(torch.randn(4, 6))
+        wrapper.net(torch.randn(4, 6))
+    assert monitor.report().samples == 8
+
+
+# -- reports, history, jumps -----------------------------------------------------------------------
+
+
+def test_report_windows_reset_and_history_rows():
+    model = MLP().train()
+    with Monitor(model, every=2) as monitor:
+        _train(model, 4)
+        first = monitor.report()
+        _train(model, 4)
+        second = monitor.report(reset=False)
+        _train(model, 2)
+        third = monitor.report()
+    assert first.meta["window"] == [0, 4] and first.samples == 32
+    assert second.meta["window"] == [4, 8] and second.samples == 32
+    assert third.meta["window"] == [4, 10] and third.samples == 48  # not reset after second
+    history = monitor.history
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert history["step"].tolist() == [4, 8, 10]
+    assert (history["layer"] == "act1").all()
+    assert history["dead_fraction"].iloc[0] == pytest.approx(1 / 12)
+
+
+def test_empty_window_warns_and_adds_no_rows():
+    model = MLP().train()
+    with Monitor(model, every=100) as monitor:
+        _train(model, 3)
+        monitor.report()
+        _train(model, 3)
+        with pytest.warns(InsufficientDataWarning, match="no sampled step"):
+            report = monitor.report()
+    assert report.samples == 0
+    assert monitor.history["step"].tolist() == [3]
+
+
+def _kill_half(model):
+    with torch.no_grad():
+        model.fc1.bias[:6] = -1e4
+
+
+def test_jump_in_dead_fraction_calls_on_jump():
+    model = MLP().train()
+    jumps = []
+    with Monitor(model, every=1, on_jump=lambda *a: jumps.append(a)) as monitor:
+        _train(model, 2, lr=0.0)
+        monitor.report()
+        _kill_half(model)
+        _train(model, 2, lr=0.0)
+        monitor.report()
+    assert jumps == [("act1", pytest.approx(1 / 12), pytest.approx(6 / 12), 4)]
+
+
+def test_jump_warns_with_dead_units_warning_and_can_be_turned_off():
+    model = MLP().train()
+    with Monitor(model, every=1) as monitor:
+        _train(model, 2, lr=0.0)
+        monitor.report()
+        _kill_half(model)
+        _train(model, 2, lr=0.0)
+        with pytest.warns(DeadUnitsWarning, match="act1: dead units rose from 8% to 50% by step 4"):
+            monitor.report()
+    quiet = Monitor(MLP().train(), every=1, jump=None)
+    with quiet, warnings.catch_warnings():
+        warnings.simplefilter("error", DeadUnitsWarning)
+        _train(quiet.model, 2, lr=0.0)
+        quiet.report()
+        _kill_half(quiet.model)
+        _train(quiet.model, 2, lr=0.0)
+        quiet.report()
+
+
+def test_report_every_and_loggers():
+    model = MLP().train()
+    logged = []
+    with Monitor(model, every=1, report_every=3,
+                 loggers=[lambda values, step: logged.append((step, values))]) as monitor:
+        _train(model, 7)
+    assert [step for step, _ in logged] == [3, 6]
+    assert monitor.history["step"].tolist() == [3, 6]
+    assert logged[0][1]["deadrelu/act1/dead_fraction"] == pytest.approx(1 / 12)
+
+
+# -- lifecycle and wrappers ------------------------------------------------------------------------
+
+
+def test_lifecycle_guards_and_detach_restores_model():
+    model = SmallCNN().train()
+    baseline = _hook_count(model)
+    monitor = Monitor(model, every=1).attach()
+    with pytest.raises(RuntimeError, match="already attached"):
+        monitor.attach()
+    monitor.detach()
+    monitor.detach()
+    assert _hook_count(model) == baseline
+
+
+def test_forward_error_leaves_monitor_usable():
+    model = MLP().train()
+    with Monitor(model, every=1) as monitor:
+        with pytest.raises(RuntimeError):
+            model(torch.randn(4, 7))
+        _train(model, 1)
+    assert monitor.report().samples == 16
+    assert not torch.overrides._get_current_function_mode_stack()
+
+
+@pytest.mark.parametrize("bad", [
+    {"every": 0}, {"every": 1.5}, {"jump": 0.0}, {"jump": 2}, {"report_every": 0},
+    {"on_jump": 3},
+])
+def test_invalid_arguments(bad):
+    with pytest.raises(ConfigError):
+        Monitor(MLP(), **bad)
+
+
+def test_not_a_module():
+    with pytest.raises(ConfigError, match="torch.nn.Module"):
+        Monitor("model.pt")
+
+
+def test_torch_compiled_model_records_sampled_steps_eagerly_without_recompiling():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    model = MLP().train()
+    compiled = torch.compile(model, backend="eager")
+    compiled(torch.randn(16, 6))
+    graphs = counters["stats"]["unique_graphs"]
+    with Monitor(compiled, every=3) as monitor:
+        _train(compiled, 9)
+    report = monitor.report()
+    assert report.meta["sampled_steps"] == 3 and report.samples == 48
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert any("torch.compile" in note for note in report.meta["notes"])
+
+
+def test_compiled_in_place_is_refused():
+    model = MLP()
+    model.compile(backend="eager")
+    with pytest.raises(ConfigError, match="torch.compile"):
+        Monitor(model).attach()
+
+
+def test_public_api_exports_monitor():
+    assert deadrelu.Monitor is Monitor
+    assert deadrelu.DeadUnitsWarning is DeadUnitsWarning
