@@ -9,12 +9,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import fixtures_diagnose as F
 import pytest
 import torch
 from torch import nn
 
 import deadrelu
-import fixtures_diagnose as F
 from deadrelu.diagnose import RULES, Selection, diagnose
 from deadrelu.diagnose.context import rule_out_rate, samples_needed
 from deadrelu.diagnose.datameta import input_summary

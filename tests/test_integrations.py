@@ -131,7 +131,7 @@ def test_lightning_callback_logs_through_the_trainer(tmp_path):
     assert history["samples"].tolist() == [16, 16]
     assert trainer.callback_metrics["deadrelu/dead_fraction"] == pytest.approx(0.5)
     with open(trainer.logger.log_dir + "/metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("deadrelu/act/dead_fraction")]
+        rows = [r for r in csv.DictReader(f) if r.get("deadrelu/net.act/dead_fraction")]
     assert [int(r["step"]) for r in rows] == [4, 8]
     assert not callback.monitor.attached
 
@@ -165,29 +165,39 @@ class _HFModel(nn.Module):
         return out
 
 
-def _hf_trainer(tmp_path, callbacks=(), **kwargs):
+def _hf_trainer(tmp_path, callbacks=(), report_to=(), **kwargs):
     transformers = pytest.importorskip("transformers")
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=8, logging_steps=4,
-        report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+        report_to=list(report_to), use_cpu=True, save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0, **kwargs,
     )
     return transformers.Trainer(model=_HFModel(), args=args, train_dataset=_DictData(),
                                 callbacks=list(callbacks))
 
 
-def test_transformers_callback_logs_through_trainer_log(tmp_path):
+def test_transformers_callback_logs_through_trainer_log(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from deadrelu.integrations.transformers import DeadReluTrainerCallback
 
-    trainer = _hf_trainer(tmp_path)
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    trainer = _hf_trainer(tmp_path, report_to=["tensorboard"])
     callback = DeadReluTrainerCallback(trainer, every=2)
     trainer.add_callback(callback)
     trainer.train()
-    logged = [e for e in trainer.state.log_history if "deadrelu/act/dead_fraction" in e]
+    logged = [e for e in trainer.state.log_history if "deadrelu/net.act/dead_fraction" in e]
     assert [e["step"] for e in logged] == [4, 8]
-    assert all(e["deadrelu/act/dead_fraction"] == 0.5 for e in logged)
+    assert all(e["deadrelu/net.act/dead_fraction"] == 0.5 for e in logged)
+    # the trainer's own logging is unchanged: the loss is still logged every 4 steps
+    assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [4, 8]
     assert callback.history["samples"].tolist() == [16, 16]
     assert not callback.monitor.attached
+    # and the values reached the trainer's reporting integration (here TensorBoard)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [p.step for p in events.Scalars("train/deadrelu/dead_fraction")] == [4, 8]
 
 
 def test_transformers_callback_without_trainer_adds_to_the_next_log(tmp_path):

@@ -118,6 +118,7 @@ def scan_command(
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
     from deadrelu.cli.options import (
         LoadOptions,
+        freeze_gc,
         load_model_and_data,
         load_settings,
         run_scan,
@@ -136,6 +137,7 @@ def scan_command(
         if output is not None:
             _check_output_path(output, opts.input_paths())
         loaded, source = load_model_and_data(opts)
+        freeze_gc()
         report = run_scan(
             loaded.model, source, thresholds=settings.thresholds, progress=not no_progress,
             quiet=quiet, device=settings.device, model_name=loaded.description,

@@ -299,6 +299,8 @@ class Context:
             ev = site_ev.get(s.info.name) or {}
             layer = layers.get(str(ev.get("layer"))) if ev.get("layer") else None
             norm = layers.get(str(ev.get("norm"))) if ev.get("norm") else None
+            if not ev.get("direct"):
+                layer = norm = None  # an op between (e.g. a residual sum): the weights alone do not decide
             if layer is not None and int(layer.get("units", -1)) != s.info.units:
                 layer = None
             if norm is not None and int(norm.get("units", -1)) != s.info.units:

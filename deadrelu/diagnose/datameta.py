@@ -27,7 +27,8 @@ class InputSummary:
         mean, std: over all finite input elements.
         min, max: smallest and largest finite element.
         features: per-feature (dim 1) ``(index, mean, std)`` when recorded, else empty.
-        nonfinite: NaN/Inf elements seen.
+        nonfinite: features (or, without per-feature statistics, 1 for the whole input)
+            in which NaN/Inf values were seen.
     """
 
     samples: int
@@ -78,28 +79,32 @@ def _num(x: float) -> str:
 
 
 def input_summary(meta: Mapping[str, Any]) -> InputSummary | None:
-    """Means and standard deviations from ``meta["input_stats"]``; ``None`` if not recorded."""
+    """Means and standard deviations from ``meta["input_stats"]``; ``None`` if not recorded.
+
+    Features whose sums are not finite (the input held NaN/Inf there) are left out of
+    the statistics and counted in :attr:`InputSummary.nonfinite`.
+    """
     raw = meta.get("input_stats")
     if not isinstance(raw, Mapping) or not raw.get("count"):
         return None
-    count, total, sq = raw["count"], raw["sum"], raw["sumsq"]
-    n = float(sum(count))
+    rows = list(zip(raw["count"], raw["sum"], raw["sumsq"], raw["min"], raw["max"], strict=True))
+    good = [r for r in rows if all(math.isfinite(v) for v in r[1:])]
+    n = float(sum(r[0] for r in good))
     if n <= 0:
-        return None
-    mean = sum(total) / n
-    var = max(sum(sq) / n - mean * mean, 0.0)
+        return InputSummary(int(raw.get("samples", 0)), math.nan, math.nan, math.nan, math.nan,
+                            (), len(rows) - len(good))
+    mean = sum(r[1] for r in good) / n
+    var = max(sum(r[2] for r in good) / n - mean * mean, 0.0)
     features: list[tuple[int, float, float]] = []
-    if raw.get("per_feature") and len(count) > 1:
-        for i, (c, s, q) in enumerate(zip(count, total, sq, strict=True)):
-            if c > 0:
-                m = s / c
-                features.append((i, m, math.sqrt(max(q / c - m * m, 0.0))))
-    finite_min = [v for v in raw["min"] if math.isfinite(v)]
-    finite_max = [v for v in raw["max"] if math.isfinite(v)]
+    if raw.get("per_feature") and len(rows) > 1:
+        for i, (c, total, sq, _, _) in enumerate(rows):
+            if c > 0 and math.isfinite(total) and math.isfinite(sq):
+                m = total / c
+                features.append((i, m, math.sqrt(max(sq / c - m * m, 0.0))))
     return InputSummary(
         samples=int(raw.get("samples", 0)), mean=mean, std=math.sqrt(var),
-        min=min(finite_min) if finite_min else math.nan, max=max(finite_max) if finite_max else math.nan,
-        features=tuple(features), nonfinite=int(sum(raw.get("nonfinite") or [0])),
+        min=min(r[3] for r in good), max=max(r[4] for r in good),
+        features=tuple(features), nonfinite=len(rows) - len(good),
     )
 
 
@@ -143,7 +148,7 @@ def merge_data_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             continue
         merged = dict(first)
         merged["samples"] = sum(int(p.get("samples", 0)) for p in parts)
-        for name in ("count", "sum", "sumsq", "nonfinite"):
+        for name in ("count", "sum", "sumsq"):
             if name in first:
                 merged[name] = [sum(v) for v in zip(*(p[name] for p in parts), strict=True)]
         merged["min"] = [min(v) for v in zip(*(p["min"] for p in parts), strict=True)]

@@ -2,11 +2,15 @@
 
 The diagnosis needs two facts the activation counters do not hold:
 
-* the scale of the model's input (for ``input_scale``): per-feature count, sum,
-  sum of squares, minimum and maximum of the first floating-point input tensor;
+* the scale of the model's input (for ``input_scale``): per-feature (dim 1) count,
+  sum, sum of squares, minimum and maximum of the first floating-point input tensor;
 * whether the model's output depends on its input at all (for ``constant-output``):
   per-element minimum and maximum over samples of the first floating-point output
   tensor (its first :data:`OUTPUT_ELEMENTS` elements per sample).
+
+Both run on every batch, so they are kept to a handful of reductions: NaN/Inf are
+not masked out but make the sums (or the output range) non-finite, which the
+diagnosis reads as "the input holds non-finite values".
 
 Like :class:`deadrelu.stats.UnitStats`, :meth:`DataStats.update_input` and
 :meth:`DataStats.update_output` are tensor math on the model's device with no
@@ -17,7 +21,6 @@ raw sums, minima and maxima, so two reports over disjoint data merge exactly
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,42 +62,47 @@ class DataStats:
         self._in_shape: tuple[int, ...] | None = None
         self._in_per_feature = False
         self._in_samples = 0
+        self._in_count = 0  # elements per feature (the same for every feature)
         self._out: dict[str, Tensor] = {}
         self._out_shape: tuple[int, ...] | None = None
         self._out_samples = 0
 
     def update_input(self, inputs: Any) -> None:
-        """Add one batch of model inputs (samples on dim 0)."""
+        """Add one batch of model inputs (samples on dim 0).
+
+        Four reductions and no mask: a NaN/Inf in the input makes the sums non-finite,
+        which :func:`~deadrelu.diagnose.datameta.input_summary` reports as such.
+        """
         x = first_float_tensor(inputs)
         if x is None or x.ndim == 0 or x.shape[0] == 0:
             return
         x = x.detach()
         if x.dtype in (torch.float16, torch.bfloat16):
             x = x.float()  # squares of half-precision inputs overflow
+        shape = tuple(int(s) for s in x.shape[1:])
         if self._in_shape is None:
-            self._in_shape = tuple(int(s) for s in x.shape[1:])
+            self._in_shape = shape
             self._in_per_feature = x.ndim >= 2 and int(x.shape[1]) <= MAX_FEATURES
-        if tuple(int(s) for s in x.shape[1:]) != self._in_shape:
+        if shape != self._in_shape:
             return  # variable-size inputs: keep the statistics of the first shape only
         acc = _acc_dtype(x.device)
         dims = [d for d in range(x.ndim) if not (self._in_per_feature and d == 1)]
-        finite = torch.isfinite(x)
-        clean = torch.where(finite, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        if len(dims) == 1:
+            lo, hi = torch.aminmax(x, dim=dims[0])
+        else:
+            lo, hi = x.amin(dim=dims), x.amax(dim=dims)
         parts = {
-            "count": finite.sum(dim=dims, dtype=acc),
-            "sum": clean.sum(dim=dims, dtype=acc),
-            "sumsq": clean.square().sum(dim=dims, dtype=acc),
-            "min": torch.where(finite, x, torch.full((), math.inf, dtype=x.dtype, device=x.device))
-            .amin(dim=dims).to(acc),
-            "max": torch.where(finite, x, torch.full((), -math.inf, dtype=x.dtype, device=x.device))
-            .amax(dim=dims).to(acc),
-            "nonfinite": (~finite).sum(dtype=acc).reshape(1),
+            "sum": x.sum(dim=dims, dtype=acc).reshape(-1),
+            "sumsq": x.square().sum(dim=dims, dtype=acc).reshape(-1),
+            "min": lo.reshape(-1),  # exact in the input's own dtype
+            "max": hi.reshape(-1),
         }
         self._merge(self._in, parts)
         self._in_samples += int(x.shape[0])
+        self._in_count += x.numel() // parts["sum"].numel()
 
     def update_output(self, output: Any) -> None:
-        """Add one batch of model outputs (samples on dim 0)."""
+        """Add one batch of model outputs (samples on dim 0): one reduction."""
         y = first_float_tensor(output)
         if y is None or y.ndim == 0 or y.shape[0] == 0:
             return
@@ -104,15 +112,8 @@ class DataStats:
             self._out_shape = shape
         if shape != self._out_shape:
             return
-        acc = _acc_dtype(y.device)
-        flat = y.reshape(y.shape[0], -1)[:, :OUTPUT_ELEMENTS]
-        bad = ~torch.isfinite(flat)
-        parts = {
-            "min": flat.masked_fill(bad, math.inf).amin(0).to(acc),
-            "max": flat.masked_fill(bad, -math.inf).amax(0).to(acc),
-            "nonfinite": bad.sum(dtype=acc).reshape(1),
-        }
-        self._merge(self._out, parts)
+        lo, hi = torch.aminmax(y.reshape(y.shape[0], -1)[:, :OUTPUT_ELEMENTS], dim=0)
+        self._merge(self._out, {"min": lo, "max": hi})
         self._out_samples += int(y.shape[0])
 
     @staticmethod
@@ -133,9 +134,10 @@ class DataStats:
         out: dict[str, Any] = {}
         if self._in:
             values = {k: [float(v) for v in t.detach().cpu().double().tolist()] for k, t in self._in.items()}
+            features = len(values["sum"])
             out["input_stats"] = {
                 "samples": self._in_samples, "shape": list(self._in_shape or ()),
-                "per_feature": self._in_per_feature, **values,
+                "per_feature": self._in_per_feature, "count": [self._in_count] * features, **values,
             }
         if self._out:
             values = {k: [float(v) for v in t.detach().cpu().double().tolist()] for k, t in self._out.items()}

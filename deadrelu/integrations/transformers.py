@@ -108,7 +108,12 @@ class DeadReluTrainerCallback(TrainerCallback):
         if not values:
             return
         if self.trainer is not None:
+            # Trainer.log clears control.should_log; keep it, or the loss due at this
+            # step would not be logged.
+            should_log = control.should_log
             self.trainer.log(values)
+            control.should_log = should_log
+            self.trainer.control.should_log = should_log
         else:
             self._pending = values
 

@@ -167,7 +167,9 @@ def non_finite_activations(ctx: Context) -> Iterator[Finding]:
         fix = ("training diverged: restart from an earlier checkpoint with a 3–10× lower learning "
                "rate and gradient clipping (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))")
     elif input_bad:
-        message += f"; the input itself holds {input_bad} NaN/Inf values"
+        per_feature = bool(ctx.input is not None and ctx.input.features) or input_bad > 1
+        where = f" (in {plural(input_bad, 'input feature')})" if per_feature else ""
+        message += f"; the input itself holds NaN/Inf values{where}"
         cause = "input_scale"
         fix = "clean the data: drop or impute the NaN/Inf input values before they reach the model"
     else:
