@@ -12,9 +12,12 @@ kinds of step are interleaved, ``--reps`` times, on the same batch:
 * **unsampled**: a monitor with a large ``every`` attached, past its first step, so
   the step is not recorded (only the monitor's three root hooks are on the model).
 
-The ratios of the medians are the numbers the issue bounds (sampled ≤ 1.10,
-unsampled ≈ 1.00). CPU time (process time, all threads) is shown beside wall time:
-on a shared machine it is less noisy. ``report()`` is timed separately: it runs once
+The order of the three kinds is shuffled in every repetition. The ratios of the
+medians of wall time are the numbers the issue bounds (sampled ≤ 1.10, unsampled
+≈ 1.00); ratios of the minima and of CPU time (process time, all threads) are shown
+beside them, as they are less noisy on a shared machine. With several threads on
+an oversubscribed machine, CPU time counts threads spinning while they wait for
+each other: use ``--threads 1`` there. ``report()`` is timed separately: it runs once
 per window, not per step.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import sys
 import time
@@ -81,13 +85,18 @@ def time_case(name: str, reps: int) -> dict[str, float]:
             step()
     step()
     times: dict[str, list[tuple[float, float]]] = {"plain": [], "sampled": [], "unsampled": []}
+    order = list(times)
+    rng = random.Random(0)
     for _ in range(reps):
-        times["plain"].append(step())
-        with sampled:
-            times["sampled"].append(step())
-        with unsampled:
-            assert not unsampled.sampled
-            times["unsampled"].append(step())
+        rng.shuffle(order)  # no kind always runs first (caches, other processes' bursts)
+        for kind in order:
+            if kind == "plain":
+                times[kind].append(step())
+                continue
+            monitor = sampled if kind == "sampled" else unsampled
+            with monitor:
+                assert monitor.sampled == (kind == "sampled")
+                times[kind].append(step())
     start = time.perf_counter()
     report = sampled.report()
     report_s = time.perf_counter() - start
@@ -95,6 +104,7 @@ def time_case(name: str, reps: int) -> dict[str, float]:
     for kind, values in times.items():
         out[f"{kind}_wall"] = statistics.median(w for w, _ in values)
         out[f"{kind}_cpu"] = statistics.median(c for _, c in values)
+        out[f"{kind}_min"] = min(w for w, _ in values)
     return out
 
 
@@ -102,35 +112,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--cases", nargs="*", default=list(DEFAULT_CASES), choices=list(CASES))
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, nargs="*", default=[torch.get_num_threads()],
+                        help="torch thread counts to run, one table each")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "monitor.md")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     lines = [
-        f"# Monitor overhead per training step ({platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__})",
+        f"# Monitor overhead per training step ({platform.machine()}, torch {torch.__version__})",
         "",
-        f"Median of {args.reps} interleaved repetitions; a step is forward + loss + backward + "
-        "SGD step in train mode. Ratios are to the plain step. Run: "
-        "`python benchmarks/bench_monitor.py`.",
-        "",
-        "| model | sites | plain (ms) | sampled (ms) | sampled ratio | unsampled ratio "
-        "| sampled ratio (CPU time) | unsampled ratio (CPU time) | report() (ms) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Median of {args.reps} repetitions, the order of plain / sampled / unsampled shuffled in "
+        "each; a step is forward + loss + backward + SGD step in train mode. Ratios are to the "
+        "plain step. Run: `python benchmarks/bench_monitor.py --threads "
+        f"{' '.join(map(str, args.threads))} --reps {args.reps}`.",
     ]
-    for name in args.cases:
-        r = time_case(name, args.reps)
-        row = (
-            f"| {name} | {int(r['sites'])} | {r['plain_wall'] * 1e3:.1f} "
-            f"| {r['sampled_wall'] * 1e3:.1f} | {r['sampled_wall'] / r['plain_wall']:.3f} "
-            f"| {r['unsampled_wall'] / r['plain_wall']:.3f} "
-            f"| {r['sampled_cpu'] / r['plain_cpu']:.3f} | {r['unsampled_cpu'] / r['plain_cpu']:.3f} "
-            f"| {r['report_s'] * 1e3:.1f} |"
-        )
-        print(row, flush=True)
-        lines.append(row)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        lines += [
+            "",
+            f"## {threads} thread{'s' if threads > 1 else ''}",
+            "",
+            "| model | sites | plain (ms) | sampled (ms) | sampled ratio | unsampled ratio "
+            "| sampled / unsampled ratio (min) | sampled / unsampled ratio (CPU time) "
+            "| report() (ms) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name in args.cases:
+            r = time_case(name, args.reps)
+            row = (
+                f"| {name} | {int(r['sites'])} | {r['plain_wall'] * 1e3:.1f} "
+                f"| {r['sampled_wall'] * 1e3:.1f} | {r['sampled_wall'] / r['plain_wall']:.3f} "
+                f"| {r['unsampled_wall'] / r['plain_wall']:.3f} "
+                f"| {r['sampled_min'] / r['plain_min']:.3f} / {r['unsampled_min'] / r['plain_min']:.3f} "
+                f"| {r['sampled_cpu'] / r['plain_cpu']:.3f} / {r['unsampled_cpu'] / r['plain_cpu']:.3f} "
+                f"| {r['report_s'] * 1e3:.1f} |"
+            )
+            print(f"{threads} threads: {row}", flush=True)
+            lines.append(row)
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

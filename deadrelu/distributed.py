@@ -14,14 +14,16 @@ The CLI runs under ``torchrun`` as::
 
     torchrun --nproc-per-node 4 -m deadrelu scan model.pt --arch m.py:Net --data data/
 
-where ``deadrelu scan`` calls :func:`maybe_init_from_env` before loading, iterates
-:func:`shard` of its batches, and prints only where :func:`is_main_process`.
+where ``deadrelu scan`` joins the group with :func:`process_group_from_env` (or
+:func:`maybe_init_from_env` ... :func:`shutdown`), scans :func:`shard` of its
+batches on :func:`device_for_scan`, and prints only where :func:`is_main_process`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -32,6 +34,9 @@ from deadrelu.errors import ConfigError, ModelError
 from deadrelu.stats import REDUCTIONS, UnitStats
 
 T = TypeVar("T")
+
+#: True while this module's maybe_init_from_env() owns the process group.
+_OWN_GROUP = False
 
 
 def is_distributed() -> bool:
@@ -103,7 +108,37 @@ def maybe_init_from_env(backend: str | None = None) -> bool:
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot join the {backend} process group: {exc}",
                           "check the torchrun settings (MASTER_ADDR, MASTER_PORT, network)") from exc
+    global _OWN_GROUP
+    _OWN_GROUP = True
     return True
+
+
+def shutdown() -> None:
+    """Leave the process group if :func:`maybe_init_from_env` created it (else do nothing)."""
+    import torch.distributed as dist
+
+    global _OWN_GROUP
+    if _OWN_GROUP and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWN_GROUP = False
+
+
+@contextmanager
+def process_group_from_env(backend: str | None = None) -> Iterator[bool]:
+    """:func:`maybe_init_from_env` on entry, :func:`shutdown` on exit; yields whether distributed.
+
+    ::
+
+        with distributed.process_group_from_env():
+            report = deadrelu.scan(model, distributed.shard(batches))
+            if distributed.is_main_process():
+                print(report)
+    """
+    maybe_init_from_env(backend)
+    try:
+        yield is_distributed()
+    finally:
+        shutdown()
 
 
 def device_for_scan() -> str | None:
@@ -194,13 +229,13 @@ def _all_reduce(stats: Sequence[UnitStats], group: Any) -> None:
     if not stats:
         return
     by_op: dict[str, list[str]] = {"sum": [], "max": []}
-    for name, how in REDUCTIONS.items():
-        by_op[how].append(name)
-    for how, names in by_op.items():
+    for name, reduction in REDUCTIONS.items():
+        by_op[reduction].append(name)
+    for kind, names in by_op.items():
         if not names:
             continue
         flat = torch.cat([s.tensors[n] for s in stats for n in names])
-        op = dist.ReduceOp.SUM if how == "sum" else dist.ReduceOp.MAX
+        op = dist.ReduceOp.SUM if kind == "sum" else dist.ReduceOp.MAX
         dist.all_reduce(flat, op=op, group=group)
         offset = 0
         for s in stats:

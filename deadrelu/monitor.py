@@ -167,6 +167,13 @@ class Monitor:
                               "e.g. jump=0.1 warns when 10% more of a layer's units die; None: off")
         if on_jump is not None and not callable(on_jump):
             raise ConfigError("on_jump must be callable", "pass f(layer, before, after, step)")
+        if isinstance(model, nn.DataParallel) and len(model.device_ids or ()) > 1:
+            raise ConfigError(
+                "DataParallel runs copies of the model in several threads at once, which "
+                "the monitor cannot follow",
+                "use DistributedDataParallel (one process per GPU); the monitor then "
+                "combines the ranks' statistics in report()",
+            )
         self.model = model
         self.module, self.notes = unwrap(model)
         self.every = every
@@ -440,7 +447,7 @@ class Monitor:
                     f"{layer}: dead units rose from {before:.0%} to {after:.0%} by step {step} "
                     "— often a learning rate that is too high or a loss spike; lower the "
                     "learning rate, add warmup or clip gradients",
-                    DeadUnitsWarning, stacklevel=4,
+                    DeadUnitsWarning, stacklevel=3,
                 )
 
     @property

@@ -247,8 +247,21 @@ def render_header(report: Report) -> RenderableType:
                  border_style="red" if report.partial else "blue", expand=False)
 
 
-def render_layers(report: Report) -> RenderableType:
-    """The per-layer table, in forward order."""
+#: Below these console widths the layer table drops columns rather than crop the verdict.
+_NARROW = 72  # no fire-rate histogram
+_NARROWEST = 56  # no rare and on/sat columns either
+
+
+def render_layers(report: Report, width: int | None = None) -> RenderableType:
+    """The per-layer table, in forward order.
+
+    Args:
+        width: the space available; a narrow terminal drops the histogram (and below
+            that the rare and on/sat columns) so the verdict is never cut off.
+            ``None``: decide at render time from the console's width.
+    """
+    if width is None:
+        return _AtWidth(render_layers, report)
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -257,34 +270,63 @@ def render_layers(report: Report) -> RenderableType:
                   header_style="bold",
                   title="Activation layers, in forward order", title_justify="left",
                   title_style="bold")
+    show_hist = width >= _NARROW
+    show_counts = width >= _NARROWEST
     table.add_column("layer", overflow="fold", min_width=8)
     table.add_column("kind", overflow="fold")
     table.add_column("units", justify="right", no_wrap=True)
     table.add_column("dead", justify="right", no_wrap=True)
-    table.add_column("rare", justify="right", no_wrap=True)
-    table.add_column("on/sat", justify="right", no_wrap=True)
-    table.add_column("fire rate\n0% → 100%", no_wrap=True, justify="center")
+    if show_counts:
+        table.add_column("rare", justify="right", no_wrap=True)
+        table.add_column("on/sat", justify="right", no_wrap=True)
+    if show_hist:
+        table.add_column("fire rate\n0% → 100%", no_wrap=True, justify="center")
     table.add_column("verdict", overflow="fold", min_width=10)
     for row in table_rows(report):
-        table.add_row(
-            row["layer"], row["kind"], row["units"], row["dead"], row["rare"], row["on/sat"],
-            Text(row["fire rate"], style="cyan"), Text(row["verdict"], style=row["style"]),
-        )
+        cells: list[Any] = [row["layer"], row["kind"], row["units"], row["dead"]]
+        if show_counts:
+            cells += [row["rare"], row["on/sat"]]
+        if show_hist:
+            cells.append(Text(row["fire rate"], style="cyan"))
+        cells.append(Text(row["verdict"], style=row["style"]))
+        table.add_row(*cells)
     return table
 
 
-def render_legend(report: Report) -> RenderableType:
-    """The column key under the table, dim so it stays out of the way."""
+class _AtWidth:
+    """Defers building a renderable until the console's width is known."""
+
+    def __init__(self, build: Any, report: Report) -> None:
+        self.build = build
+        self.report = report
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterable[Any]:
+        yield self.build(self.report, options.max_width)
+
+
+def render_legend(report: Report, width: int | None = None) -> RenderableType:
+    """The column key under the table, dim so it stays out of the way.
+
+    Keys of columns a narrow terminal drops (see :func:`render_layers`) are left out too.
+    """
+    if width is None:
+        return _AtWidth(render_legend, report)
     from rich.console import Group
     from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
+    dropped = set()
+    if width < _NARROW:
+        dropped.add("fire rate")
+    if width < _NARROWEST:
+        dropped |= {"rare", "on/sat"}
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True, style="dim bold")
     grid.add_column(style="dim", overflow="fold")
     for name, meaning in legend_rows(report):
-        grid.add_row(name, meaning)
+        if name not in dropped:
+            grid.add_row(name, meaning)
     note = caution(report)
     body = Group(grid, Text(note, style="dim")) if note else grid
     return Padding(body, (1, 0, 0, 1))

@@ -172,6 +172,15 @@ def test_width_robust(report: Report, width: int) -> None:
     assert "act1" in text and "DR001" in text
 
 
+def test_narrow_terminal_drops_columns_not_verdicts(report: Report) -> None:
+    narrow = _render(report, 60)
+    assert "38% dead" in narrow and "33% saturated" in narrow  # never cut off
+    assert "0% → 100%" not in narrow and "fire rate" not in narrow  # histogram and its key dropped
+    narrowest = _render(report, 44)
+    assert "38% dead" in narrowest and "on/sat" not in narrowest
+    assert "0% → 100%" in _render(report, 100)
+
+
 def test_no_sites_partial() -> None:
     empty = Report((), meta={"model": "m", "data": "d", "partial": True, "seconds": 0.0})
     text = _render(empty)

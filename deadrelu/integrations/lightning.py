@@ -26,7 +26,7 @@ try:
     from lightning.pytorch import Callback
 except ImportError:  # pragma: no cover - the standalone package
     try:
-        from pytorch_lightning import Callback  # type: ignore[no-redef]
+        from pytorch_lightning import Callback  # type: ignore[assignment]
     except ImportError as exc:
         raise ImportError(
             "deadrelu.integrations.lightning needs Lightning: pip install 'deadrelu[lightning]'"
