@@ -25,8 +25,8 @@ __all__ = ["to_csv", "to_json", "to_markdown"]
 
 
 def to_json(report: Report, *, indent: int | None = 2) -> str:
-    """``report.to_dict()`` as JSON text (ends with a newline)."""
-    return json.dumps(report.to_dict(), indent=indent) + "\n"
+    """``report.to_dict()`` as strict JSON text (no NaN/Infinity; ends with a newline)."""
+    return json.dumps(report.to_dict(), indent=indent, allow_nan=False) + "\n"
 
 
 def to_csv(report: Report) -> str:

@@ -235,6 +235,11 @@ class Monitor:
                 "the compiled graph and its activations cannot be recorded",
                 "use model = torch.compile(model) instead and pass that to the Monitor",
             )
+        if self._compiled is not None and not hasattr(torch.compiler, "set_stance"):
+            raise ConfigError(
+                f"recording a torch.compile'd model needs torch >= 2.6 (this is {torch.__version__})",
+                "pass the original module to the Monitor and call that one while monitoring",
+            )
         self._attached = True
         outer = self.model
         self._handles = [
@@ -332,8 +337,9 @@ class Monitor:
 
     def _outer_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self._in_forward = True
-        if self._compiled is not None and self._recording and self.module.training:
-            # Hooks inside a compiled graph never fire: run the sampled step eagerly.
+        if self._compiled is not None and self.collector.attached:
+            # Hooks inside a compiled graph never fire (and would make it recompile):
+            # run the forwards of a sampled step eagerly.
             self._stance = torch.compiler.set_stance("force_eager")
             self._stance.__enter__()
 

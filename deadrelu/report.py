@@ -204,13 +204,13 @@ class Report:
             "thresholds": self.thresholds.to_dict(),
             "summary": self.summary(),
             "layers": layers,
-            "findings": [f.to_dict() for f in self.findings],
+            "findings": [_jsonable(f.to_dict()) for f in self.findings],
             "evidence": _jsonable(dict(self.evidence)),
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        """``json.dumps(self.to_dict())``; keyword arguments go to :func:`json.dumps`."""
-        return json.dumps(self.to_dict(), **kwargs)
+        """Strict JSON (no NaN/Infinity tokens); keyword arguments go to :func:`json.dumps`."""
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
@@ -262,8 +262,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, (np.integer,)):
         return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None  # strict JSON
     if isinstance(value, np.ndarray):
         return value.tolist()
     if value is None or isinstance(value, (str, int, float, bool)):

@@ -28,6 +28,7 @@ one sample, e.g. one pixel of a conv channel, one token of a sequence feature):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,6 +53,9 @@ REDUCTIONS: Mapping[str, Reduction] = {
 
 #: Counters that hold whole numbers (stored as float64 on device, exact below 2**53).
 COUNTS = ("active", "sample_active", "saturated", "nonfinite")
+
+#: What a counter holds before any value was added (``null`` in JSON stands for it).
+_EMPTY = {name: (float("-inf") if how == "max" else 0.0) for name, how in REDUCTIONS.items()}
 
 #: float32 holds integers exactly up to 2**24; per-slice counts above that use int64.
 _FLOAT_EXACT = 1 << 24
@@ -233,8 +237,8 @@ class UnitStats:
             values = self.tensors[name].detach().cpu().double()
             if name in COUNTS:
                 out[name] = [int(v) for v in values.round().long().tolist()]
-            else:
-                out[name] = [float(v) for v in values.tolist()]
+            else:  # strict JSON has no -Infinity/NaN: a max never set is written as null
+                out[name] = [float(v) if math.isfinite(v) else None for v in values.tolist()]
         return out
 
     @classmethod
@@ -243,7 +247,8 @@ class UnitStats:
         try:
             units = int(data["units"])
             tensors = {
-                name: torch.tensor([float(v) for v in data[name]], dtype=torch.float64)
+                name: torch.tensor([_EMPTY[name] if v is None else float(v) for v in data[name]],
+                                   dtype=torch.float64)
                 for name in REDUCTIONS
             }
             stats = cls(units, int(data["positions"]), int(data["samples"]), tensors)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import glob
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -180,61 +180,6 @@ def _natural(text: str) -> list[Any]:
 
 
 # -- loading ------------------------------------------------------------------------------
-
-
-def load_weights(
-    model: nn.Module,
-    path: str | Path,
-    *,
-    arch: str | None = None,
-    trust_checkpoint: bool = False,
-    import_paths: Sequence[str | Path] = (),
-) -> list[str]:
-    """Load the weights in ``path`` into ``model`` in place (no new module is built).
-
-    Accepts state dicts (also nested under ``state_dict``/``model``... or with
-    ``module.`` prefixes), safetensors files and whole-model pickles (their
-    ``state_dict()`` is used).
-
-    Returns:
-        Notes on what was adjusted (prefixes stripped, nested key used).
-
-    Raises:
-        CheckpointError: unreadable file, TorchScript/export programs (no state dict to
-            reuse), keys or shapes that do not fit ``model``.
-    """
-    from torch import nn
-
-    # The loading layer's readers; the same safety rules as `deadrelu scan` apply.
-    from deadrelu.loading.checkpoint import _load_pickle, _load_safetensors, _sniff
-    from deadrelu.loading.state_dict import apply_state_dict, describe_container, find_nested
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
-    kind = _sniff(path)
-    label = arch or type(model).__name__
-    notes: list[str] = []
-    if kind == "safetensors":
-        state: Mapping[str, Any] = _load_safetensors(path, "cpu")
-    elif kind == "pickle":
-        obj = _load_pickle(path, trusted=trust_checkpoint, import_paths=import_paths,
-                           map_location="cpu")
-        found = find_nested(obj)
-        if found is None:
-            raise CheckpointError(f"{path} holds {describe_container(obj)}, not a model or state dict",
-                                  "track needs state dicts, safetensors or whole-model pickles")
-        inner, where = found
-        if where:
-            notes.append(f"weights taken from checkpoint key {where!r}")
-        state = inner.state_dict() if isinstance(inner, nn.Module) else inner
-    else:
-        raise CheckpointError(
-            f"{path} is a {kind} program, whose weights cannot be loaded into one shared model",
-            "track state-dict or safetensors checkpoints (save model.state_dict() during training)",
-        )
-    _, _, more = apply_state_dict(model, state, path=path, arch=label)
-    return notes + more
 
 
 # -- the trend ----------------------------------------------------------------------------
@@ -539,6 +484,8 @@ def track(
         found = sorted((c for c in checkpoints if isinstance(c, Checkpoint)), key=lambda c: c.step)
     else:
         found, notes = discover([c.path if isinstance(c, Checkpoint) else c for c in checkpoints])
+    from deadrelu.loading.checkpoint import load_weights
+
     if scan_fn is None:
         from deadrelu.scanning import scan
 
@@ -558,5 +505,5 @@ def track(
 
 __all__ = [
     "CHECKPOINT_SUFFIXES", "MODEL", "Checkpoint", "Transition", "Trend", "discover",
-    "load_weights", "plot_trend", "step_of", "track",
+    "plot_trend", "step_of", "track",
 ]

@@ -194,8 +194,8 @@ def test_config_file_and_flag_override(cli, tmp_path: Path) -> None:
     assert report["thresholds"]["always_on"] == 0.95  # the file fills the rest
 
 
-def test_apply_selection() -> None:
-    from deadrelu.cli.scan import apply_selection
+def test_exclude_layers_drops_findings_on_those_layers() -> None:
+    from deadrelu.cli.options import exclude_layers
     from deadrelu.config import Config
 
     def finding(code: str, layer: str | None) -> Finding:
@@ -203,9 +203,19 @@ def test_apply_selection() -> None:
 
     report = Report((), findings=(finding("DR001", "net.1"), finding("DR005", "head.fc"),
                                   finding("DR008", None), finding("DR101", "net.3")))
-    config = Config(select=("DR0",), ignore=("DR008",), per_layer_ignores={"head*": ("DR005",)})
-    assert [f.code for f in apply_selection(report, config).findings] == ["DR001"]
-    assert apply_selection(report, Config(exclude_layers=("net.*",))).findings == report.findings[1:3]
+    assert exclude_layers(report, Config(exclude_layers=("net.*",))).findings == report.findings[1:3]
+    assert exclude_layers(report, Config()) is report
+
+
+def test_config_selection_reaches_the_scan(cli, tmp_path: Path) -> None:
+    config = tmp_path / "deadrelu.toml"
+    config.write_text('ignore = ["DR001"]\n[per-layer-ignores]\n"net.5" = ["DR010"]\n')
+    report = _scan_json(cli, SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy",
+                        "--config", config)
+    found = {(f["code"], f["layer"]) for f in report["findings"]}
+    assert not any(code == "DR001" for code, _ in found)
+    assert ("DR010", "net.5") not in found
+    assert report["meta"]["selection"]["ignore"] == ["DR001"]
 
 
 # -- formats and --output ------------------------------------------------------------------

@@ -376,3 +376,22 @@ def test_torch_export_program_sites_named_by_original_module():
         ys = [F.relu(model.fc(x)) for x in data]
     assert_matches(report.site("act").stats, brute(ys, 1))
     assert report.units_in_state("act", "dead")[0] == 0
+
+
+def test_report_of_nonfinite_units_is_strict_json_and_round_trips():
+    import json
+
+    class AllNaN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(x * float("nan"))
+
+    report = _scan(AllNaN().eval(), torch.randn(150, 4))
+    text = report.to_json()
+    assert "NaN" not in text and "Infinity" not in text
+    again = deadrelu.Report.from_dict(json.loads(text))
+    assert again.units_in_state("act", "nonfinite") == [0, 1, 2, 3]
+    assert again.site("act").stats.tensors["max"].isneginf().all()

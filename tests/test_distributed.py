@@ -175,6 +175,34 @@ def test_torchrun_script_with_env_init_and_sharding(tmp_path):
     _assert_same_counters(report, deadrelu.scan(_model(), _batches()))
 
 
+def test_cli_scan_under_torchrun_prints_once_and_equals_single_process(tmp_path):
+    import inspect
+
+    import deadrelu.cli.scan as cli_scan
+
+    if "process_group_from_env" not in inspect.getsource(cli_scan):
+        pytest.skip("`deadrelu scan` does not join torchrun's process group in this checkout")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed beside this python")
+    root = Path(__file__).resolve().parents[1]
+    args = ["scan", str(root / "sample_models" / "mlp_high_lr.pt"),
+            "--arch", f"{root}/sample_models/models.py:DigitsMLP",
+            "--data", str(root / "sample_models" / "data" / "digits_test.npy"),
+            "--batch-size", "32", "--format", "json"]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    proc = subprocess.run(
+        [str(torchrun), "--nproc-per-node", str(WORLD), "--master-port", str(_free_port()),
+         "-m", "deadrelu", *args],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "deadrelu", *args], capture_output=True,
+                            text=True, timeout=240, env=env, check=True)
+    got = Report.from_dict(json.loads(proc.stdout))  # one report: only rank 0 printed
+    _assert_same_counters(got, Report.from_dict(json.loads(single.stdout)))
+
+
 # -- single-process behaviour ----------------------------------------------------------------------
 
 

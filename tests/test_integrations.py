@@ -90,6 +90,7 @@ def test_tensorboard_logger_writes_scalars(tmp_path):
 # -- Lightning -------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
 def test_lightning_callback_logs_through_the_trainer(tmp_path):
     pl = pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import CSVLogger

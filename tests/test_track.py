@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from deadrelu.errors import CheckpointError, ConfigError
-from deadrelu.track import MODEL, Checkpoint, discover, load_weights, step_of, track
+from deadrelu.loading import load_weights
+from deadrelu.track import MODEL, Checkpoint, discover, step_of, track
 
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"

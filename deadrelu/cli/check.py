@@ -165,12 +165,13 @@ def check_command(
     from deadrelu.ci import CheckRun
     from deadrelu.cli.options import (
         LoadOptions,
+        check_output_path,
+        exclude_layers,
         load_model_and_data,
         load_settings,
         run_scan,
         warnings_to_stderr,
     )
-    from deadrelu.cli.scan import _check_output_path, apply_selection
     from deadrelu.gates import evaluate
 
     with warnings_to_stderr(quiet):
@@ -191,7 +192,7 @@ def check_command(
             config=cfg,
         )
         if output is not None:
-            _check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
+            check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
         loaded, source = load_model_and_data(opts)
         report = run_scan(
             loaded.model, source, thresholds=settings.thresholds, progress=not no_progress,
@@ -199,7 +200,7 @@ def check_command(
             data_name=source.description, notes=[*loaded.notes, *source.notes],
             limit=opts.limit, partial_on_interrupt=False, **settings.scan_kwargs(),
         )
-    report = apply_selection(report, cfg)
+    report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
     if notes:
         from dataclasses import replace
@@ -296,9 +297,9 @@ def emit(run: CheckRun, output_format: CheckFormat, *, output: Path | None, quie
 
         write_step_summary(run)
     if output is not None:
-        from deadrelu.cli.scan import _write_output
+        from deadrelu.cli.options import write_output
 
-        _write_output(output, render(output_format, run, width=120))
+        write_output(output, render(output_format, run, width=120))
         if not quiet:
             _print_table(run)
             sys.stderr.write(f"wrote {output_format.value} to {output}\n")

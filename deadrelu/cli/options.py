@@ -257,8 +257,14 @@ class ScanSettings:
 
     def scan_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`deadrelu.scan` (and :func:`run_scan`)."""
+        from deadrelu.diagnose.selection import Selection
+
+        cfg = self.config
+        selection = None
+        if cfg.select is not None or cfg.ignore or cfg.per_layer_ignores:
+            selection = Selection.from_options(cfg.select, cfg.ignore, cfg.per_layer_ignores)
         return {"unit_axis": dict(self.unit_axis) or None,
-                "saturation_margin": self.saturation_margin}
+                "saturation_margin": self.saturation_margin, "selection": selection}
 
 
 def load_settings(
@@ -566,3 +572,50 @@ __all__ = [
     "load_settings", "parse_arch_kwargs", "parse_share", "run_scan", "stderr_console",
     "warnings_to_stderr",
 ]
+
+
+def check_output_path(output: Path, inputs: list[Path]) -> None:
+    """Refuse an ``--output`` that would overwrite (or write into) an input."""
+    from deadrelu.errors import ConfigError
+
+    target = output.resolve()
+    for source in inputs:
+        if not source.exists():
+            continue  # loading will report it
+        resolved = source.resolve()
+        if target == resolved or (resolved.is_dir() and resolved in target.parents):
+            raise ConfigError(
+                f"--output {output} would overwrite the input {source}"
+                if target == resolved else f"--output {output} is inside the data folder {source}",
+                "write the report somewhere else; deadrelu never modifies its inputs",
+            )
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a directory", "pass a file name, e.g. report.json")
+
+
+def write_output(output: Path, text: str) -> None:
+    """Write ``--output`` as UTF-8; one-line error if the folder is missing or read-only."""
+    from deadrelu.errors import ConfigError
+
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --output {output}: {exc.strerror or exc}",
+                          "check that the folder exists and is writable") from exc
+
+
+def exclude_layers(report: Report, config: Config) -> Report:
+    """Drop findings on layers that ``exclude-layers`` in ``[tool.deadrelu]`` leaves out.
+
+    Rule selection (``select``/``ignore``/``per-layer-ignores``) happens inside the scan
+    (see :meth:`ScanSettings.scan_kwargs`), so it survives merges and re-diagnosis.
+    """
+    import fnmatch
+    from dataclasses import replace
+
+    globs = config.exclude_layers
+    if not globs or not report.findings:
+        return report
+    findings = tuple(f for f in report.findings
+                     if f.layer is None or not any(fnmatch.fnmatchcase(f.layer, g) for g in globs))
+    return report if len(findings) == len(report.findings) else replace(report, findings=findings)

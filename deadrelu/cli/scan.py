@@ -44,7 +44,6 @@ from deadrelu.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from deadrelu.config import Config
     from deadrelu.report import Report
 
 #: Exit code when Ctrl-C stopped the scan (the partial report is still printed).
@@ -118,6 +117,8 @@ def scan_command(
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
     from deadrelu.cli.options import (
         LoadOptions,
+        check_output_path,
+        exclude_layers,
         freeze_gc,
         load_model_and_data,
         load_settings,
@@ -135,7 +136,7 @@ def scan_command(
             config=settings.config,
         )
         if output is not None:
-            _check_output_path(output, opts.input_paths())
+            check_output_path(output, opts.input_paths())
         loaded, source = load_model_and_data(opts)
         freeze_gc()
         report = run_scan(
@@ -144,7 +145,7 @@ def scan_command(
             data_name=source.description, notes=[*loaded.notes, *source.notes],
             limit=opts.limit, **settings.scan_kwargs(),
         )
-    report = apply_selection(report, settings.config)
+    report = exclude_layers(report, settings.config)
     emit(report, output_format, output=output, quiet=quiet)
     if report.partial:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -155,8 +156,10 @@ def emit(report: Report, output_format: OutputFormat, *, output: Path | None, qu
     import sys
 
     if output is not None:
+        from deadrelu.cli.options import write_output
+
         text = render_text(report, output_format, width=120)
-        _write_output(output, text)
+        write_output(output, text)
         if not quiet:
             print_table(report)
             sys.stderr.write(f"wrote {output_format.value} report to {output}\n")
@@ -210,56 +213,3 @@ def render_text(report: Report, output_format: OutputFormat, *, width: int = 100
     return buffer.getvalue()
 
 
-def _check_output_path(output: Path, inputs: list[Path]) -> None:
-    """Refuse an ``--output`` that would overwrite (or write into) an input."""
-    from deadrelu.errors import ConfigError
-
-    target = output.resolve()
-    for source in inputs:
-        if not source.exists():
-            continue  # loading will report it
-        resolved = source.resolve()
-        if target == resolved or (resolved.is_dir() and resolved in target.parents):
-            raise ConfigError(
-                f"--output {output} would overwrite the input {source}"
-                if target == resolved else f"--output {output} is inside the data folder {source}",
-                "write the report somewhere else; deadrelu never modifies its inputs",
-            )
-    if output.is_dir():
-        raise ConfigError(f"--output {output} is a directory", "pass a file name, e.g. report.json")
-
-
-def _write_output(output: Path, text: str) -> None:
-    from deadrelu.errors import ConfigError
-
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write --output {output}: {exc.strerror or exc}",
-                          "check that the folder exists and is writable") from exc
-
-
-def apply_selection(report: Report, config: Config) -> Report:
-    """Drop findings that ``[tool.deadrelu]`` deselects (select, ignore, per-layer-ignores,
-    exclude-layers), the way ruff filters its diagnostics."""
-    import fnmatch
-    from dataclasses import replace
-
-    if not report.findings:
-        return report
-
-    def kept(code: str, layer: str | None) -> bool:
-        if config.select is not None and not any(code.startswith(s) for s in config.select):
-            return False
-        if any(code.startswith(s) for s in config.ignore):
-            return False
-        if layer is not None:
-            if any(fnmatch.fnmatchcase(layer, g) for g in config.exclude_layers):
-                return False
-            for glob, codes in config.per_layer_ignores.items():
-                if fnmatch.fnmatchcase(layer, glob) and any(code.startswith(c) for c in codes):
-                    return False
-        return True
-
-    findings = tuple(f for f in report.findings if kept(f.code, f.layer))
-    return report if len(findings) == len(report.findings) else replace(report, findings=findings)

@@ -132,12 +132,12 @@ def track_command(
 
     from deadrelu.cli.options import (
         LoadOptions,
+        check_output_path,
         load_model_and_data,
         load_settings,
         run_scan,
         warnings_to_stderr,
     )
-    from deadrelu.cli.scan import _check_output_path
     from deadrelu.gates import parse_points
     from deadrelu.track import PLOT_SUFFIXES, discover, track
 
@@ -163,7 +163,7 @@ def track_command(
         inputs = [*opts.input_paths(), *(c.path for c in found)]
         for out in (csv, json, plot):
             if out is not None:
-                _check_output_path(out, inputs)
+                check_output_path(out, inputs)
         loaded, source = load_model_and_data(opts)
 
         def announce(index: int, total: int, ckpt: Any) -> None:

@@ -7,7 +7,7 @@ need them, so importing this package stays cheap.
 
 from __future__ import annotations
 
-from deadrelu.loading.checkpoint import FORMATS, LoadedModel, build_arch, load_model
+from deadrelu.loading.checkpoint import FORMATS, LoadedModel, build_arch, load_model, load_weights
 from deadrelu.loading.data import open_data, parse_image_size, parse_normalize
 from deadrelu.loading.fit import check_fit, suggest_channels
 from deadrelu.loading.source import Batch, DataSource
@@ -20,6 +20,7 @@ __all__ = [
     "build_arch",
     "check_fit",
     "load_model",
+    "load_weights",
     "open_data",
     "parse_image_size",
     "parse_normalize",
