@@ -214,6 +214,9 @@ def test_without_a_process_group_nothing_changes(monkeypatch):
     assert distributed.maybe_init_from_env() is False
     assert list(distributed.shard(range(5))) == [0, 1, 2, 3, 4]
     assert distributed.device_for_scan() is None
+    with distributed.process_group_from_env() as sharded:
+        assert sharded is False
+    distributed.shutdown()  # nothing to leave: no error
 
 
 def test_shard_is_disjoint_and_complete():
