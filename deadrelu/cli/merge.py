@@ -83,9 +83,10 @@ def merge_files(paths: list[Path], *, output: Path | None = None) -> Report:
         if path in resolved[:i]:
             raise ConfigError(f"{paths[i]} is given twice",
                               "pass each shard's report once; a shard merged twice counts twice")
-    if output is not None and output.resolve() in resolved:
-        raise ConfigError(f"--output {output} would overwrite the input {output}",
-                          "write the merged report to a new file")
+    if output is not None:
+        from deadrelu.cli.options import check_output_path
+
+        check_output_path(output, paths)
     loaded = []
     for path in paths:
         try:
