@@ -274,9 +274,13 @@ def _jsonable(value: Any) -> Any:
 def merge_reports(reports: Sequence[Report]) -> Report:
     """Combine reports of one model over disjoint data shards into one exact report.
 
+    Counters add (maxima take the max), so the result equals one scan over all shards.
+    A site that only some shards reached (a data-dependent branch) keeps the counts of
+    the shards that ran it.
+
     Raises:
-        ReportError: the reports come from different models or weights, or their
-            sites differ.
+        ReportError: the reports come from different architectures or weights, mix
+            train-mode (Monitor) and eval-mode reports, or disagree on a site's units.
     """
     if not reports:
         raise ReportError("no reports to merge", "pass at least one report")
@@ -287,24 +291,34 @@ def merge_reports(reports: Sequence[Report]) -> Report:
             what = "architectures" if key == "model_signature" else "weights (different checkpoints)"
             raise ReportError(f"cannot merge reports of different {what}",
                               "merge only reports of the same checkpoint scanned on disjoint data")
-    names = [s.info.name for s in first.sites]
-    merged = {s.info.name: Site(s.info, s.stats.copy("cpu")) for s in first.sites}
-    for r in reports[1:]:
-        other = [s.info.name for s in r.sites]
-        if other != names:
-            missing = sorted(set(names) ^ set(other))
-            raise ReportError(
-                f"reports have different activation sites ({', '.join(missing[:3]) or 'order differs'})",
-                "merge only reports of the same model scanned with the same deadrelu version",
-            )
+    modes = {r.meta.get("mode", "eval") for r in reports}
+    if len(modes) > 1:
+        raise ReportError(
+            "cannot merge train-mode (Monitor) reports with eval-mode scans",
+            "merge reports taken the same way: all from `deadrelu scan` or all from one Monitor",
+        )
+    # Shards may reach different branches of the model: the merged report has the union
+    # of sites, in the order they were first seen, and a shard that never ran a site
+    # adds nothing to it.
+    merged: dict[str, Site] = {}
+    for r in reports:
         for s in r.sites:
-            target = merged[s.info.name]
+            target = merged.get(s.info.name)
+            if target is None:
+                info = replace(s.info, order=len(merged))
+                merged[s.info.name] = Site(info, s.stats.copy("cpu"))
+                continue
             if target.info.units != s.info.units or target.info.kind != s.info.kind:
-                raise ReportError(f"site {s.info.name!r} differs between reports",
-                                  "merge only reports of the same model")
+                raise ReportError(
+                    f"site {s.info.name!r} is {target.info.units} {target.info.kind} units in one "
+                    f"report and {s.info.units} {s.info.kind} units in another",
+                    "merge only reports of the same model",
+                )
             target.stats.merge_(s.stats)
+    names = list(merged)
     meta = dict(first.meta)
     meta["seconds"] = sum(float(r.meta.get("seconds", 0.0)) for r in reports)
+    meta["samples"] = sum(int(r.meta.get("samples", r.samples)) for r in reports)
     meta["data"] = " + ".join(str(r.meta.get("data", "?")) for r in reports)
     meta["partial"] = any(r.partial for r in reports)
     meta["merged_from"] = len(reports)

@@ -398,3 +398,24 @@ def test_report_of_nonfinite_units_is_strict_json_and_round_trips():
     again = deadrelu.Report.from_dict(json.loads(text, parse_constant=refuse))
     assert again.units_in_state("act", "nonfinite") == [0, 1, 2, 3]
     assert again.site("act").stats.tensors["max"].isneginf().all()
+
+
+def test_merge_takes_the_union_of_sites_from_data_dependent_branches():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 4)
+            self.a = nn.ReLU()
+            self.b = nn.Tanh()
+
+        def forward(self, x):
+            h = self.fc(x)
+            return self.a(h) if x[0, 0] > 0 else self.b(h)
+
+    model = Branchy().eval()
+    pos = torch.randn(150, 3).abs()
+    neg = -torch.randn(150, 3).abs()
+    merged = deadrelu.scan(model, pos).merge(deadrelu.scan(model, neg))
+    assert [s.info.name for s in merged.sites] == ["a", "b"]
+    assert merged.site("a").stats.samples == 150 and merged.site("b").stats.samples == 150
+    assert merged.meta["samples"] == 300

@@ -126,7 +126,13 @@ def scan_command(
         warnings_to_stderr,
     )
 
-    with warnings_to_stderr(quiet):
+    from deadrelu import distributed
+
+    # Under torchrun (WORLD_SIZE > 1) every rank joins the process group and scans every
+    # WORLD_SIZE-th batch; scan() reduces the counters across ranks and rank 0 prints.
+    with distributed.process_group_from_env() as sharded, \
+            warnings_to_stderr(quiet or not distributed.is_main_process()):
+        main_rank = distributed.is_main_process()
         settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
                                  dormancy=dormancy, tau=tau, device=device)
         opts = LoadOptions.from_cli(
@@ -135,16 +141,19 @@ def scan_command(
             image_size=image_size, normalize=normalize, target=target, channels=channels,
             config=settings.config,
         )
-        if output is not None:
+        if output is not None and main_rank:
             check_output_path(output, opts.input_paths())
         loaded, source = load_model_and_data(opts)
         freeze_gc()
         report = run_scan(
-            loaded.model, source, thresholds=settings.thresholds, progress=not no_progress,
-            quiet=quiet, device=settings.device, model_name=loaded.description,
-            data_name=source.description, notes=[*loaded.notes, *source.notes],
-            limit=opts.limit, **settings.scan_kwargs(),
+            loaded.model, distributed.shard(source) if sharded else source,
+            thresholds=settings.thresholds, progress=not no_progress and main_rank,
+            quiet=quiet, device=distributed.device_for_scan() or settings.device,  # per-rank GPU
+            model_name=loaded.description, data_name=source.description,
+            notes=[*loaded.notes, *source.notes], limit=opts.limit, **settings.scan_kwargs(),
         )
+    if not main_rank:
+        return
     report = exclude_layers(report, settings.config)
     emit(report, output_format, output=output, quiet=quiet)
     if report.partial:
