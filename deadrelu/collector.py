@@ -46,7 +46,7 @@ from torch.utils.hooks import RemovableHandle
 
 from deadrelu.errors import ConfigError, ModelError
 from deadrelu.kinds import FUNCTIONS, MODULES, ActivationKind, make_kind
-from deadrelu.stats import UnitStats
+from deadrelu.stats import UnitStats, scratch_size
 
 ROOT = "<model>"
 
@@ -447,7 +447,7 @@ class Collector:
 
     def _scratch_for(self, y3: Tensor) -> Tensor:
         buf = self._scratch.get(y3.device)
-        n = y3.numel()
+        n = scratch_size(y3)
         if buf is None or buf.numel() < n:
             buf = torch.empty(n, dtype=torch.float32, device=y3.device)
             self._scratch[y3.device] = buf

@@ -89,12 +89,22 @@ def model_signature(model: nn.Module) -> str:
 
 
 def weights_fingerprint(model: nn.Module) -> str:
-    """Cheap hash of the weights (per-tensor sums), to refuse merging different checkpoints."""
+    """Cheap hash of the weights, to refuse merging reports of different checkpoints.
+
+    Per floating tensor, its sum and its dot product with itself: two reductions with
+    no copy (converting every weight to float64 first cost more than the scan of a
+    small model).
+    """
     with torch.no_grad():
-        parts = [torch.stack([t.double().sum(), t.double().abs().sum()])
-                 for t in model.state_dict().values() if t.is_floating_point() and t.numel()]
+        parts = []
+        for t in model.state_dict().values():
+            if t.is_floating_point() and t.numel():
+                flat = t.detach().reshape(-1)
+                if flat.dtype not in (torch.float32, torch.float64):
+                    flat = flat.float()  # CPU dot has no half-precision kernel
+                parts.append(torch.stack([flat.sum(), torch.dot(flat, flat)]).double())
         values = torch.cat(parts).cpu().tolist() if parts else []
-    return hashlib.sha1(repr([round(v, 6) for v in values]).encode()).hexdigest()[:16]
+    return hashlib.sha1(repr([float(f"{v:.6g}") for v in values]).encode()).hexdigest()[:16]
 
 
 def scan(

@@ -57,6 +57,11 @@ COUNTS = ("active", "sample_active", "saturated", "nonfinite")
 #: What a counter holds before any value was added (``null`` in JSON stands for it).
 _EMPTY = {name: (float("-inf") if how == "max" else 0.0) for name, how in REDUCTIONS.items()}
 
+#: Elements per chunk of a conv/sequence output (4 MiB of float32): small enough that
+#: the mask and the reductions re-read it from cache, large enough to keep the Python
+#: loop short. Measured on a 2-core x86 VM; see docs/performance.md.
+CHUNK = 1 << 20
+
 #: float32 holds integers exactly up to 2**24; per-slice counts above that use int64.
 _FLOAT_EXACT = 1 << 24
 
@@ -112,73 +117,99 @@ class UnitStats:
         Args:
             y3: the activation output laid out as ``(S, U, R)`` (``reduce_dim=2``) or
                 ``(S, R, U)`` (``reduce_dim=1``): S samples, U units, R positions each.
-                ``R == 1`` (Linear outputs) takes a faster path with no reduction over R.
+                ``R == 1`` (Linear outputs) takes a path with no reduction over R.
             level: the unit fires where ``y > level``.
             sat_low, sat_high: saturation bounds (see :mod:`deadrelu.kinds`).
             nonneg: the output is never negative, so ``abs_sum == sum``.
-            scratch: a float32 buffer with at least ``y3.numel()`` elements, reused for
-                0/1 masks. On CPU, a comparison written into a float buffer and summed is
-                several times faster than summing a bool tensor; it is exact while the
-                counts stay below 2**24, which :data:`_FLOAT_EXACT` guards.
+            scratch: a float32 buffer of at least :func:`scratch_size` elements, reused
+                for 0/1 masks. On CPU, a comparison written into a float buffer and
+                summed is several times faster than summing a bool tensor; it is exact
+                while counts stay below 2**24, which :data:`_FLOAT_EXACT` guards.
 
-        Performance notes: every full-size pass costs about as much as the activation
-        itself, so the work on the full tensor is kept to one mask-and-sum, one sum
-        and one max (plus ``abs`` for signed kinds and the saturation masks for bounded
-        kinds). NaN/Inf handling happens on the per-slice results, which are small,
-        except for ``R == 1`` where slices are single positions.
+        Performance: the work is memory traffic, so each full-size pass costs about as
+        much as the activation itself. Conv/sequence outputs are processed in chunks
+        of :data:`CHUNK` elements along the sample axis, so the mask and the three
+        reductions (count, sum, max) re-read each chunk from cache: about half the
+        time of whole-tensor passes. NaN/Inf handling happens on the small per-slice
+        results, except for ``R == 1`` where slices are single positions.
         """
         if y3.dtype not in (torch.float32, torch.float64):
             y3 = y3.float()
         n_samples, n_pos = y3.shape[0], y3.shape[reduce_dim]
-        flat = n_pos == 1
-        y = y3.squeeze(reduce_dim) if flat else y3  # (S, U) for Linear outputs
-        in_place = y.dtype == torch.float32
-        buf = scratch[: y.numel()].view(y.shape) if in_place else torch.empty_like(y)
-        exact = n_samples * n_pos < _FLOAT_EXACT or y.dtype == torch.float64
-
-        def count(op: Any, value: float) -> Tensor:
-            """Per-slice counts (S, U) of positions where ``op(y, value)`` holds."""
-            mask = op(y, value, out=buf) if exact else op(y, value).double()
-            return mask if flat else mask.sum(reduce_dim)
-
-        t = self.tensors
-        ninf = float("-inf")
-        fired = count(torch.gt, level)
-        fired_total = fired.sum(0)
-        t["active"].add_(fired_total)
-        if flat:
-            # Slices are single positions, so every pass here is full-size: each one
-            # writes into the reused buffer, and NaN/Inf is located per unit from the
-            # raw column sum; such a unit's batch is left out of sum/abs_sum/max.
-            t["sample_active"].add_(fired_total)  # one position per sample
-            # y - y is 0 where finite and NaN where NaN/Inf: one exact nonfinite count.
-            t["nonfinite"].add_(torch.ne(torch.sub(y, y, out=buf), 0, out=buf).sum(0))
-            raw = y.sum(0)
-            bad_unit = torch.isnan(raw - raw)
-            sum_part = raw.masked_fill(bad_unit, 0.0)
-            abs_part = sum_part if nonneg else torch.abs(y, out=buf).sum(0).masked_fill(bad_unit, 0.0)
-            max_part = y.amax(0).masked_fill(bad_unit, ninf)
+        exact = (n_samples * n_pos < _FLOAT_EXACT and y3.dtype == torch.float32
+                 and scratch.numel() >= min(y3.numel(), scratch_size(y3)))
+        if n_pos == 1:
+            self._update_flat(y3.squeeze(reduce_dim), level, nonneg, scratch, exact)
+            y = y3.squeeze(reduce_dim)
+            # each mask reuses the scratch buffer, so it is summed before the next one
+            counts = [_mask_count(torch.le, y, v, scratch, exact, None).sum(0, keepdim=True)
+                      for v in (sat_low,) if v is not None]
+            counts += [_mask_count(torch.ge, y, v, scratch, exact, None).sum(0, keepdim=True)
+                       for v in (sat_high,) if v is not None]
         else:
-            # Per-slice results are small (S x U): NaN/Inf handling is cheap here.
-            t["sample_active"].add_((fired > 0).sum(0))
-            sums = y.sum(reduce_dim)
-            bad = torch.isnan(sums - sums)
-            t["nonfinite"].add_(bad.sum(0))
-            sum_part = sums.masked_fill(bad, 0.0).sum(0)
-            if nonneg:
-                abs_part = sum_part
-            else:
-                abs_part = torch.abs(y, out=buf).sum(reduce_dim).masked_fill(bad, 0.0).sum(0)
-            max_part = y.amax(reduce_dim).masked_fill(bad, ninf).amax(0)
-        t["sum"].add_(sum_part)
-        t["abs_sum"].add_(abs_part)
-        torch.maximum(t["max"], max_part.to(t["max"].dtype), out=t["max"])
-        if sat_low is not None:
-            t["saturated"].add_(count(torch.le, sat_low).sum(0))
-        if sat_high is not None:
-            t["saturated"].add_(count(torch.ge, sat_high).sum(0))
+            counts = self._update_slices(y3, reduce_dim, level, sat_low, sat_high, nonneg,
+                                         scratch, exact)
+        for c in counts:
+            self.tensors["saturated"].add_(c.sum(0))
         self.samples += n_samples
         self.positions += n_samples * n_pos
+
+    def _update_flat(self, y: Tensor, level: float, nonneg: bool, scratch: Tensor,
+                     exact: bool) -> None:
+        """(S, U) outputs: every slice is one position, so every pass is full-size and
+        writes into the reused buffer; NaN/Inf is located per unit from the raw column
+        sum, and such a unit's batch is left out of sum/abs_sum/max."""
+        t = self.tensors
+        buf = scratch[: y.numel()].view(y.shape) if exact else torch.empty_like(y)
+        fired = _mask_count(torch.gt, y, level, scratch, exact, None).sum(0)
+        t["active"].add_(fired)
+        t["sample_active"].add_(fired)  # one position per sample
+        # y - y is 0 where finite and NaN where NaN/Inf: one exact nonfinite count.
+        t["nonfinite"].add_(torch.ne(torch.sub(y, y, out=buf), 0, out=buf).sum(0))
+        raw = y.sum(0)
+        bad = torch.isnan(raw - raw)
+        sum_part = raw.masked_fill(bad, 0.0)
+        t["sum"].add_(sum_part)
+        t["abs_sum"].add_(sum_part if nonneg else torch.abs(y, out=buf).sum(0).masked_fill(bad, 0.0))
+        _fold_max(t["max"], y.amax(0).masked_fill(bad, float("-inf")))
+
+    def _update_slices(self, y: Tensor, rd: int, level: float, sat_low: float | None,
+                       sat_high: float | None, nonneg: bool, scratch: Tensor,
+                       exact: bool) -> list[Tensor]:
+        """(S, U, R) or (S, R, U) outputs: per-slice results, chunked along samples."""
+        n_samples = y.shape[0]
+        units = y.shape[3 - rd]
+        opts = {"dtype": y.dtype, "device": y.device}
+        fired = torch.empty(n_samples, units, **opts)
+        sums = torch.empty(n_samples, units, **opts)
+        maxes = torch.empty(n_samples, units, **opts)
+        abss = None if nonneg else torch.empty(n_samples, units, **opts)
+        bounds = [(torch.le, v) for v in (sat_low,) if v is not None]
+        bounds += [(torch.ge, v) for v in (sat_high,) if v is not None]
+        sat = [torch.empty(n_samples, units, **opts) for _ in bounds]
+        slab = max(1, y[0].numel())
+        step = max(1, CHUNK // slab) if exact else n_samples
+        for i in range(0, n_samples, step):
+            blk = y[i:i + step]
+            j = i + blk.shape[0]
+            fired[i:j] = _mask_count(torch.gt, blk, level, scratch, exact, rd)
+            torch.sum(blk, rd, out=sums[i:j])
+            torch.amax(blk, rd, out=maxes[i:j])
+            if abss is not None:
+                buf = scratch[: blk.numel()].view(blk.shape) if exact else torch.empty_like(blk)
+                torch.sum(torch.abs(blk, out=buf), rd, out=abss[i:j])
+            for (op, value), out in zip(bounds, sat, strict=True):
+                out[i:j] = _mask_count(op, blk, value, scratch, exact, rd)
+        t = self.tensors
+        t["active"].add_(fired.sum(0))
+        t["sample_active"].add_((fired > 0).sum(0))
+        bad = torch.isnan(sums - sums)  # the slice holds NaN or ±Inf
+        t["nonfinite"].add_(bad.sum(0))
+        sum_part = sums.masked_fill(bad, 0.0).sum(0)
+        t["sum"].add_(sum_part)
+        t["abs_sum"].add_(sum_part if abss is None else abss.masked_fill(bad, 0.0).sum(0))
+        _fold_max(t["max"], maxes.masked_fill(bad, float("-inf")).amax(0))
+        return sat
 
     # -- combining ---------------------------------------------------------------------------
 
@@ -264,3 +295,25 @@ class UnitStats:
                     "the report file is corrupt; re-run the scan",
                 )
         return stats
+
+
+def scratch_size(y3: Tensor) -> int:
+    """Elements of float32 scratch that :meth:`UnitStats.update` needs for ``y3``."""
+    if y3.dim() != 3 or 1 in (y3.shape[1], y3.shape[2]):
+        return y3.numel()  # flat path: full-size masks
+    slab = max(1, y3[0].numel())
+    return min(y3.numel(), max(1, CHUNK // slab) * slab)
+
+
+def _mask_count(op: Any, y: Tensor, value: float, scratch: Tensor, exact: bool,
+                dim: int | None) -> Tensor:
+    """Counts of ``op(y, value)`` over ``dim`` (``None``: the 0/1 mask itself), exactly."""
+    if exact:
+        mask = op(y, value, out=scratch[: y.numel()].view(y.shape))
+        return mask if dim is None else mask.sum(dim)
+    mask = op(y, value).double()  # counts past 2**24: float64 is exact to 2**53
+    return mask if dim is None else mask.sum(dim)
+
+
+def _fold_max(acc: Tensor, value: Tensor) -> None:
+    torch.maximum(acc, value.to(acc.dtype), out=acc)

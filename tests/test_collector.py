@@ -419,3 +419,21 @@ def test_merge_takes_the_union_of_sites_from_data_dependent_branches():
     assert [s.info.name for s in merged.sites] == ["a", "b"]
     assert merged.site("a").stats.samples == 150 and merged.site("b").stats.samples == 150
     assert merged.meta["samples"] == 300
+
+
+@pytest.mark.parametrize("exact_limit", [None, 1000])
+def test_chunked_and_int_count_paths_match_brute_force(monkeypatch, exact_limit):
+    import deadrelu.stats as stats_mod
+
+    if exact_limit is not None:  # force the float64 counting fallback
+        monkeypatch.setattr(stats_mod, "_FLOAT_EXACT", exact_limit)
+    monkeypatch.setattr(stats_mod, "CHUNK", 3 * 4 * 25)  # several chunks per batch
+    conv = nn.Conv2d(2, 4, 3, padding=1)
+    model = nn.Sequential(conv, nn.Hardtanh(-0.5, 0.5), nn.Conv2d(4, 4, 1), nn.GELU()).eval()
+    x = torch.randn(130, 2, 5, 5)
+    report = _scan(model, x, batch_size=37)
+    with torch.no_grad():
+        h = F.hardtanh(conv(x), -0.5, 0.5)
+        g = F.gelu(model[2](h))
+    assert_matches(report.site("1").stats, brute(h, 1, 0.0, 0, -0.5, 0.5))
+    assert_matches(report.site("3").stats, brute(g, 1))

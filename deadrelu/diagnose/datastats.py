@@ -87,15 +87,13 @@ class DataStats:
             return  # variable-size inputs: keep the statistics of the first shape only
         acc = _acc_dtype(x.device)
         dims = [d for d in range(x.ndim) if not (self._in_per_feature and d == 1)]
-        if len(dims) == 1:
-            lo, hi = torch.aminmax(x, dim=dims[0])
-        else:
-            lo, hi = x.amin(dim=dims), x.amax(dim=dims)
+        # Per-batch partials in the input's dtype, accumulated in float64: reductions with
+        # dtype=float64, and aminmax, take slow paths on CPU (several times a plain sum).
         parts = {
-            "sum": x.sum(dim=dims, dtype=acc).reshape(-1),
-            "sumsq": x.square().sum(dim=dims, dtype=acc).reshape(-1),
-            "min": lo.reshape(-1),  # exact in the input's own dtype
-            "max": hi.reshape(-1),
+            "sum": x.sum(dim=dims).reshape(-1).to(acc),
+            "sumsq": (x * x).sum(dim=dims).reshape(-1).to(acc),
+            "min": x.amin(dim=dims).reshape(-1),  # exact in the input's own dtype
+            "max": x.amax(dim=dims).reshape(-1),
         }
         self._merge(self._in, parts)
         self._in_samples += int(x.shape[0])
@@ -112,8 +110,8 @@ class DataStats:
             self._out_shape = shape
         if shape != self._out_shape:
             return
-        lo, hi = torch.aminmax(y.reshape(y.shape[0], -1)[:, :OUTPUT_ELEMENTS], dim=0)
-        self._merge(self._out, {"min": lo, "max": hi})
+        head = y.reshape(y.shape[0], -1)[:, :OUTPUT_ELEMENTS]
+        self._merge(self._out, {"min": head.amin(dim=0), "max": head.amax(dim=0)})
         self._out_samples += int(y.shape[0])
 
     @staticmethod

@@ -70,7 +70,7 @@ def _weight_summary(module: nn.Module) -> dict[str, Any]:
         w = w.transpose(0, 1)  # stored as (in, out/groups, *k)
     rows = w.reshape(w.shape[0], -1)
     with torch.no_grad():
-        norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1)
+        norms = torch.linalg.vector_norm(rows.float(), dim=1)  # no float64 copy of the weights
     bias = getattr(module, "bias", None)
     return {
         "kind": "weight",
