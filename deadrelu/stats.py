@@ -179,14 +179,14 @@ class UnitStats:
         """(S, U, R) or (S, R, U) outputs: per-slice results, chunked along samples."""
         n_samples = y.shape[0]
         units = y.shape[3 - rd]
-        opts = {"dtype": y.dtype, "device": y.device}
-        fired = torch.empty(n_samples, units, **opts)
-        sums = torch.empty(n_samples, units, **opts)
-        maxes = torch.empty(n_samples, units, **opts)
-        abss = None if nonneg else torch.empty(n_samples, units, **opts)
+        def per_slice() -> Tensor:
+            return torch.empty(n_samples, units, dtype=y.dtype, device=y.device)
+
+        fired, sums, maxes = per_slice(), per_slice(), per_slice()
+        abss = None if nonneg else per_slice()
         bounds = [(torch.le, v) for v in (sat_low,) if v is not None]
         bounds += [(torch.ge, v) for v in (sat_high,) if v is not None]
-        sat = [torch.empty(n_samples, units, **opts) for _ in bounds]
+        sat = [per_slice() for _ in bounds]
         slab = max(1, y[0].numel())
         step = max(1, CHUNK // slab) if exact else n_samples
         for i in range(0, n_samples, step):

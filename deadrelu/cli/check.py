@@ -167,9 +167,8 @@ def check_command(
         LoadOptions,
         check_output_path,
         exclude_layers,
-        load_model_and_data,
+        load_and_scan,
         load_settings,
-        run_scan,
         warnings_to_stderr,
     )
     from deadrelu.gates import evaluate
@@ -193,13 +192,8 @@ def check_command(
         )
         if output is not None:
             check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
-        loaded, source = load_model_and_data(opts)
-        report = run_scan(
-            loaded.model, source, thresholds=settings.thresholds, progress=not no_progress,
-            quiet=quiet, device=settings.device, model_name=loaded.description,
-            data_name=source.description, notes=[*loaded.notes, *source.notes],
-            limit=opts.limit, partial_on_interrupt=False, **settings.scan_kwargs(),
-        )
+        report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
+                               partial_on_interrupt=False)
     report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
     if notes:

@@ -619,3 +619,32 @@ def exclude_layers(report: Report, config: Config) -> Report:
     findings = tuple(f for f in report.findings
                      if f.layer is None or not any(fnmatch.fnmatchcase(f.layer, g) for g in globs))
     return report if len(findings) == len(report.findings) else replace(report, findings=findings)
+
+
+def load_and_scan(
+    opts: LoadOptions,
+    settings: ScanSettings,
+    *,
+    progress: bool,
+    quiet: bool,
+    partial_on_interrupt: bool = True,
+    sharded: bool = False,
+) -> Report:
+    """Load the model and data of ``opts``, then :func:`run_scan` them with ``settings``.
+
+    The one path from command-line options to a report that ``scan`` and ``check``
+    share. ``sharded``: under torchrun, scan this rank's share of the batches on this
+    rank's device.
+    """
+    from deadrelu import distributed
+
+    loaded, source = load_model_and_data(opts)
+    freeze_gc()
+    return run_scan(
+        loaded.model, distributed.shard(source) if sharded else source,
+        thresholds=settings.thresholds, progress=progress, quiet=quiet,
+        device=(distributed.device_for_scan() if sharded else None) or settings.device,
+        model_name=loaded.description, data_name=source.description,
+        notes=[*loaded.notes, *source.notes], limit=opts.limit,
+        partial_on_interrupt=partial_on_interrupt, **settings.scan_kwargs(),
+    )

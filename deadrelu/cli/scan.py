@@ -115,18 +115,15 @@ def scan_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    from deadrelu import distributed
     from deadrelu.cli.options import (
         LoadOptions,
         check_output_path,
         exclude_layers,
-        freeze_gc,
-        load_model_and_data,
+        load_and_scan,
         load_settings,
-        run_scan,
         warnings_to_stderr,
     )
-
-    from deadrelu import distributed
 
     # Under torchrun (WORLD_SIZE > 1) every rank joins the process group and scans every
     # WORLD_SIZE-th batch; scan() reduces the counters across ranks and rank 0 prints.
@@ -143,15 +140,8 @@ def scan_command(
         )
         if output is not None and main_rank:
             check_output_path(output, opts.input_paths())
-        loaded, source = load_model_and_data(opts)
-        freeze_gc()
-        report = run_scan(
-            loaded.model, distributed.shard(source) if sharded else source,
-            thresholds=settings.thresholds, progress=not no_progress and main_rank,
-            quiet=quiet, device=distributed.device_for_scan() or settings.device,  # per-rank GPU
-            model_name=loaded.description, data_name=source.description,
-            notes=[*loaded.notes, *source.notes], limit=opts.limit, **settings.scan_kwargs(),
-        )
+        report = load_and_scan(opts, settings, progress=not no_progress and main_rank,
+                               quiet=quiet, sharded=sharded)
     if not main_rank:
         return
     report = exclude_layers(report, settings.config)
