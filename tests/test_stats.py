@@ -1,0 +1,71 @@
+"""UnitStats.update against the brute-force reference, path by path.
+
+The update has several code paths chosen by shape and content (flat Linear
+outputs, per-slice outputs reduced over the last or middle dim, short rows that
+are transposed first, all-finite batches that skip masking); each must give the
+reference's counters exactly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deadrelu.stats import UnitStats, scratch_size
+from tests.reference import assert_matches, brute
+
+
+def _update(y: torch.Tensor, rd: int, **kind) -> UnitStats:
+    units = y.shape[3 - rd]
+    stats = UnitStats.zeros(units)
+    scratch = torch.empty(scratch_size(y))
+    args = dict(level=0.0, sat_low=None, sat_high=None, nonneg=False) | kind
+    for part in y.split(7):  # several batches: streaming
+        stats.update(part, rd, args["level"], args["sat_low"], args["sat_high"], args["nonneg"],
+                     scratch)
+    return stats
+
+
+@pytest.mark.parametrize("positions", [2, 4, 16, 31, 32, 40])
+@pytest.mark.parametrize("reduce_dim", [1, 2])
+@pytest.mark.parametrize("poison", [False, True])
+def test_slice_paths_match_brute_force(positions, reduce_dim, poison):
+    torch.manual_seed(positions)
+    y = torch.randn(23, 5, positions) if reduce_dim == 2 else torch.randn(23, positions, 5)
+    y[:, 0] = -1.0 if reduce_dim == 2 else y[:, 0]  # a dead unit (layout S, U, R)
+    if poison:  # NaN and Inf in a few (sample, unit) slices only
+        if reduce_dim == 2:
+            y[3, 1, 0] = float("nan")
+            y[9, 2, -1] = float("inf")
+        else:
+            y[3, 0, 1] = float("nan")
+            y[9, -1, 2] = float("-inf")
+    stats = _update(y, reduce_dim, sat_low=-0.5, sat_high=1.5)
+    layout = y if reduce_dim == 2 else y.transpose(1, 2)
+    assert_matches(stats, brute(layout, 1, 0.0, 0, -0.5, 1.5))
+    assert int(stats.nonfinite.sum()) == (2 if poison else 0)
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_flat_path_matches_brute_force_when_finite(nonneg):
+    torch.manual_seed(0)
+    y = torch.randn(50, 6)
+    y = y.relu() if nonneg else y
+    y[:, 2] = 0.0  # dead
+    stats = _update(y.unsqueeze(1), 1, nonneg=nonneg)
+    assert_matches(stats, brute(y, 1))
+
+
+def test_flat_path_counts_each_nonfinite_value_and_drops_that_units_batch():
+    y = torch.randn(14, 3)
+    y[2, 1] = float("nan")
+    y[5, 1] = float("inf")
+    y[8, 2] = float("nan")
+    stats = _update(y.unsqueeze(1), 1)
+    assert stats.nonfinite.tolist() == [0.0, 2.0, 1.0]
+    assert stats.active[0] == (y[:, 0] > 0).sum()
+    assert stats.active[1] == (y[:, 1] > 0).sum()  # Inf fires, NaN does not
+    # unit 0 is whole; units 1 and 2 keep only their finite batches (7 rows each)
+    assert torch.isclose(stats.sum[0], y[:, 0].double().sum())
+    assert torch.isclose(stats.sum[1], y[7:, 1].double().sum())
+    assert torch.isclose(stats.sum[2], y[:7, 2].double().sum())
