@@ -50,7 +50,12 @@ def fit_error(model: nn.Module, shape: tuple[int, ...]) -> str:
 def test_linear_feature_mismatch():
     message = fit_error(MLP(), (64,))
     assert "(64,)" in message and "fc1 (Linear)" in message and "784 features" in message
-    assert "--image-size/--channels" in message
+    assert "--target COL" in message and "--image-size" not in message
+
+
+def test_linear_one_feature_too_many_points_at_the_label_column():
+    message = fit_error(MLP(), (785,))
+    assert "one column too many" in message and "--target COL" in message
 
 
 @pytest.mark.parametrize("shape", [(784,), (1, 28, 28), (28, 28), (7, 784)])

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 _CONV_RANK = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3}
 _SPATIAL = {"Conv1d": "L", "Conv2d": "H, W", "Conv3d": "D, H, W"}
-_FIX = "check --data, or --image-size/--channels"
+_FIX_CONV = "check --data, or --image-size/--channels"
+_FIX_LINEAR = "check --data (for a table, --target COL drops the label column)"
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,11 @@ def _expectation(entry: _Entry) -> str:
 def _fix(entry: _Entry, shape: tuple[int, ...]) -> str:
     if entry.kind == "Conv2d" and len(shape) == 3 and entry.size in (1, 3) and shape[0] in (1, 3):
         return f"pass --channels {entry.size}, or check --data"
-    return _FIX
+    if entry.kind == "Linear":
+        if len(shape) == 1 and shape[0] == entry.size + 1:
+            return "one column too many: pass --target COL to drop the label column"
+        return _FIX_LINEAR
+    return _FIX_CONV
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
