@@ -272,9 +272,15 @@ class Collector:
         if not self.enabled:
             return
         if not self._stack:
+            if not self._starts_forward(module):
+                return
             self._enter_forward(args, kwargs)
         op = MODULES.get(type(module))
         self._stack.append([module, self._names.get(id(module), "?"), op, 0])
+
+    def _starts_forward(self, module: nn.Module) -> bool:
+        """Whether a forward entered through ``module`` is recorded (subclasses narrow it)."""
+        return True
 
     def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._stack or self._stack[-1][0] is not module:

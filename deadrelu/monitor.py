@@ -88,10 +88,8 @@ class _GatedCollector(Collector):
         super().__init__(model, **kwargs)
         self._gate = gate
 
-    def _pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not self._stack and not self._gate(module):
-            return
-        super()._pre_hook(module, args, kwargs)
+    def _starts_forward(self, module: nn.Module) -> bool:
+        return self._gate(module)
 
 
 class Monitor:
