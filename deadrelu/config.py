@@ -119,8 +119,20 @@ def find_config(start: Path | None = None) -> Path | None:
                 if "deadrelu" in _toml_load(candidate).get("tool", {}):
                     return candidate
             except ConfigError:
-                continue  # a broken unrelated pyproject must not stop the search
+                # a broken unrelated pyproject must not stop the search, but a broken
+                # deadrelu table must not be skipped silently either
+                if _mentions_deadrelu(candidate):
+                    raise
+                continue
     return None
+
+
+def _mentions_deadrelu(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "[tool.deadrelu" in text.replace(" ", "")
 
 
 def load_config(path: str | Path | None = None, *, start: Path | None = None) -> Config:
@@ -202,7 +214,10 @@ def parse_config(table: Mapping[str, Any], *, source: Path | None = None) -> Con
             kwargs[key] = _parse_check(value, where, source)
     config = Config(thresholds=thresholds, **kwargs)
     if thresholds:
-        config.make_thresholds()  # validate values now, with the file named in the error
+        try:  # validate values now, with the file named in the error
+            config.make_thresholds()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc.problem}", exc.fix) from exc
     return config
 
 

@@ -178,8 +178,10 @@ def caution(report: Report) -> str:
     n = report.samples
     if not n:
         return ""
-    return (f"With {n:,} samples, a unit never seen firing may still fire on up to "
-            f"{_share(min(1.0, 3 / n), digits=1)} of inputs (rule of three).")
+    from deadrelu.diagnose.context import rule_out_rate
+
+    return (f"With {n:,} sample{'s' if n != 1 else ''}, a unit never seen firing may still fire "
+            f"on up to {_share(rule_out_rate(n), digits=1)} of inputs (95% confidence).")
 
 
 def legend(report: Report) -> str:
@@ -353,6 +355,8 @@ def render_findings(report: Report) -> RenderableType:
         body.append(f" {severity}", style=style)
         if finding.layer:
             body.append(f"  {finding.layer}", style="bold")
+        if finding.cause and finding.cause != "unknown":
+            body.append(f"  likely cause: {finding.cause.replace('_', ' ')}", style="dim")
         body.append("\n")
         body.append_text(inline_code(finding.message))
         if finding.fix:

@@ -85,6 +85,8 @@ TRIGGERS: dict[str, tuple[Case, str, Case]] = {
     "DR012": (lambda: (F.nan_weights(), X), "learning_rate", lambda: (F.mlp(depth=2), X)),
     "DR013": (lambda: (F.planted_dead((10,)), X), "unknown",
               lambda: (F.planted_dead((0,), he=True), X)),
+    "DR014": (lambda: (F.deep_narrow(width=6, depth=12, seed=0), X), "initialization",
+              lambda: (F.deep_narrow(width=6, depth=6, seed=5), X)),  # not deep: DR013
 }
 
 
@@ -119,6 +121,10 @@ CLASSIC: dict[str, tuple[Case, str]] = {
     "too-high learning rate": (lambda: (trained("high_lr"), X), "learning_rate"),
     "too much weight decay": (lambda: (trained("weight_decay"), X), "weight_decay"),
     "deep narrow ReLU stack": (lambda: (F.deep_narrow(), X), "initialization"),
+    "deep narrow ReLU stack, scattered dead units": (
+        lambda: (F.deep_narrow(width=6, depth=12, seed=0), X), "initialization"),
+    "deep narrow ReLU stack, another seed": (
+        lambda: (F.deep_narrow(width=6, depth=12, seed=2), X), "initialization"),
     "sigmoid net, huge init": (lambda: (F.sigmoid_net(), X), "saturation"),
     "unnormalized inputs": (lambda: (trained("unnormalized"), F.unnormalized(X)), "input_scale"),
 }

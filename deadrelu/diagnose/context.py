@@ -9,7 +9,8 @@ most one rule. The order is fixed, most specific evidence first:
    channel: ``beta <= -BN_PIN * |gamma|`` (the BN output sits ≥2σ below zero).
 3. ``weight_decay`` — the unit's incoming weight norm collapsed: at most
    ``COLLAPSE_RATIO`` of the median of the layer's live units, or below
-   ``COLLAPSE_ABS`` outright.
+   ``COLLAPSE_ABS`` outright; or the whole layer's weights shrank to at most
+   ``SHRUNK``× PyTorch's default init scale.
 4. ``input_scale`` — the input is far from zero mean / unit scale, the first site
    has dead or saturated units, and the site is the first one or follows it through
    sites whose mean |output| stays ≥ ``INPUT_FAR`` (the large scale propagates).
@@ -62,6 +63,11 @@ BIAS_GROWTH = 3.0
 GROWTH_NO_BIAS = 3.0
 #: A BatchNorm channel with ``beta <= -BN_PIN * |gamma|`` is pinned below zero.
 BN_PIN = 2.0
+#: A layer whose median weight row norm is at most this multiple of the default init has
+#: shrunk as a whole (weight decay); its dead units are put down to weight decay.
+SHRUNK = 0.3
+#: Weight scales from this multiple of the default init up to ``GROWTH`` read as "normal".
+NORMAL_LOW = 0.5
 #: A dead unit's weight norm at most this share of the live units' median has collapsed...
 COLLAPSE_RATIO = 0.1
 #: ...as has any row norm below this (1/20 of the default init scale).
@@ -104,6 +110,15 @@ def pct(share: float) -> str:
     if value == 0 or value >= 10:
         return f"{value:.0f}%"
     return f"{value:.2g}%"
+
+
+def pct_beside(share: float, other: float) -> str:
+    """``share`` as a percentage with enough digits to differ from ``pct(other)``."""
+    for digits in range(2, 7):
+        a, b = f"{100.0 * share:.{digits}g}%", f"{100.0 * other:.{digits}g}%"
+        if a != b:
+            return a
+    return pct(share)
 
 
 def num(x: float) -> str:
@@ -416,6 +431,9 @@ class Context:
             collapsed = wn[remaining] <= COLLAPSE_ABS
             if len(live) >= 3:
                 collapsed |= wn[remaining] <= COLLAPSE_RATIO * float(np.median(wn[live]))
+            growth = view.weight_growth
+            if growth is not None and growth <= SHRUNK:
+                collapsed |= True  # the whole layer shrank: decay, not a single unit's fate
             take("weight_decay", collapsed)
         if len(remaining) and view in self.input_chain:
             take("input_scale", np.ones(len(remaining), dtype=bool))
@@ -434,13 +452,14 @@ class Context:
     def dead_phrase(self, view: SiteView, count: int) -> str:
         """"12 of 64 units (19%) of `x` (nn.ReLU) never fired on 360 samples (each fires on < 0.83%…)"."""
         return (f"{count} of {view.units} units ({pct(count / view.units)}) of {view.label} "
-                f"never fired on {view.samples} samples (so each fires on < {pct(self.rule_out)} "
-                f"of inputs, {CONFIDENCE:.0%} confidence)")
+                f"never fired on {plural(view.samples, 'sample')} (so each fires on < "
+                f"{pct(self.rule_out)} of inputs, {CONFIDENCE:.0%} confidence)")
 
     def base_evidence(self, view: SiteView, units: np.ndarray) -> dict[str, Any]:
         """The numbers every per-layer finding carries."""
         return {
             "units": view.units, "count": len(units), "share": len(units) / view.units if view.units else 0.0,
-            "unit_indices": unit_list(units), "samples": view.samples,
+            "unit_indices": unit_list(units), "unit_indices_truncated": len(units) > 32,
+            "samples": view.samples,
             "rule_out_fire_rate": self.rule_out, "dead_total": int(len(view.dead)),
         }

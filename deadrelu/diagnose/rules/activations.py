@@ -6,7 +6,16 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from deadrelu.diagnose.context import FLAT_RELU_KINDS, Context, SiteView, num, pct, severity_for
+from deadrelu.diagnose.context import (
+    COLLAPSE_ABS,
+    FLAT_RELU_KINDS,
+    Context,
+    SiteView,
+    num,
+    pct,
+    plural,
+    severity_for,
+)
 from deadrelu.diagnose.registry import rule
 from deadrelu.findings import Finding, Severity
 
@@ -44,7 +53,7 @@ def relu_on_output(ctx: Context) -> Iterator[Finding]:
     n_dead = len(view.dead)
     if n_dead:
         message += (f"; {n_dead} of {view.units} output units {'is' if n_dead == 1 else 'are'} "
-                    f"{num(view.info.level)} for every one of the {view.samples} samples and get"
+                    f"{num(view.info.level)} for every one of the {plural(view.samples, 'sample')} and get"
                     f"{'s' if n_dead == 1 else ''} no gradient")
     source = view.layer_label or view.norm_label
     keep = f"return the output of {source} directly" if source else "return the pre-activation directly"
@@ -74,7 +83,7 @@ def _band(view: SiteView) -> str:
 def saturation_phrase(ctx: Context, view: SiteView, units: np.ndarray) -> str:
     """"41% of all activations of `x` sit in the flat region (...); 3 of 64 units on ≥99% of positions"."""
     text = (f"{pct(view.saturated_share)} of all activations of {view.label} sit in the flat region "
-            f"({_band(view)}) over {view.samples} samples")
+            f"({_band(view)}) over {plural(view.samples, 'sample')}")
     if len(units):
         text += (f"; {len(units)} of {view.units} units ({pct(len(units) / view.units)}) are "
                  f"saturated on ≥{pct(ctx.thresholds.saturated)} of positions")
@@ -91,10 +100,11 @@ def _scale_fix(view: SiteView) -> str | None:
         large.append(f"biases are {gb:.1f}×")
     if not large or not view.layer_label:
         return None
-    gain = {"sigmoid": "'sigmoid'", "tanh": "'tanh'"}.get(view.info.kind, "1.0")
+    # calculate_gain only knows nonlinearity names; 'linear' gives gain 1.0
+    gain = {"sigmoid": "sigmoid", "tanh": "tanh"}.get(view.info.kind, "linear")
     return (f"re-initialize {view.layer_label}: nn.init.xavier_uniform_(w, "
-            f"gain=nn.init.calculate_gain({gain})) and zero biases (its {' and its '.join(large)} "
-            "PyTorch's default init scale)")
+            f"gain=nn.init.calculate_gain('{gain}')) and zero biases (its "
+            f"{' and its '.join(large)} PyTorch's default init scale)")
 
 
 @rule(
@@ -178,13 +188,16 @@ def always_on_units(ctx: Context) -> Iterator[Finding]:
     covered = covered_by_initialization(ctx)
     for view in ctx.diagnosable:
         units = view.always_on
+        if view.weight_norm is not None and len(view.weight_norm) == view.units and len(units):
+            # a unit whose incoming weights collapsed outputs a constant, not a linear function
+            units = units[view.weight_norm[units] > COLLAPSE_ABS]
         if not len(units) or not view.info.can_die or view is ctx.output_site:
             continue
         if view.name in covered or "input_scale" in view.dead_causes:
             continue
         share = len(units) / view.units
         message = (f"{len(units)} of {view.units} units ({pct(share)}) of {view.label} fired at "
-                   f"≥{pct(ctx.thresholds.always_on)} of positions over {view.samples} samples: for "
+                   f"≥{pct(ctx.thresholds.always_on)} of positions over {plural(view.samples, 'sample')}: for "
                    "them the activation is the identity (they act linearly)")
         b = view.bias
         evidence = {"units": view.units, "count": len(units), "share": share,

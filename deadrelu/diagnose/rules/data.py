@@ -12,10 +12,12 @@ from deadrelu.diagnose.context import (
     Context,
     num,
     pct,
+    pct_beside,
     plural,
     samples_needed,
     severity_for,
 )
+from deadrelu.diagnose.datameta import InputSummary
 from deadrelu.diagnose.registry import rule
 from deadrelu.diagnose.rules.activations import saturation_phrase
 from deadrelu.findings import Finding, Severity
@@ -45,6 +47,9 @@ def unnormalized_input(ctx: Context) -> Iterator[Finding]:
     summary = ctx.input
     if summary is None:
         return
+    reported: str | None = None  # the first finding carries the input statistics and fix
+    first = ctx.first_site.layer_label if ctx.first_site is not None else None
+    first = first or "the first layer"
     for view in ctx.input_chain:
         if view not in ctx.diagnosable:
             continue
@@ -66,29 +71,37 @@ def unnormalized_input(ctx: Context) -> Iterator[Finding]:
         if view is not ctx.first_site:
             previous = ctx.sites[ctx.sites.index(view) - 1]
             message += f"; it is fed through {previous.label}, whose outputs average {num(previous.mean_abs)} in magnitude"
-        message += f". The model's input is far from zero mean / unit scale: {summary.describe()}"
-        first = ctx.first_site.layer_label if ctx.first_site is not None else None
-        first = first or "the first layer"
-        if 0 < summary.std <= INPUT_TINY and abs(summary.worst_mean[1]) < INPUT_FAR:
-            fix = (f"scale the input up to unit std: x = (x - mean) / std (here std ≈ {num(summary.std)}), "
-                   f"computed on the training set; or add a normalization layer before {first}")
+        if reported is not None:
+            message += f". Same cause as DR007 at `{reported}`: the input's scale carries through"
+            fix = (f"standardize the input as advised for `{reported}` (or normalize in front of "
+                   f"{first}): it fixes this layer too")
         else:
-            fix = (f"standardize the input per feature before the model: x = (x - mean) / std "
-                   f"(here mean ≈ {num(summary.mean)}, std ≈ {num(summary.std)}), with statistics from "
-                   f"the training set (e.g. torchvision.transforms.Normalize or sklearn's StandardScaler); "
-                   f"or put nn.BatchNorm1d/nn.LayerNorm in front of {first}")
+            message += f". The model's input is far from zero mean / unit scale: {summary.describe()}"
+            fix = _input_fix(summary, first)
         n_sat = len(sat) if sat is not None else 0
         share = (n_dead + n_sat) / view.units
-        if sat is not None:
-            share = max(share, view.saturated_share)
+        position_share = view.saturated_share if sat is not None else None
+        reported = reported or view.name
         yield Finding(
-            "DR007", severity_for(share), view.name, message, "input_scale", fix,
+            "DR007", severity_for(max(share, position_share or 0.0)), view.name, message,
+            "input_scale", fix,
             {"units": view.units, "dead": n_dead, "saturated": n_sat, "always_on": n_on,
-             "share": share, "samples": view.samples, "input": summary.to_dict(),
+             "share": share, "saturated_position_share": position_share,
+             "samples": view.samples, "input": summary.to_dict(),
              "mean_abs_input_of_site": None if view is ctx.first_site else
              ctx.sites[ctx.sites.index(view) - 1].mean_abs,
              "far_threshold": INPUT_FAR, "tiny_threshold": INPUT_TINY},
         )
+
+
+def _input_fix(summary: InputSummary, first: str) -> str:
+    if 0 < summary.std <= INPUT_TINY and abs(summary.worst_mean[1]) < INPUT_FAR:
+        return (f"scale the input up to unit std: x = (x - mean) / std (here std ≈ {num(summary.std)}), "
+                f"computed on the training set; or add a normalization layer before {first}")
+    return (f"standardize the input per feature before the model: x = (x - mean) / std "
+            f"(here mean ≈ {num(summary.mean)}, std ≈ {num(summary.std)}), with statistics from "
+            f"the training set (e.g. torchvision.transforms.Normalize or sklearn's StandardScaler); "
+            f"or put nn.BatchNorm1d/nn.LayerNorm in front of {first}")
 
 
 @rule(
@@ -117,10 +130,14 @@ def too_few_samples(ctx: Context) -> Iterator[Finding]:
         return
     need = samples_needed(rare)
     total = sum(dead.values())
-    message = (f"only {ctx.samples} samples scanned: a unit never seen firing may still fire on up "
-               f"to {pct(ctx.rule_out)} of inputs ({CONFIDENCE:.0%} confidence, 1 − 0.05^(1/n)), "
-               f"above the {pct(rare)} 'rare' threshold; {total} dead verdict{'s' if total != 1 else ''} "
-               f"in {len(dead)} layer{'s' if len(dead) != 1 else ''} rest on this")
+    message = (f"only {plural(ctx.samples, 'sample')} scanned: a unit never seen firing may still "
+               f"fire on up to {pct_beside(ctx.rule_out, rare)} of inputs ({CONFIDENCE:.0%} "
+               f"confidence, 1 − 0.05^(1/n)), above the {pct(rare)} 'rare' threshold; "
+               f"{plural(total, 'dead verdict')} in {plural(len(dead), 'layer')} rest on this")
+    always = sum(len(v.always_on) for v in ctx.sites if v.info.can_die)
+    if always and ctx.samples < samples_needed(1.0 - ctx.thresholds.always_on):
+        # with few samples, "fired on ≥99% of positions" is as weak as "never fired"
+        message += f", and so do {plural(always, 'always-on verdict')}"
     fix = (f"scan at least {need} samples (e.g. `--limit {need}` with more data) to rule out fire "
            f"rates above {pct(rare)} before acting on the dead units")
     yield Finding(
@@ -156,7 +173,7 @@ def non_finite_activations(ctx: Context) -> Iterator[Finding]:
     params = dict(ctx.evidence.get("nonfinite_params") or {})
     input_bad = ctx.input.nonfinite if ctx.input is not None else 0
     message = (f"{len(units)} of {view.units} units of {view.label} produced NaN/Inf on some of the "
-               f"{view.samples} samples")
+               f"{plural(view.samples, 'sample')}")
     if len(bad) > 1:
         message += f" ({len(bad) - 1} later site{'s' if len(bad) > 2 else ''} too)"
     if params:

@@ -16,6 +16,9 @@ from deadrelu.diagnose.context import (
     COLLAPSE_ABS,
     COLLAPSE_RATIO,
     DEFAULT_INIT_NORM,
+    GROWTH,
+    NORMAL_LOW,
+    SHRUNK,
     WARNING_SHARE,
     Context,
     SiteView,
@@ -131,7 +134,8 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
     severity="error when the units are ≥25% of the layer (or all of it), warning at ≥5%, else info",
     summary="Dead units whose incoming weights have collapsed towards zero.",
     checks="""Dead units whose incoming weight norm has collapsed towards zero: at most 10% of
-        the median of the layer's live units, or below 0.03 (1/20 of PyTorch's default init).""",
+        the median of the layer's live units, or below 0.03 (1/20 of PyTorch's default init),
+        or in a layer whose weights shrank as a whole to at most 0.3× the default init scale.""",
     why="""A dead unit gets no gradient, so weight decay is the only force on its weights and
         shrinks them to zero; strong decay can also starve live units until they die. Collapsed
         units are capacity the network pays for and cannot use.""",
@@ -152,8 +156,14 @@ def dead_with_collapsed_weights(ctx: Context) -> Iterator[Finding]:
         live = _live(view)
         dead_med = float(np.median(wn[units]))
         live_med = _median(wn, live)
-        against = (f"{num(live_med)} for the layer's live units" if live_med is not None and len(live) >= 3
-                   else f"{num(DEFAULT_INIT_NORM)} at PyTorch's default init")
+        gw = view.weight_growth
+        if gw is not None and gw <= SHRUNK:  # the live units shrank too: compare with init
+            against = (f"{num(DEFAULT_INIT_NORM)} at PyTorch's default init (the whole layer "
+                       f"shrank to {gw:.2g}× of it)")
+        elif live_med is not None and len(live) >= 3:
+            against = f"{num(live_med)} for the layer's live units"
+        else:
+            against = f"{num(DEFAULT_INIT_NORM)} at PyTorch's default init"
         message = _whole(ctx, view, (
             f"{ctx.dead_phrase(view, len(units))}; their incoming weights in {view.layer_label} "
             f"collapsed to a median row norm of {num(dead_med)} vs {against}"))
@@ -200,8 +210,10 @@ def dead_pinned_by_batchnorm(ctx: Context) -> Iterator[Finding]:
         g_med, b_med = float(np.median(gamma[units])), float(np.median(beta[units]))
         live_g = _median(gamma, live)
         collapsed = live_g is not None and live_g > 0 and g_med <= 0.05 * live_g
-        sigma = (f"the BN output sits {-b_med / g_med:.1f}σ below zero" if g_med > 0
-                 else "gamma is 0, so the BN output is beta for every input")
+        if g_med > max(1e-3, 1e-3 * abs(b_med)):
+            sigma = f"the BN output sits {-b_med / g_med:.1f}σ below zero"
+        else:  # σ-units mean nothing once gamma is ~0: the output is just beta
+            sigma = f"gamma is ~0, so the BN output is about {num(b_med)} for every input"
         message = _whole(ctx, view, (
             f"{ctx.dead_phrase(view, len(units))}; {view.norm_label} shifts them below zero: beta "
             f"median {num(b_med)} with |gamma| median {num(g_med)} ({sigma})"))
@@ -226,13 +238,13 @@ def dead_pinned_by_batchnorm(ctx: Context) -> Iterator[Finding]:
 
 
 def covered_by_initialization(ctx: Context) -> set[str]:
-    """Sites whose unexplained dead units a model-wide initialization finding (DR004/DR005) covers."""
-    from deadrelu.diagnose.rules.depth import depth_trend, init_dead_layers
+    """Sites whose unexplained dead units a model-wide initialization finding (DR004/5/14) covers."""
+    from deadrelu.diagnose.rules.depth import deep_narrow, depth_trend, init_dead_layers
 
     covered = {v.name for v in init_dead_layers(ctx)}
-    trend = depth_trend(ctx)
-    if trend is not None:
-        covered.update(v.name for v in trend)
+    for chain in (depth_trend(ctx), deep_narrow(ctx)):
+        if chain is not None:
+            covered.update(v.name for v in chain)
     first = ctx.first_dead
     if first is not None and first.name in covered:
         covered.update(v.name for v in ctx.sites if v.info.order < first.info.order)
@@ -266,8 +278,9 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
         parts = [ctx.dead_phrase(view, len(units))]
         gw = view.weight_growth
         if view.layer_label and gw is not None:
-            parts.append(f"the weights feeding them in {view.layer_label} look normal "
-                         f"(median row norm {num(view.weight_norm_median or 0.0)}, {gw:.1f}× "
+            looks = "look normal" if NORMAL_LOW <= gw <= GROWTH else "show no collapse or bias trace"
+            parts.append(f"the weights feeding them in {view.layer_label} {looks} "
+                         f"(median row norm {num(view.weight_norm_median or 0.0)}, {gw:.2g}× "
                          f"PyTorch's default init)")
         elif not view.direct and view.info.input_layer:
             parts.append(f"its input is `{view.info.input_layer}` combined with other tensors "

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from deadrelu.diagnose.context import DEFAULT_INIT_NORM, Context, SiteView, num, pct
+from deadrelu.diagnose.context import DEFAULT_INIT_NORM, SHRUNK, Context, SiteView, num, pct, plural
 from deadrelu.diagnose.registry import rule
 from deadrelu.findings import Finding, Severity
 
@@ -50,6 +50,41 @@ def depth_trend(ctx: Context) -> list[SiteView] | None:
     if deep >= shallow + TREND_RISE and deep >= TREND_FACTOR * shallow:
         return chain
     return None
+
+
+#: A deep, narrow stack counts as born dead when its unexplained dead units average at
+#: least this share of each layer and sit in at least two layers.
+SPREAD_SHARE = 0.1
+
+
+def deep_narrow(ctx: Context) -> list[SiteView] | None:
+    """The chain of ReLU-family sites when a deep, narrow stack has dead units spread through it.
+
+    Lu et al. (2019): the deeper and narrower a ReLU net, the likelier that
+    initialization alone leaves units, then whole layers, dead — with or without a
+    clean rise with depth (which DR005 reports). ``None`` when DR004 or DR005 applies.
+    """
+    if init_dead_layers(ctx) or depth_trend(ctx) is not None:
+        return None
+    chain = _chain(ctx)
+    if len(chain) < DEEP or min(v.units for v in chain) > NARROW:
+        return None
+    shares = [_unexplained_share(v) for v in chain]
+    if sum(1 for s in shares if s > 0) < 2 or float(np.mean(shares)) < SPREAD_SHARE:
+        return None
+    return chain
+
+
+def init_pattern(ctx: Context) -> bool:
+    """Whether a model-wide initialization finding (DR004, DR005 or DR014) applies."""
+    return bool(init_dead_layers(ctx)) or depth_trend(ctx) is not None or deep_narrow(ctx) is not None
+
+
+def _constant_output_text(ctx: Context) -> str:
+    if not ctx.output_constant:
+        return ""
+    return ("; the model's output is the same for every input, so the loss gives no useful "
+            "gradient")
 
 
 def _init_fixes(ctx: Context, view: SiteView | None) -> list[str]:
@@ -105,7 +140,7 @@ def _init_fixes(ctx: Context, view: SiteView | None) -> list[str]:
 def dead_layer(ctx: Context) -> Iterator[Finding]:
     for view in init_dead_layers(ctx):
         before = [v for v in _chain(ctx) if v.info.order < view.info.order]
-        message = (f"all {view.units} units of {view.label} never fired on {view.samples} samples: "
+        message = (f"all {view.units} units of {view.label} never fired on {plural(view.samples, 'sample')}: "
                    f"{ctx.consequence_text(view)}")
         if len(before) >= 2:
             shares = [len(v.dead) / v.units for v in before]
@@ -151,7 +186,7 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
     message = (f"the share of dead units rises with depth over {len(chain)} ReLU layers: "
                f"{pct(shallow)} on average in the first {half}, {pct(deep)} in the last "
                f"{len(chain) - half}, up to {pct(shares[worst.name])} at {worst.label}; "
-               f"deeper layers keep losing units")
+               f"deeper layers keep losing units{_constant_output_text(ctx)}")
     severity = Severity.ERROR if shares[worst.name] >= 0.5 else Severity.WARNING
     yield Finding(
         "DR005", severity, None, message, "initialization", "; ".join(_init_fixes(ctx, worst)),
@@ -163,12 +198,13 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
 @rule(
     code="DR006",
     name="constant-output",
-    causes=("saturation", "unknown"),
+    causes=("saturation", "weight_decay", "unknown"),
     severity="error",
     summary="The model's output is the same for every input.",
     checks="""The model's output took the same value for every sample of the scan, and no
-        entirely dead layer explains it (a dead layer is reported by DR004 or by the rule of
-        its cause, with the constant output in its message).""",
+        entirely dead layer or initialization pattern explains it (those are reported by
+        DR004, DR005 or DR014, or by the rule of their cause, with the constant output in
+        their message).""",
     why="""A model whose output ignores its input cannot learn from the loss: either every
         path from input to output passes a layer that is flat for all inputs (saturated or
         dead), or the output is overwritten by a constant.""",
@@ -180,11 +216,23 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
 def constant_output(ctx: Context) -> Iterator[Finding]:
     if not ctx.output_constant or ctx.first_dead is not None or ctx.output_range is None:
         return
+    if init_pattern(ctx):
+        return  # DR004/DR005/DR014 name the cause and say the output is constant
     spread, scale = ctx.output_range
-    message = (f"the model's output is the same for all {ctx.samples} samples (largest range of "
+    message = (f"the model's output is the same for all {plural(ctx.samples, 'sample')} (largest range of "
                f"any output element {num(spread)} at magnitude {num(scale)})")
     flat = [v for v in ctx.sites if v.units and len(v.saturated) == v.units]
-    if flat:
+    shrunk = [v for v in ctx.sites if (g := v.weight_growth) is not None and g <= SHRUNK]
+    if shrunk and not flat:
+        view = shrunk[0]
+        message += (f"; the weights of {view.layer_label or 'the layer feeding ' + view.label} "
+                    f"shrank to {view.weight_growth or 0.0:.2g}× PyTorch's default init scale")
+        if len(shrunk) > 1:
+            message += f" ({len(shrunk) - 1} more layer{'s' if len(shrunk) > 2 else ''} too)"
+        fix = ("lower weight_decay ~10× and keep it decoupled (torch.optim.AdamW), excluding "
+               "biases and normalization parameters; retrain from an earlier checkpoint")
+        cause = "weight_decay"
+    elif flat:
         view = flat[0]
         message += f"; every unit of {view.label} is saturated"
         from deadrelu.diagnose.rules.activations import _scale_fix
@@ -201,4 +249,46 @@ def constant_output(ctx: Context) -> Iterator[Finding]:
         "DR006", Severity.ERROR, None, message, cause, fix,
         {"samples": ctx.samples, "output_range": spread, "output_scale": scale,
          "saturated_layers": [v.name for v in flat]},
+    )
+
+
+@rule(
+    code="DR014",
+    name="deep-narrow-stack",
+    causes=("initialization",),
+    severity="error when some layer is ≥50% dead, else warning",
+    summary="A deep, narrow ReLU stack with dead units spread through its layers.",
+    checks="""At least 8 ReLU-family layers, the narrowest at most 16 units wide, with dead units
+        no training trace explains in at least two layers and on average at least 10% of each
+        layer (no layer entirely dead, no clean rise with depth: those are DR004 and DR005).""",
+    why="""Deep, narrow ReLU nets are born with dead units with high probability, and the
+        probability that some layer dies altogether grows with depth (Lu et al. 2019, "Dying
+        ReLU and Initialization"). The dead units are scattered rather than rising neatly
+        with depth, so they look unexplained one layer at a time; together they are the
+        architecture and its initialization.""",
+    fix="""Widen the hidden layers or use fewer of them, add residual connections or
+        normalization, and use He init (nn.init.kaiming_normal_(w, nonlinearity='relu')) with
+        zero biases; LeakyReLU keeps a gradient flowing.""",
+    example="""A 12-layer, width-6 MLP at PyTorch's default init: "dead units in 9 of 12 ReLU
+        layers of a deep, narrow stack (width 6): 31% of units on average, up to 67% at `16`
+        (nn.ReLU)".""",
+)
+def deep_narrow_stack(ctx: Context) -> Iterator[Finding]:
+    chain = deep_narrow(ctx)
+    if chain is None:
+        return
+    shares = {v.name: _unexplained_share(v) for v in chain}
+    worst = max(chain, key=lambda v: shares[v.name])
+    hit = sum(1 for v in chain if shares[v.name] > 0)
+    width = min(v.units for v in chain)
+    mean = float(np.mean(list(shares.values())))
+    message = (f"dead units in {hit} of {len(chain)} ReLU layers of a deep, narrow stack (width "
+               f"{width}): {pct(mean)} of units on average, up to {pct(shares[worst.name])} at "
+               f"{worst.label}, on {plural(ctx.samples, 'sample')}{_constant_output_text(ctx)}")
+    severity = Severity.ERROR if shares[worst.name] >= 0.5 else Severity.WARNING
+    yield Finding(
+        "DR014", severity, None, message, "initialization", "; ".join(_init_fixes(ctx, worst)),
+        {"dead_share": shares, "mean_share": mean, "depth": len(chain), "width": width,
+         "samples": ctx.samples, "rule_out_fire_rate": ctx.rule_out,
+         "output_constant": ctx.output_constant},
     )
