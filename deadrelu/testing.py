@@ -51,16 +51,24 @@ def assert_no_dead_units(
             dead units and fraction.
         ConfigError: ``max_fraction`` is out of range, or a ``layers`` glob matches no layer.
     """
+    import fnmatch
+
     from deadrelu.errors import ConfigError
     from deadrelu.gates import Gates, LayerLimit, evaluate
     from deadrelu.scanning import scan
 
+    __tracebackhide__ = True  # pytest: show the assertion message, not this helper's source
     if isinstance(max_fraction, bool) or not isinstance(max_fraction, (int, float)) \
             or not 0 <= max_fraction <= 1:
         raise ConfigError(f"max_fraction must be a share in [0, 1], got {max_fraction!r}",
                           "pass e.g. max_fraction=0.05 for 5%")
     patterns = [layers] if isinstance(layers, str) else list(layers or ["*"])
     report = scan(model, data, **scan_kwargs)
+    names = [site.info.name for site in report.sites]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            raise ConfigError(f"layers={pattern!r} matches no activation layer of the model",
+                              f"use one of: {', '.join(names[:12])}" + (" ..." if len(names) > 12 else ""))
     gates = Gates(max_dead_layer=tuple(LayerLimit(p, float(max_fraction)) for p in patterns))
     outcome = evaluate(report, gates)
     if not outcome.passed:

@@ -137,6 +137,39 @@ def test_lightning_callback_logs_through_the_trainer(tmp_path):
     assert not callback.monitor.attached
 
 
+def test_lightning_callback_records_accumulated_steps_whole():
+    pl = pytest.importorskip("lightning.pytorch")
+
+    from deadrelu.integrations.lightning import DeadReluCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = Net()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    gen = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 6, generator=gen), torch.randint(0, 2, (64,), generator=gen))
+    callback = DeadReluCallback(every=2, log_every=4)
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=False, callbacks=[callback],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accumulate_grad_batches=2,
+    )
+    trainer.fit(Module(), DataLoader(data, batch_size=8))
+    # 8 batches = 4 optimizer steps; steps 0 and 2 sampled, both micro-batches of each,
+    # reported once when step 4 is reached (never a half step at step 0)
+    history = callback.history
+    assert history["step"].tolist() == [4]
+    assert history["samples"].tolist() == [32]
+
+
 # -- transformers ----------------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ def test_layers_limits_the_check():
 
 
 def test_usage_errors_are_not_assertion_failures():
-    with pytest.raises(ConfigError, match="'head.*' matches no layer"):
+    with pytest.raises(ConfigError, match=r"layers='head.\*' matches no activation layer"):
         assert_no_dead_units(planted(), DATA, layers=["head.*"])
     with pytest.raises(ConfigError, match="max_fraction must be a share"):
         assert_no_dead_units(planted(), DATA, max_fraction=5)

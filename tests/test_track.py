@@ -266,6 +266,19 @@ def test_cli_track_names_the_spike_in_the_sample_series(capsys, tmp_path):
             assert (row.dead, row.units) == (dead, units)
 
 
+@pytest.mark.skipif(not (SM / "series" / "step_500.pt").exists(), reason="sample models not built")
+def test_cli_track_quiet_prints_one_line(capsys):
+    from deadrelu.cli import main
+
+    main(["track", str(SM / "series"), "--arch", f"{SM / 'models.py'}:DigitsMLP",
+          "--data", str(SM / "data" / "digits_test.npy"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines() == [
+        "5 checkpoints, steps 100..500: units first died between step 300 and step 400 "
+        "(net.1, net.3, net.5)"]
+    assert err == ""
+
+
 def test_cli_track_errors_are_one_line(capsys, tmp_path):
     from deadrelu.cli import main
 

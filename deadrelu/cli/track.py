@@ -68,7 +68,7 @@ JsonOpt = Annotated[Path | None, typer.Option(
 )]
 PlotOpt = Annotated[Path | None, typer.Option(
     "--plot", metavar="FILE.png|svg|pdf", show_default=False, rich_help_panel=OUTPUT_PANEL,
-    help="Draw dead fraction per layer against step (needs pip install 'deadrelu[plot]').",
+    help="Draw dead fraction per layer against step (needs pip install 'deadrelu\\[plot]').",
 )]
 TrackFormatOpt = Annotated[TrackFormat, typer.Option(
     "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
@@ -197,11 +197,28 @@ def track_command(
         from rich.console import Console
 
         console = Console(highlight=False)
-        for part in trend_parts(trend, str(checkpoints)):
+        parts = [trend_summary(trend)] if quiet else trend_parts(trend, str(checkpoints))
+        for part in parts:
             console.print(part, soft_wrap=_is_text(part))
     if not quiet:
         for path in written:
             sys.stderr.write(f"wrote {path}\n")
+
+
+def trend_summary(trend: Trend) -> Any:
+    """One line: where units first died, or that none did (the ``--quiet`` output)."""
+    from rich.text import Text
+
+    steps = trend.steps
+    span = f"{len(steps)} checkpoints, steps {steps[0]}..{steps[-1]}"
+    first = trend.first_jump
+    if first is None:
+        limit = f"{trend.min_jump * 100:g} pp"
+        return Text(f"{span}: no layer's dead fraction rose by {limit} or more", style="green")
+    layers = sorted({t.layer for t in trend.jumps if (t.from_step, t.to_step) == first})
+    where = f" ({', '.join(layers)})" if layers else ""
+    return Text(f"{span}: units first died between step {first[0]} and step {first[1]}{where}",
+                style="bold red")
 
 
 def _is_text(part: Any) -> bool:

@@ -85,6 +85,9 @@ class DeadReluCallback(Callback):
         if not self.monitor.attached:
             self.monitor.attach()
         self.monitor.step(trainer.global_step)
+        # the starting step (0, or the step a run resumes at) has not happened yet: with
+        # gradient accumulation its first micro-batch ends while global_step still equals it
+        self._reported_at = trainer.global_step
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
