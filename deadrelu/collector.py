@@ -33,6 +33,7 @@ overrides by site-name glob.
 from __future__ import annotations
 
 import fnmatch
+import sys
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -209,6 +210,9 @@ class Collector:
         self.enabled = True
         self.sites: dict[str, Site] = {}
         self.last_site: str | None = None
+        #: (module path, module, shape of its first input) of the innermost module whose
+        #: forward raised during the last forward, if one did; read by scan's error message.
+        self.failure: tuple[str, nn.Module, tuple[int, ...] | None] | None = None
         #: (site name or module path, direct) that produced the model's output on the
         #: first forward, if known; read by the diagnosis (a ReLU on the output).
         self.output_producer: tuple[str, bool] | None = None
@@ -217,7 +221,7 @@ class Collector:
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
         self._graph_paths = _graph_module_paths(model)
         self._handles: list[RemovableHandle] = []
-        self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
+        self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls, args]
         self._calls: dict[str, int] = {}
         self._mode: _Mode | None = None
         self._batch = 0
@@ -276,7 +280,7 @@ class Collector:
                 return
             self._enter_forward(args, kwargs)
         op = MODULES.get(type(module))
-        self._stack.append([module, self._names.get(id(module), "?"), op, 0])
+        self._stack.append([module, self._names.get(id(module), "?"), op, 0, args])
 
     def _starts_forward(self, module: nn.Module) -> bool:
         """Whether a forward entered through ``module`` is recorded (subclasses narrow it)."""
@@ -285,7 +289,12 @@ class Collector:
     def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._stack or self._stack[-1][0] is not module:
             return
-        _, path, _, _ = self._stack.pop()
+        _, path, _, _, args = self._stack.pop()
+        if output is None and self.failure is None and sys.exc_info()[1] is not None:
+            # always_call hooks run while an exception unwinds the forward: the first
+            # module to see it is the one that raised
+            first = _first_tensor(args, {})
+            self.failure = (path or ROOT, module, tuple(first.shape) if first is not None else None)
         if self._tracing and not self._stack:  # before the root module claims the output
             self.output_producer = self._producer_of(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
@@ -298,6 +307,7 @@ class Collector:
         self._batch = int(first.shape[0]) if first is not None and first.ndim > 0 else 1
         self._calls.clear()
         self.last_site = None
+        self.failure = None
         self._tracing = not self._traced_once
         self._mode = _Mode(self)
         self._mode.__enter__()

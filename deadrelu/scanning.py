@@ -201,13 +201,7 @@ def scan(
                 except DeadReluError:
                     raise
                 except Exception as exc:
-                    where = (f"after site {collector.last_site!r}" if collector.last_site
-                             else "before any activation ran")
-                    raise ModelError(
-                        f"the model's forward raised {type(exc).__name__} on batch {index} "
-                        f"{where}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "),
-                        "check that the data matches the model's input (shape, dtype, device)",
-                    ) from exc
+                    raise _forward_error(exc, index, collector) from exc
                 data_stats.update_output(output)
                 seen += n
                 if progress is not None:
@@ -273,3 +267,24 @@ def scan(
     from dataclasses import replace
 
     return replace(report, findings=tuple(diagnose(report)))
+
+
+def _forward_error(exc: Exception, index: int, collector: Collector) -> ModelError:
+    """A one-line error naming where the forward failed and what that points to."""
+    where = (f"after site {collector.last_site!r}" if collector.last_site
+             else "before any activation ran")
+    fix = "check that the data matches the model's input (shape, dtype, device)"
+    failure = collector.failure
+    if failure is not None:
+        path, failed, shape = failure
+        received = f", which received a tensor of shape {tuple(shape)}" if shape is not None else ""
+        where = f"in `{path}` ({type(failed).__name__}){received}, {where}"
+        if not type(failed).__module__.startswith("torch."):
+            fix = (f"the error comes from the forward code of `{path}` "
+                   f"({type(failed).__name__}); if the data's shape is right, run the model on one "
+                   "batch outside deadrelu to debug it")
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return ModelError(
+        f"the model's forward raised {type(exc).__name__} on batch {index} {where}: {message}".rstrip(": "),
+        fix,
+    )

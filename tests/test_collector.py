@@ -437,3 +437,26 @@ def test_chunked_and_int_count_paths_match_brute_force(monkeypatch, exact_limit)
         g = F.gelu(model[2](h))
     assert_matches(report.site("1").stats, brute(h, 1, 0.0, 0, -0.5, 0.5))
     assert_matches(report.site("3").stats, brute(g, 1))
+
+
+def test_forward_error_names_the_module_that_raised_and_its_input():
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(5, 2))
+    with pytest.raises(ModelError) as info:
+        deadrelu.scan(model, torch.randn(200, 8))
+    message = str(info.value)
+    assert "in `2` (Linear), which received a tensor of shape (200, 4), after site '1'" in message
+    assert "check that the data matches" in message
+
+    class Own(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x):
+            torch.relu(self.fc(x))
+            raise ValueError("bad branch")
+
+    with pytest.raises(ModelError) as info:
+        deadrelu.scan(Own(), torch.randn(200, 8))
+    message = str(info.value)
+    assert "in `<model>` (Own)" in message and "forward code of `<model>` (Own)" in message

@@ -107,3 +107,39 @@ def test_suggest_channels():
     assert suggest_channels(cnn(3)) == 3
     assert suggest_channels(MLP()) is None
     assert suggest_channels(nn.Sequential(nn.Conv1d(2, 4, 3))) is None
+
+
+class SmallCNN(nn.Module):
+    """conv(1→4) on 8×8 images, then a Linear(64) head: flat (64,) data fits the head's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.pool(self.conv(x))).flatten(1))
+
+
+def test_a_later_layer_that_happens_to_fit_does_not_hide_the_mismatch():
+    message = fit_error(SmallCNN(), (64,))  # 64 = the head's in_features, but conv runs first
+    assert "(64,)" in message and "conv (Conv2d)" in message and "(1, H, W)" in message
+    message = fit_error(SmallCNN(), (3, 8, 8))
+    assert "--channels 1" in message
+    check_fit(SmallCNN(), (1, 8, 8))
+
+
+def test_exported_program_input_spec_is_checked():
+    model = nn.Sequential(nn.Linear(64, 8), nn.ReLU())
+    fixed = torch.export.export(model, (torch.randn(2, 64),)).module()
+    check_fit(fixed, (64,), batch_size=2, num_samples=10)
+    with pytest.raises(DataError, match="fixed batch size of 2 .* batches of 64"):
+        check_fit(fixed, (64,), batch_size=64)
+    with pytest.raises(DataError, match="--limit 8"):
+        check_fit(fixed, (64,), batch_size=2, num_samples=9)
+    dynamic = torch.export.export(model, (torch.randn(4, 64),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+    check_fit(dynamic, (64,), batch_size=64)
+    message = fit_error(dynamic, (32,))
+    assert "(32,)" in message and "(*, 64)" in message

@@ -162,7 +162,7 @@ def test_table_content(report: Report) -> None:
     assert "Planted (test fixture)" in text and "0.01 s" in text and "200" in text
     assert "no problems found" in text
     assert lines[-1].startswith("2 of 3 layers have dead units: 5 of 17 units (29.4%)")
-    assert "neurons (Linear layers)" in text and "rule of three" in text  # the legend
+    assert "neurons (Linear layers)" in text and "(95% confidence)" in text  # the legend
 
 
 @pytest.mark.parametrize("width", [40, 60, 80, 100, 160])

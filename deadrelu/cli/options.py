@@ -395,7 +395,7 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
         import_paths=opts.import_paths,
     )
     if source.sample_shape is not None:
-        check_fit(loaded.model, source.sample_shape)
+        check_fit(loaded.model, source.sample_shape, opts.batch_size, source.num_samples)
     return loaded, source
 
 

@@ -2,12 +2,19 @@
 
 A mismatch found here gets a message in the user's terms ("samples have shape
 (64,) but fc1 expects 784 features") instead of a matmul error from deep
-inside the first layer. The check is deliberately conservative: it looks only
-at the first parameterized layer in registration order (usually, but not
-always, the first one run), and says nothing when that layer is not a plain
-Linear/Conv, or when another kind of layer would accept the data (a model that
-registers its head before its backbone). A forward pass that still fails is
-reported by the collector.
+inside the first layer. Two checks:
+
+* ``torch.export`` programs carry their input spec: a static batch size or
+  feature dimension that the data does not have is reported with both shapes.
+* Otherwise the first parameterized layer in registration order (usually, but
+  not always, the first one run) is compared with the samples when it is a plain
+  Linear/Conv. Registration order can differ from execution order (a head
+  registered before its backbone), so before refusing, the model is run once on
+  two all-zero samples of the data's shape: if that forward succeeds, the data
+  fits after all and nothing is reported.
+
+A forward pass that still fails is attributed to the layer it failed in by
+:func:`deadrelu.scan`.
 """
 
 from __future__ import annotations
@@ -51,38 +58,109 @@ class _Entry:
         return len(shape) == rank and self.size == 1
 
 
-def check_fit(model: nn.Module, sample_shape: tuple[int, ...]) -> None:
+def check_fit(model: nn.Module, sample_shape: tuple[int, ...], batch_size: int | None = None,
+              num_samples: int | None = None) -> None:
     """Raise when samples of ``sample_shape`` clearly cannot enter ``model``.
 
     Args:
-        model: the model to be scanned (TorchScript modules work too).
+        model: the model to be scanned (TorchScript modules and ``torch.export``
+            programs work too).
         sample_shape: the shape of one sample, without the batch dimension.
+        batch_size: the batch size the data will be read with, if known (checked
+            against an exported program's static batch dimension).
+        num_samples: how many samples will be read, if known (a static batch
+            dimension also needs the last batch to be full).
 
     Raises:
-        DataError: the first layer is a Linear whose ``in_features`` differs from
-            the samples' last dimension, or a ConvNd whose ``in_channels`` or rank
-            differs from the samples'; the message gives both shapes.
+        DataError: an exported program's static input shape differs from the data's;
+            or the first layer is a Linear whose ``in_features`` differs from the
+            samples' last dimension, or a ConvNd whose ``in_channels`` or rank differs
+            from the samples', and the model indeed fails on such samples. The
+            message gives both shapes.
     """
+    shape = tuple(int(d) for d in sample_shape)
+    if _check_export_spec(model, shape, batch_size, num_samples):
+        return
     entries = _entries(model)
     if not entries or entries[0] is None:
         return  # first parameterized layer is something we cannot judge
     first = entries[0]
-    shape = tuple(int(d) for d in sample_shape)
     if first.accepts(shape):
         return
-    family = "Linear" if first.kind == "Linear" else "Conv"
-    if any(
-        e is not None
-        and ("Linear" if e.kind == "Linear" else "Conv") != family
-        and e.accepts(shape)
-        for e in entries[1:]
-    ):
-        return  # registration order may not be execution order; do not guess
+    if _runs_on(model, shape):
+        return  # registration order was not execution order: the data fits
     raise DataError(
         f"data samples have shape {_fmt(shape)} but the model's first layer {first.name} "
         f"({first.kind}) expects {_expectation(first)}",
         _fix(first, shape),
     )
+
+
+def _check_export_spec(model: nn.Module, shape: tuple[int, ...], batch_size: int | None,
+                       num_samples: int | None) -> bool:
+    """For a ``torch.export`` program: compare its traced input shape with the data.
+
+    Returns True when the model is such a program (its spec is authoritative, so
+    the layer heuristics are skipped); raises when a static dimension disagrees.
+    """
+    import torch.fx
+
+    graph = getattr(model, "graph", None)
+    if not isinstance(graph, torch.fx.Graph):  # TorchScript graphs are another kind
+        return False
+    nodes = graph.nodes
+    spec = None
+    for node in nodes:
+        if node.op == "placeholder":
+            value = node.meta.get("val")
+            spec = getattr(value, "shape", None)
+            break
+    if spec is None:
+        return False
+    dims = list(spec)
+    static = [d if isinstance(d, int) else None for d in dims]
+    shown = "(" + ", ".join("*" if d is None else str(d) for d in static) + ")"
+    if len(dims) != len(shape) + 1 or any(
+            want is not None and want != got for want, got in zip(static[1:], shape, strict=False)):
+        raise DataError(
+            f"data samples have shape {_fmt(shape)} but the exported program was traced for "
+            f"inputs of shape {shown} (batch first; * = dynamic)",
+            "check --data, or re-export the program for this input shape",
+        )
+    if static[0] is not None and batch_size is not None and static[0] != batch_size:
+        raise DataError(
+            f"the exported program was traced with a fixed batch size of {static[0]} but the data "
+            f"is read in batches of {batch_size}",
+            f"pass --batch-size {static[0]} (and a --limit that is a multiple of it), or re-export "
+            "with a dynamic batch dimension (torch.export.Dim)",
+        )
+    fixed = static[0]
+    if fixed is not None and num_samples is not None and num_samples % fixed:
+        usable = num_samples // fixed * fixed
+        raise DataError(
+            f"the exported program was traced with a fixed batch size of {fixed}, but the last "
+            f"of the {num_samples} samples would form a smaller batch",
+            f"pass --limit {usable}" if usable else "re-export with a dynamic batch dimension "
+            "(torch.export.Dim)",
+        )
+    return True
+
+
+def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` accepts two all-zero samples of ``shape`` (eval mode, no grad)."""
+    import torch
+
+    from deadrelu.collector import eval_mode
+
+    param = next(iter(model.parameters()), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(torch.zeros((2, *shape), dtype=dtype, device=device))
+    except Exception:
+        return False
+    return True
 
 
 def suggest_channels(model: nn.Module) -> int | None:
