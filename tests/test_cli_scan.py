@@ -24,7 +24,6 @@ import pytest
 import torch
 
 from deadrelu.cli import main
-from deadrelu.errors import DeadReluError
 from deadrelu.findings import Finding, Severity
 from deadrelu.report import Report
 
@@ -377,10 +376,32 @@ def test_expected_messages(cli, tmp_path: Path) -> None:
         assert text in result.err, (case, result.err)
 
 
-def test_debug_reraises(cli, tmp_path: Path) -> None:
+def test_debug_shows_the_traceback_and_keeps_exit_code_2(cli, tmp_path: Path, capsys) -> None:
     args = _bad_inputs(tmp_path)["truncated checkpoint"]
-    with pytest.raises(DeadReluError):
+    with pytest.raises(SystemExit) as info:
         main(["scan", *map(str, args), "--debug"])
+    assert info.value.code == 2  # 1 would read as "a gate failed" in deadrelu check
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "CheckpointError" in err and "\nerror: " in err
+
+
+def test_output_never_overwrites_model_code_or_config(cli, tmp_path: Path) -> None:
+    arch = tmp_path / "models.py"
+    arch.write_text((SM / "models.py").read_text())
+    before = arch.read_text()
+    result = cli("scan", SM / "mlp_high_lr.pt", "--arch", f"{arch}:DigitsMLP",
+                 "--data", SM / "data" / "digits_test.npy", "-q", "-o", arch)
+    assert result.code == 2 and "would overwrite the input" in result.err
+    assert arch.read_text() == before
+    result = cli("scan", SM / "mlp_high_lr.pt", "--arch", "models:DigitsMLP",
+                 "--import-path", tmp_path, "--data", SM / "data" / "digits_test.npy", "-q",
+                 "-o", tmp_path / "report.txt")
+    assert result.code == 2 and "inside the input folder" in result.err
+    config = tmp_path / "deadrelu.toml"
+    config.write_text("[tool.deadrelu]\nrare = 0.02\n")
+    result = cli("scan", SM / "mlp_high_lr.pt", "--arch", f"{arch}:DigitsMLP",
+                 "--data", SM / "data" / "digits_test.npy", "--config", config, "-q", "-o", config)
+    assert result.code == 2 and "would overwrite the input" in result.err
 
 
 def test_debug_traceback_subprocess(tmp_path: Path) -> None:
@@ -391,7 +412,7 @@ def test_debug_traceback_subprocess(tmp_path: Path) -> None:
     assert plain.stderr.startswith("error: model file")
     debug = subprocess.run([sys.executable, "-m", "deadrelu", "scan", *args, "--debug"],
                            capture_output=True, text=True, cwd=ROOT)
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
     assert "CheckpointError" in debug.stderr
 
 

@@ -191,7 +191,8 @@ def check_command(
             config=cfg,
         )
         if output is not None:
-            check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
+            check_output_path(output, [*opts.input_paths(),
+                                       *filter(None, [baseline_path, cfg.source])])
         report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                partial_on_interrupt=False)
     report = exclude_layers(report, cfg)

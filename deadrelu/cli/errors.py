@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a gate failed (``check``), 2 an error the user can fix.
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Any
 
 import typer
@@ -25,8 +26,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
         # makes of a KeyboardInterrupt) instead of exiting with it.
         code = app(args=argv, standalone_mode=False)
     except DeadReluError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, but the same exit code: 1 means "a gate failed"
+            traceback.print_exc()
         error_line(str(exc))
         raise SystemExit(2) from None
     except (typer.Exit, SystemExit) as exc:
@@ -44,7 +45,7 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
             exc.show()
             raise SystemExit(2) from None
         if debug:
-            raise
+            traceback.print_exc()
         error_line(f"unexpected {type(exc).__name__}: {exc} — this is a bug in deadrelu; "
                    "re-run with --debug and report the traceback")
         raise SystemExit(3) from None

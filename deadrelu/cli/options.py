@@ -368,6 +368,11 @@ class LoadOptions:
         head, sep, _ = self.data.rpartition(":")
         data = Path(head) if sep and head.endswith(".py") else Path(self.data)
         paths.append(data)
+        if self.arch:  # path/to/file.py:Class: the user's model code
+            arch_file, sep, _ = self.arch.rpartition(":")
+            if sep and arch_file.endswith(".py"):
+                paths.append(Path(arch_file))
+        paths.extend(Path(p) for p in self.import_paths)  # folders of model code
         return paths
 
 
@@ -586,7 +591,7 @@ def check_output_path(output: Path, inputs: list[Path]) -> None:
         if target == resolved or (resolved.is_dir() and resolved in target.parents):
             raise ConfigError(
                 f"--output {output} would overwrite the input {source}"
-                if target == resolved else f"--output {output} is inside the data folder {source}",
+                if target == resolved else f"--output {output} is inside the input folder {source}",
                 "write the report somewhere else; deadrelu never modifies its inputs",
             )
     if output.is_dir():
