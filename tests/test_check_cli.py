@@ -112,6 +112,21 @@ def test_exit_2_on_corrupt_baseline_and_missing_model(cli, tmp_path):
     assert code == 2 and "nope.pt does not exist" in err
 
 
+def test_ci_formats_report_a_check_that_could_not_run(cli, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    code, out, err = cli("check", SM / "nope.pt", *LOAD, "--format", "github")
+    assert code == 2 and out.startswith("::error title=deadrelu check could not run::")
+    assert "nope.pt does not exist" in out and err.startswith("error: ")
+    code, out, _ = cli("check", SM / "nope.pt", *LOAD, "--format", "junit")
+    suite = ET.fromstring(out).find("testsuite")
+    assert code == 2 and suite.get("errors") == "1"
+    assert "nope.pt does not exist" in suite.find("testcase/error").get("message")
+    report = tmp_path / "junit.xml"
+    code, out, _ = cli("check", SM / "nope.pt", *LOAD, "--format", "junit", "-o", report)
+    assert code == 2 and out == "" and ET.parse(report).getroot().get("errors") == "1"
+
+
 def test_no_gate_uses_fail_on_error_and_says_so(cli):
     code, out, _ = cli("check", GOOD, *LOAD)
     assert code == 0

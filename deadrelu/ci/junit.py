@@ -49,3 +49,18 @@ def render_junit(run: CheckRun) -> str:
         ET.SubElement(suite, "system-out").text = "\n".join(outcome.notes)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_junit_error(model_label: str, message: str) -> str:
+    """A JUnit document for a check that could not run (bad input): one erroring test case.
+
+    Without it a CI dashboard reading the XML would show nothing, or an old file.
+    """
+    counts = {"tests": "1", "failures": "0", "errors": "1", "skipped": "0", "time": "0"}
+    root = ET.Element("testsuites", {"name": "deadrelu", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": f"deadrelu check {model_label}", **counts})
+    case = ET.SubElement(suite, "testcase", {"classname": "deadrelu.check", "name": "run",
+                                             "time": "0"})
+    ET.SubElement(case, "error", {"message": message, "type": "error"}).text = message
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

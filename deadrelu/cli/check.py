@@ -12,6 +12,7 @@ error (bad option, unreadable model, data or baseline), 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -171,30 +172,35 @@ def check_command(
         load_settings,
         warnings_to_stderr,
     )
+    from deadrelu.errors import DeadReluError
     from deadrelu.gates import evaluate
 
-    with warnings_to_stderr(quiet):
-        settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
-                                 dormancy=dormancy, tau=tau, device=device)
-        cfg = settings.config
-        # Everything a user can get wrong is checked before the (slow) scan.
-        gates, notes = resolve_gates(cfg, max_dead=max_dead, max_dead_layer=max_dead_layer or [],
-                                     fail_on=fail_on or [], max_increase=max_increase,
-                                     baseline=baseline)
-        baseline_path = baseline or _config_baseline(cfg)
-        base_report = _load_baseline(baseline_path) if baseline_path is not None else None
-        exit_zero = exit_zero or bool(cfg.check.get("exit_zero", False))
-        opts = LoadOptions.from_cli(
-            model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
-            trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
-            image_size=image_size, normalize=normalize, target=target, channels=channels,
-            config=cfg,
-        )
-        if output is not None:
-            check_output_path(output, [*opts.input_paths(),
-                                       *filter(None, [baseline_path, cfg.source])])
-        report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
-                               partial_on_interrupt=False)
+    try:
+        with warnings_to_stderr(quiet):
+            settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
+                                     dormancy=dormancy, tau=tau, device=device)
+            cfg = settings.config
+            # Everything a user can get wrong is checked before the (slow) scan.
+            gates, notes = resolve_gates(cfg, max_dead=max_dead, max_dead_layer=max_dead_layer or [],
+                                         fail_on=fail_on or [], max_increase=max_increase,
+                                         baseline=baseline)
+            baseline_path = baseline or _config_baseline(cfg)
+            base_report = _load_baseline(baseline_path) if baseline_path is not None else None
+            exit_zero = exit_zero or bool(cfg.check.get("exit_zero", False))
+            opts = LoadOptions.from_cli(
+                model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
+                trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
+                image_size=image_size, normalize=normalize, target=target, channels=channels,
+                config=cfg,
+            )
+            if output is not None:
+                check_output_path(output, [*opts.input_paths(),
+                                           *filter(None, [baseline_path, cfg.source])])
+            report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
+                                   partial_on_interrupt=False)
+    except DeadReluError as exc:
+        _emit_error(exc, output_format, model=model, output=output)
+        raise
     report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
     if notes:
@@ -207,6 +213,29 @@ def check_command(
     code = outcome.exit_code(exit_zero=exit_zero)
     if code:
         raise typer.Exit(code)
+
+
+def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
+                output: Path | None) -> None:
+    """For CI formats, say that the check could not run where CI looks for results."""
+    import sys
+
+    from deadrelu.ci import CheckFormat
+
+    message = str(exc)
+    if output_format is CheckFormat.github:
+        from deadrelu.ci.github import annotation
+
+        sys.stdout.write(annotation("error", message, title="deadrelu check could not run") + "\n")
+    elif output_format is CheckFormat.junit:
+        from deadrelu.ci.junit import render_junit_error
+
+        xml = render_junit_error(display_path(model), message)
+        if output is None:
+            sys.stdout.write(xml)
+        elif "--output" not in message:  # never write over an input the error is about
+            with contextlib.suppress(OSError):
+                output.write_text(xml, encoding="utf-8")
 
 
 def resolve_gates(
