@@ -87,6 +87,11 @@ class Thresholds:
                                   "give a share between 0 and 1, e.g. 0.01 for 1%")
             if f.name == "tau" and value < 0:
                 raise ConfigError(f"tau must be ≥ 0, got {value}", "ReDo uses 0, 0.025 or 0.1")
+            if f.name in ("always_on", "saturated") and float(value) <= 0.5:
+                # at or below one half, "almost always" would call a typical unit always-on
+                raise ConfigError(f"threshold {f.name}={value} must be above 0.5",
+                                  f"it is the share of positions that counts as almost all, "
+                                  f"e.g. {f.name}=0.99")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

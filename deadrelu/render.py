@@ -274,7 +274,9 @@ def render_layers(report: Report, width: int | None = None) -> RenderableType:
                   title_style="bold")
     show_hist = width >= _NARROW
     show_counts = width >= _NARROWEST
-    table.add_column("layer", overflow="fold", min_width=8)
+    # a site name is what users search their code for: keep it whole up to 40 columns
+    longest = max((len(site.info.name) for site in report.sites), default=8)
+    table.add_column("layer", overflow="fold", min_width=max(8, min(longest, 40, width // 3)))
     table.add_column("kind", overflow="fold")
     table.add_column("units", justify="right", no_wrap=True)
     table.add_column("dead", justify="right", no_wrap=True)

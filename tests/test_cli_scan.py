@@ -184,6 +184,12 @@ def test_threshold_flags(cli) -> None:
     assert report["thresholds"]["dormancy"] == "dohare"
 
 
+def test_near_zero_always_on_threshold_is_refused(cli) -> None:
+    result = cli("scan", SM / "mlp_healthy.pt", *MLP, "--data", DATA / "digits_test.npy",
+                 "--always-on", "0")
+    assert result.code == 2 and "always_on=0.0 must be above 0.5" in result.err
+
+
 def test_config_file_and_flag_override(cli, tmp_path: Path) -> None:
     config = tmp_path / "deadrelu.toml"
     config.write_text('rare = 0.2\nalways-on = 0.95\nbatch-size = 16\n')
@@ -258,6 +264,7 @@ def test_output_file(cli, tmp_path: Path, fmt: str) -> None:
         assert Report.from_dict(json.loads(text)).samples == 360
     else:
         assert "net.1" in text and "\x1b[" not in text  # no colour codes in files
+        assert all(line == line.rstrip() for line in text.splitlines())  # no padding
     quiet = cli("scan", SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy",
                 "--format", fmt, "--output", target, "--quiet")
     assert quiet.code == 0 and quiet.out == "" and quiet.err == ""

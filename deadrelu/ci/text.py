@@ -87,7 +87,8 @@ def render_table_text(run: CheckRun, *, width: int | None = None) -> str:
     console = Console(width=width or 100, record=True, color_system=None, force_terminal=False,
                       file=io.StringIO(), highlight=False)
     print_table(run, console)
-    return console.export_text()
+    # rich pads table rows to the console width; a file should not carry that padding
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
 
 
 def _md(text: str) -> str:

@@ -17,6 +17,13 @@ def error_line(problem: str) -> None:
     sys.stderr.write(f"error: {problem}\n")
 
 
+#: Exit code of a run cut short by Ctrl-C (click turns KeyboardInterrupt into it).
+INTERRUPTED = 130
+#: Set by a command that printed a partial report for an interrupted scan, so the
+#: exit needs no further word.
+interrupt_reported = False
+
+
 def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> None:
     """Run the typer app, turning user errors into one line and exit code 2."""
     from deadrelu.errors import DeadReluError
@@ -50,4 +57,6 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
                    "re-run with --debug and report the traceback")
         raise SystemExit(3) from None
     if isinstance(code, int) and code:
+        if code == INTERRUPTED and not interrupt_reported:
+            error_line("interrupted")  # Ctrl-C before any report was printed
         raise SystemExit(code)

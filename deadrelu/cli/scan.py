@@ -148,6 +148,9 @@ def scan_command(
     report = exclude_layers(report, settings.config)
     emit(report, output_format, output=output, quiet=quiet)
     if report.partial:
+        from deadrelu.cli import errors
+
+        errors.interrupt_reported = True
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -210,6 +213,7 @@ def render_text(report: Report, output_format: OutputFormat, *, width: int = 100
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, force_terminal=False,
             highlight=False).print(report)
-    return buffer.getvalue()
+    # rich pads table rows to the console width; a file should not carry that padding
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
