@@ -184,6 +184,19 @@ def test_threshold_flags(cli) -> None:
     assert report["thresholds"]["dormancy"] == "dohare"
 
 
+def test_select_and_ignore_flags_override_the_config(cli, tmp_path: Path) -> None:
+    config = tmp_path / "deadrelu.toml"
+    config.write_text('ignore = ["DR013"]\n')
+    args = ("scan", SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy")
+    assert {f["code"] for f in _scan_json(cli, *args[1:])["findings"]} == {"DR001"}
+    ignored = _scan_json(cli, *args[1:], "--config", config, "--ignore", "dr001")
+    assert ignored["findings"] == []
+    selected = _scan_json(cli, *args[1:], "--select", "DR01,DR013")
+    assert selected["findings"] == []
+    result = cli(*args, "--ignore", "DR999")
+    assert result.code == 2 and "'DR999' matches no rule" in result.err
+
+
 def test_near_zero_always_on_threshold_is_refused(cli) -> None:
     result = cli("scan", SM / "mlp_healthy.pt", *MLP, "--data", DATA / "digits_test.npy",
                  "--always-on", "0")

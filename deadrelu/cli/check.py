@@ -32,6 +32,7 @@ from deadrelu.cli.options import (
     DebugOpt,
     DeviceOpt,
     DormancyOpt,
+    IgnoreOpt,
     ImageSizeOpt,
     ImportPathOpt,
     LimitOpt,
@@ -42,6 +43,7 @@ from deadrelu.cli.options import (
     QuietOpt,
     RareOpt,
     SaturatedOpt,
+    SelectOpt,
     TargetOpt,
     TauOpt,
     TrustCheckpointOpt,
@@ -156,6 +158,8 @@ def check_command(
     saturated: SaturatedOpt = None,
     dormancy: DormancyOpt = None,
     tau: TauOpt = None,
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
     output_format: CheckFormatOpt = _CheckFormat.table,
     output: OutputOpt = None,
     no_progress: NoProgressOpt = False,
@@ -178,7 +182,8 @@ def check_command(
     try:
         with warnings_to_stderr(quiet):
             settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
-                                     dormancy=dormancy, tau=tau, device=device)
+                                     dormancy=dormancy, tau=tau, device=device,
+                                 select=select, ignore=ignore)
             cfg = settings.config
             # Everything a user can get wrong is checked before the (slow) scan.
             gates, notes = resolve_gates(cfg, max_dead=max_dead, max_dead_layer=max_dead_layer or [],

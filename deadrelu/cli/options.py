@@ -156,6 +156,16 @@ TauOpt = Annotated[float | None, typer.Option(
     "--tau", metavar="TAU", show_default=False, rich_help_panel=THRESHOLD_PANEL,
     help="ReDo's τ for --dormancy redo (0, 0.025 or 0.1 in the literature) \\[default: 0.025].",
 )]
+SelectOpt = Annotated[list[str] | None, typer.Option(
+    "--select", metavar="CODES", show_default=False, rich_help_panel=THRESHOLD_PANEL,
+    help="Report only these rule codes or prefixes (comma-separated or repeated, e.g. DR001,DR01); "
+         "replaces select in \\[tool.deadrelu].",
+)]
+IgnoreOpt = Annotated[list[str] | None, typer.Option(
+    "--ignore", metavar="CODES", show_default=False, rich_help_panel=THRESHOLD_PANEL,
+    help="Do not report these rule codes or prefixes (comma-separated or repeated); "
+         "replaces ignore in \\[tool.deadrelu].",
+)]
 NoProgressOpt = Annotated[bool, typer.Option(
     "--no-progress", rich_help_panel=OUTPUT_PANEL, help="Do not show the progress bar.",
 )]
@@ -276,6 +286,8 @@ def load_settings(
     dormancy: Dormancy | str | None = None,
     tau: float | None = None,
     device: str | None = None,
+    select: list[str] | None = None,
+    ignore: list[str] | None = None,
 ) -> ScanSettings:
     """Merge ``[tool.deadrelu]`` with command-line flags (flags win; ``None`` = not given).
 
@@ -285,6 +297,7 @@ def load_settings(
     from deadrelu.errors import ConfigError
 
     cfg = load_config_file(config)
+    cfg = cfg.with_overrides(select=_codes(select), ignore=_codes(ignore))
     if tau is not None and tau < 0:
         raise ConfigError(f"--tau {tau} is negative", "ReDo uses 0, 0.025 or 0.1")
     thresholds = cfg.make_thresholds(
@@ -297,6 +310,14 @@ def load_settings(
     margin = cfg.saturation_margin if cfg.saturation_margin is not None else 0.01
     return ScanSettings(thresholds, device or cfg.device or "auto", dict(cfg.unit_axis),
                         margin, cfg)
+
+
+def _codes(values: list[str] | None) -> tuple[str, ...] | None:
+    """``["DR001,DR002", "DR01"]`` → ``("DR001", "DR002", "DR01")``; ``None`` when not given."""
+    if not values:
+        return None
+    return tuple(code.strip().upper() for value in values for code in value.split(",")
+                 if code.strip())
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from deadrelu.cli.options import (
     DeviceOpt,
     DormancyOpt,
     FormatOpt,
+    IgnoreOpt,
     ImageSizeOpt,
     ImportPathOpt,
     LimitOpt,
@@ -38,6 +39,7 @@ from deadrelu.cli.options import (
     QuietOpt,
     RareOpt,
     SaturatedOpt,
+    SelectOpt,
     TargetOpt,
     TauOpt,
     TrustCheckpointOpt,
@@ -108,6 +110,8 @@ def scan_command(
     saturated: SaturatedOpt = None,
     dormancy: DormancyOpt = None,
     tau: TauOpt = None,
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
     output_format: FormatOpt = OutputFormat.table,
     output: OutputOpt = None,
     no_progress: NoProgressOpt = False,
@@ -131,7 +135,8 @@ def scan_command(
             warnings_to_stderr(quiet or not distributed.is_main_process()):
         main_rank = distributed.is_main_process()
         settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
-                                 dormancy=dormancy, tau=tau, device=device)
+                                 dormancy=dormancy, tau=tau, device=device,
+                                 select=select, ignore=ignore)
         opts = LoadOptions.from_cli(
             model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
             trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
