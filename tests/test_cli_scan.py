@@ -396,6 +396,17 @@ def test_expected_messages(cli, tmp_path: Path) -> None:
         assert text in result.err, (case, result.err)
 
 
+def test_torchscript_is_refused_by_name_before_the_data_is_judged(cli, tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(nn.Sequential(nn.Linear(64, 8), nn.ReLU())), str(path))
+    result = cli("scan", path, "--data", DATA / "digits_test_img.npy", "--no-progress")
+    assert result.code == 2
+    assert result.err.startswith(f"error: {path} is a TorchScript archive")
+
+
 def test_debug_shows_the_traceback_and_keeps_exit_code_2(cli, tmp_path: Path, capsys) -> None:
     args = _bad_inputs(tmp_path)["truncated checkpoint"]
     with pytest.raises(SystemExit) as info:

@@ -284,6 +284,59 @@ def test_folder_of_tensor_files_with_different_shapes(tmp_path):
     assert "b.npy" in message and "(4,)" in message and "(3,)" in message
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("garbage.pt", "is corrupt or not a torch tensor file"),
+        ("garbage.npy", "is corrupt or not a NumPy .npy file"),
+        ("garbage.npz", "is corrupt or not a NumPy .npz archive"),
+    ],
+)
+def test_garbage_tensor_files_are_called_corrupt(tmp_path, name, expected):
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(0).bytes(5000))
+    message = data_error(path)
+    assert f"data file {path} {expected}" in message
+    assert "pickled" not in message and "Decode" not in message
+    assert "re-create it with" in message
+
+
+def test_truncated_and_empty_pt_files(tmp_path):
+    whole = tmp_path / "whole.pt"
+    torch.save(torch.zeros(4, 3), whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:200])
+    assert f"data file {cut} looks truncated or corrupt" in data_error(cut)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert f"data file {empty} is empty" in data_error(empty)
+
+
+def test_state_dict_passed_as_data(tmp_path, capsys):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    message = data_error(path)
+    assert f"data file {path} looks like a model checkpoint (a state dict of 4 tensors" in message
+    assert "pass it as the MODEL argument and point --data at the model's inputs" in message
+    assert "differ in length" not in message
+
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"))
+    assert "looks like a model checkpoint" in data_error(tmp_path / "model.safetensors")
+
+    from deadrelu.cli import main
+
+    whole = tmp_path / "whole.pt"
+    torch.save(model, whole)
+    with pytest.raises(SystemExit) as info:
+        main(["scan", str(whole), "--data", str(path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "looks like a model checkpoint" in err
+
+
 # --- tables ----------------------------------------------------------------------------------
 
 
@@ -307,6 +360,17 @@ def test_csv_with_target(csv_path):
 def test_csv_without_target_keeps_numeric_label(csv_path):
     source, batches = collect(csv_path)
     assert source.sample_shape == (3,)
+
+
+def test_csv_description_without_row_count(csv_path, tmp_path):
+    source = open_data(csv_path, target="label")
+    assert source.num_samples is None
+    assert source.description == "a table with 2 numeric columns from table.csv"
+    folder = tmp_path / "csvs"
+    folder.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (folder / name).write_text(csv_path.read_text())
+    assert open_data(folder).description == f"2 tables with 3 numeric columns in {folder}"
 
 
 def test_csv_unknown_target_lists_columns(csv_path):
@@ -351,6 +415,20 @@ def test_parquet_and_folder_of_parts(tmp_path):
     assert torch.allclose(torch.cat(batches), torch.tensor([[0.0, 0], [1, 2], [2, 4], [3, 6]]))
     source, batches = collect(folder, target="y", batch_size=3)
     assert source.num_samples == 6 and sum(b.shape[0] for b in batches) == 6
+
+
+def test_parquet_batches_are_writable_without_warning(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    path = tmp_path / "floats.parquet"
+    pd.DataFrame(np.random.rand(5, 3).astype(np.float32), columns=list("abc")).to_parquet(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "The given NumPy array is not writable" would raise
+        source, batches = collect(path, batch_size=2)
+    assert source.description == "5 rows x 3 numeric columns from floats.parquet"
+    batches[0].add_(1.0)  # a real, owned tensor
 
 
 # --- functions -------------------------------------------------------------------------------

@@ -412,6 +412,14 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
         opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
         import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
     )
+    if loaded.format == "torchscript":  # say so before any data is read or checked
+        from deadrelu.errors import ModelError
+
+        raise ModelError(
+            f"{opts.model} is a TorchScript archive: it runs compiled graph code with no Python "
+            "forward to observe, so its activations cannot be seen",
+            "scan the original nn.Module checkpoint (or a torch.export .pt2 program) instead",
+        )
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))

@@ -14,6 +14,7 @@ must stay integers for embeddings).
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
 TENSOR_SUFFIXES = frozenset({".pt", ".pth", ".npy", ".npz", ".safetensors"})
 INPUT_KEYS = ("x", "X", "inputs", "input", "data")
 LABEL_KEYS = frozenset({"y", "Y", "label", "labels", "target", "targets"})
+# Last parts of state-dict keys ("net.0.weight"): a model checkpoint passed as --data.
+_PARAMETER_NAMES = frozenset(
+    {"weight", "bias", "running_mean", "running_var", "num_batches_tracked", "in_proj_weight"}
+)
+_NPY_MAGIC = b"\x93NUMPY"
 _SAFETENSORS_DTYPES = {
     "F64": "float64",
     "F32": "float32",
@@ -98,6 +104,8 @@ def open_arrays(root: Path, files: list[Path], *, batch_size: int) -> DataSource
 def open_array_file(path: Path) -> ArrayFile:
     """Open one tensor file without reading its data."""
     suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty", "re-create it, or point --data at the right file")
     try:
         if suffix == ".npy":
             return _open_npy(path)
@@ -151,6 +159,10 @@ def _from_numpy(array: Any, path: Path) -> torch.Tensor:
 def _open_npy(path: Path) -> ArrayFile:
     import numpy as np
 
+    # Without the magic bytes NumPy falls back to unpickling and then blames
+    # "pickled (object) data", which sends the user looking for Python objects.
+    if _head(path, len(_NPY_MAGIC)) != _NPY_MAGIC:
+        raise _not_that_kind(path, "a NumPy .npy file (it lacks the .npy header)", "np.save")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
@@ -177,6 +189,9 @@ def _open_npy(path: Path) -> ArrayFile:
 def _open_npz(path: Path) -> ArrayFile:
     import numpy as np
 
+    # As for .npy: a non-zip file would otherwise be reported as pickled data.
+    if not zipfile.is_zipfile(path):
+        raise _not_that_kind(path, "a NumPy .npz archive (it is not a zip file)", "np.savez")
     with np.load(path, allow_pickle=False) as archive:
         keys = list(archive.files)
         key = _pick_key(keys, path, allow_first=True)
@@ -252,6 +267,8 @@ def _open_torch(path: Path) -> ArrayFile:
     tensors = selected
     lengths = {k: int(v.shape[0]) if v.dim() else -1 for k, v in tensors.items()}
     if len(set(lengths.values())) != 1 or -1 in lengths.values():
+        if _looks_like_state_dict(tensors):
+            raise _checkpoint_as_data(path, tensors)
         shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise DataError(
             f"{path} holds a dict whose tensors differ in length along dim 0 ({shown})",
@@ -267,6 +284,17 @@ def _open_torch(path: Path) -> ArrayFile:
 def _torch_load(path: Path) -> Any:
     import torch
 
+    # torch.load reads anything that is not a zip as a legacy pickle, so random
+    # bytes surface as e.g. UnicodeDecodeError; check the leading bytes first.
+    head = _head(path, 4)
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        raise DataError(
+            f"data file {path} looks truncated or corrupt: it starts like a zip archive "
+            "but is not a complete one",
+            "re-create it with torch.save, or re-download it",
+        )
+    if not head.startswith((b"PK", b"\x80")):  # zip, or a legacy pickle's PROTO opcode
+        raise _not_that_kind(path, "a torch tensor file (not written by torch.save)", "torch.save")
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -320,6 +348,8 @@ def _pick_key(keys: list[str], path: Path, *, allow_first: bool) -> str:
     candidates = [k for k in keys if k not in LABEL_KEYS]
     if len(candidates) == 1 or (candidates and allow_first):
         return candidates[0]
+    if _looks_like_state_dict(keys):
+        raise _checkpoint_as_data(path, keys)
     listed = ", ".join(keys) if keys else "none"
     raise DataError(
         f"cannot tell which array in {path} is the input (keys: {listed})",
@@ -334,6 +364,32 @@ def _check_rank(shape: tuple[int, ...], path: Path, key: str | None = None) -> N
             f"{where} holds a single number, not samples",
             "save an array with one row per sample (first dimension = samples)",
         )
+
+
+def _head(path: Path, size: int) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(size)
+
+
+def _not_that_kind(path: Path, kind: str, writer: str) -> DataError:
+    return DataError(
+        f"data file {path} is corrupt or not {kind}",
+        f"re-create it with {writer}, or point --data at the right file",
+    )
+
+
+def _looks_like_state_dict(keys: Any) -> bool:
+    """Keys such as ``net.0.weight``: parameters of a model, not inputs."""
+    return any(str(k).rsplit(".", 1)[-1] in _PARAMETER_NAMES for k in keys)
+
+
+def _checkpoint_as_data(path: Path, keys: Any) -> DataError:
+    names = [str(k) for k in keys]
+    return DataError(
+        f"data file {path} looks like a model checkpoint (a state dict of {len(names)} "
+        f"tensors such as {names[0]!r}), not data",
+        "pass it as the MODEL argument and point --data at the model's inputs",
+    )
 
 
 def _describe(content: Any) -> str:

@@ -33,13 +33,14 @@ FORMATS = ("pickle", "state_dict", "safetensors", "torchscript", "export")
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pt2", ".tar", ".safetensors")
 
 _EXPORT_NOTE = (
-    "torch.export program: its layers are flattened into one graph of aten ops, so "
-    "activations appear as calls such as aten.relu inside the graph rather than as named "
-    "nn.ReLU modules; only activations the collector intercepts at the op level are reported"
+    "torch.export program: its layers are flattened into one graph of aten ops; activation "
+    "ops in that graph (aten.relu, aten.gelu, ...) are seen and named by the module path they "
+    "were traced from (nn_module_stack), but activations that export fused or decomposed into "
+    "other ops, or that run inside custom or opaque ops, are not seen"
 )
 _TORCHSCRIPT_NOTE = (
     "TorchScript module: it runs in the TorchScript interpreter, where Python forward hooks "
-    "cannot be attached; activations are visible only if the collector supports ScriptModules"
+    "cannot be attached, so deadrelu.scan refuses it; scan the original nn.Module instead"
 )
 _OTHER_FORMATS = {
     b"\x89HDF\r\n\x1a\n": "an HDF5 (Keras) file",

@@ -75,11 +75,19 @@ def open_tables(
         for table in tables:
             yield from _read(table, features, batch_size=batch_size, limit=limit)
 
-    what = f"{len(files)} tables in {root}" if root.is_dir() else root.name
-    rows = f"{total:,} rows" if total is not None else "rows"
+    columns = f"{len(features)} numeric columns"
+    if total is not None:
+        what = f"{len(files)} tables in {root}" if root.is_dir() else root.name
+        description = f"{total:,} rows x {columns} from {what}"
+    # CSV row counts are unknown until the file has been read through: the
+    # count is left out rather than shown as a bare "rows".
+    elif root.is_dir():
+        description = f"{len(files)} tables with {columns} in {root}"
+    else:
+        description = f"a table with {columns} from {root.name}"
     return DataSource(
         batches,
-        description=f"{rows} x {len(features)} numeric columns from {what}",
+        description=description,
         num_samples=total,
         sample_shape=(len(features),),
         notes=notes,
@@ -174,7 +182,9 @@ def _to_tensor(frame: pd.DataFrame, path: Path, *, first_row: int) -> torch.Tens
                     "clean that column, or drop it from the table",
                 ) from exc
         raise _unreadable(path, exc) from exc
-    return torch.from_numpy(values)
+    # Arrow-backed frames (Parquet) can hand back a read-only view, which
+    # torch.from_numpy warns about; copy only then, CSV arrays are already ours.
+    return torch.from_numpy(values if values.flags.writeable else values.copy())
 
 
 def _csv_head(path: Path, *, nrows: int) -> pd.DataFrame:
