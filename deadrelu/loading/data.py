@@ -467,8 +467,16 @@ def _check_normalize(
         raise DataError(
             f"--normalize {value!r} has {channels} per-channel values but data samples have shape "
             f"{shape}, i.e. {got} channel(s) along the first dimension",
-            f"pass --channels {channels} for images, or give one value per channel",
+            _normalize_fix(channels, got),
         )
+
+
+def _normalize_fix(channels: int, got: int) -> str:
+    """Suggest only what the loader accepts: image channels are 1, 3 or 4."""
+    if channels in (3, 4):
+        return f"pass --channels {channels} for images, or give one value per channel"
+    values = "/".join(["0.5"] * got)
+    return f"give one mean and one std per channel, e.g. --normalize {values},{values}"
 
 
 def _normalized(batch: Batch, stats: tuple[tuple[float, ...], tuple[float, ...]]) -> Batch:
