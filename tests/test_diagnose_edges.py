@@ -104,3 +104,9 @@ def test_broken_deadrelu_table_is_an_error_naming_the_file(tmp_path):
 def test_broken_unrelated_pyproject_is_skipped(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.black]\nline-length = \n')
     assert find_config(tmp_path) is None or find_config(tmp_path).parent != tmp_path
+
+
+@pytest.mark.parametrize("n, severity", [(20, "error"), (100, "warning")])
+def test_too_few_samples_is_an_error_when_no_verdict_can_stand(n, severity):
+    (finding,) = by_code(scan(F.planted_dead((4,)), X[:n]), "DR011")
+    assert finding.severity.value == severity

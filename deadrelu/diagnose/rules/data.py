@@ -104,11 +104,16 @@ def _input_fix(summary: InputSummary, first: str) -> str:
             f"or put nn.BatchNorm1d/nn.LayerNorm in front of {first}")
 
 
+#: DR011 is an error when a scan cannot rule out fire rates this large.
+FIRM_BOUND = 0.1
+
+
 @rule(
     code="DR011",
     name="too-few-samples",
     causes=("insufficient_data",),
-    severity="warning",
+    severity="error when the scan cannot even rule out fire rates of 10% (fewer than 29 "
+             "samples), else warning",
     summary="Too few samples for the dead verdicts to be firm.",
     checks="""Some units are called dead, but the scan saw too few samples for that verdict:
         a unit that fires with probability p goes unseen in n samples with probability
@@ -140,8 +145,10 @@ def too_few_samples(ctx: Context) -> Iterator[Finding]:
         message += f", and so do {plural(always, 'always-on verdict')}"
     fix = (f"scan at least {need} samples (e.g. `--limit {need}` with more data) to rule out fire "
            f"rates above {pct(rare)} before acting on the dead units")
+    # below ~29 samples a "dead" unit may fire on one input in ten: no verdict stands
+    severity = Severity.ERROR if ctx.rule_out >= FIRM_BOUND else Severity.WARNING
     yield Finding(
-        "DR011", Severity.WARNING, None, message, "insufficient_data", fix,
+        "DR011", severity, None, message, "insufficient_data", fix,
         {"samples": ctx.samples, "rule_out_fire_rate": ctx.rule_out, "rare_threshold": rare,
          "samples_needed": need, "dead_by_layer": dead, "confidence": CONFIDENCE},
     )
