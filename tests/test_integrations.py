@@ -91,11 +91,8 @@ def test_tensorboard_logger_writes_scalars(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
-def test_lightning_callback_logs_through_the_trainer(tmp_path):
-    pl = pytest.importorskip("lightning.pytorch")
-    from lightning.pytorch.loggers import CSVLogger
-
-    from deadrelu.integrations.lightning import DeadReluCallback
+def _lightning_module(pl):
+    """A LightningModule around :class:`Net` (validation logs a loss, never recorded)."""
 
     class Module(pl.LightningModule):
         def __init__(self):
@@ -113,8 +110,22 @@ def test_lightning_callback_logs_through_the_trainer(tmp_path):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
+    return Module
+
+
+def _lightning_data() -> TensorDataset:
     gen = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(64, 6, generator=gen), torch.randint(0, 2, (64,), generator=gen))
+    return TensorDataset(torch.randn(64, 6, generator=gen), torch.randint(0, 2, (64,), generator=gen))
+
+
+def test_lightning_callback_logs_through_the_trainer(tmp_path):
+    pl = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.loggers import CSVLogger
+
+    from deadrelu.integrations.lightning import DeadReluCallback
+
+    Module = _lightning_module(pl)
+    data = _lightning_data()
     callback = DeadReluCallback(every=2, log_every=4)
     trainer = pl.Trainer(
         max_steps=8, accelerator="cpu", devices=1, logger=CSVLogger(str(tmp_path), name="run"),
@@ -142,20 +153,8 @@ def test_lightning_callback_records_accumulated_steps_whole():
 
     from deadrelu.integrations.lightning import DeadReluCallback
 
-    class Module(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = Net()
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return F.cross_entropy(self.net(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.01)
-
-    gen = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(64, 6, generator=gen), torch.randint(0, 2, (64,), generator=gen))
+    Module = _lightning_module(pl)
+    data = _lightning_data()
     callback = DeadReluCallback(every=2, log_every=4)
     trainer = pl.Trainer(
         max_epochs=1, accelerator="cpu", devices=1, logger=False, callbacks=[callback],
