@@ -38,22 +38,38 @@ def model_input(batch: Any) -> Any:
 
 
 def batch_size(inputs: Any) -> int:
-    """Number of samples in ``inputs`` (dim 0 of the first tensor)."""
+    """Number of samples in ``inputs``: dim 0 of the tensor, or of a dict's batched tensors.
+
+    In a dict, the leading size shared by the most tensors of rank ≥ 1 is the batch
+    (``input_ids`` and ``attention_mask`` agree; a lone ``bias`` vector does not count).
+    """
     if isinstance(inputs, Tensor):
         return int(inputs.shape[0]) if inputs.ndim else 1
     if isinstance(inputs, Mapping):
-        for value in inputs.values():
-            value = _as_tensor(value)
-            if isinstance(value, Tensor):
-                return int(value.shape[0]) if value.ndim else 1
+        tensors = [t for v in inputs.values() if isinstance(t := _as_tensor(v), Tensor) and t.ndim]
+        if tensors:
+            sizes = [int(t.shape[0]) for t in tensors]
+            # most tensors agree on the batch; on a tie, a batch of vectors (rank ≥ 2) wins
+            # over a lone 1-d tensor, then the first key
+            best = max(range(len(tensors)), key=lambda i: (
+                sizes.count(sizes[i]), tensors[i].ndim >= 2, -i))
+            return sizes[best]
+        if any(isinstance(_as_tensor(v), Tensor) for v in inputs.values()):
+            return 1
     raise DataError("a batch holds no tensor", "each batch needs at least one tensor input")
 
 
 def take(inputs: Any, n: int) -> Any:
-    """The first ``n`` samples of ``inputs``."""
+    """The first ``n`` samples of ``inputs`` (in a dict, of the tensors that hold the batch)."""
     if isinstance(inputs, Tensor):
         return inputs[:n]
-    return {k: (_as_tensor(v)[:n] if isinstance(_as_tensor(v), Tensor) else v) for k, v in inputs.items()}
+    size = batch_size(inputs)
+    out = {}
+    for key, value in inputs.items():
+        t = _as_tensor(value)
+        batched = isinstance(t, Tensor) and t.ndim > 0 and int(t.shape[0]) == size
+        out[key] = t[:n] if batched else value
+    return out
 
 
 def to_device(inputs: Any, device: torch.device, dtype: torch.dtype | None) -> Any:

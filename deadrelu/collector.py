@@ -64,6 +64,19 @@ _CHANNEL_PRODUCERS: tuple[type[nn.Module], ...] = (
 _FEATURE_PRODUCERS: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.RMSNorm,
 )
+#: Functional ops whose output has channels in dim 1, or features in the last dim.
+_CHANNEL_FUNCS = frozenset(
+    f"{op}{d}d" for op in ("conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool",
+                           "adaptive_max_pool", "lp_pool", "fractional_max_pool")
+    for d in (1, 2, 3)
+) | {"batch_norm", "instance_norm", "group_norm", "max_pool2d_with_indices"}
+_FEATURE_FUNCS = frozenset({"linear", "bilinear", "layer_norm", "rms_norm", "embedding"})
+#: Ops that move or regroup dimensions: their output's axes mean something new.
+_REARRANGING_FUNCS = frozenset({
+    "transpose", "transpose_", "permute", "t", "t_", "movedim", "moveaxis", "swapaxes",
+    "swapdims", "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze",
+    "matmul", "bmm", "mm", "einsum", "__matmul__", "view_as", "reshape_as",
+})
 
 
 @dataclass(frozen=True)
@@ -163,7 +176,7 @@ class _Mode(TorchFunctionMode):
         if op is not None and isinstance(out, Tensor):
             c._on_activation(func, op, args, kwargs, out)
         elif c._tracing and isinstance(out, Tensor) and args:
-            c._propagate(args, kwargs, out)
+            c._propagate(func, args, kwargs, out)
         return out
 
 
@@ -218,6 +231,8 @@ class Collector:
         self.output_producer: tuple[str, bool] | None = None
         self._names: dict[int, str] = {}
         for name, m in model.named_modules(remove_duplicate=False):
+            # a torch.compile'd submodule is named by its path in the user's code
+            name = name.replace("._orig_mod", "").removeprefix("_orig_mod.")
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
         self._graph_paths = _graph_module_paths(model)
         self._handles: list[RemovableHandle] = []
@@ -228,6 +243,8 @@ class Collector:
         self._tracing = False
         self._traced_once = False
         self._producers: dict[int, tuple[weakref.ref[Tensor], str, bool]] = {}
+        # id → (tensor, "channel" | "feature" | "other"): what the tensor's dims mean
+        self._layouts: dict[int, tuple[weakref.ref[Tensor], str]] = {}
         self._scratch: dict[torch.device, Tensor] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -299,6 +316,10 @@ class Collector:
             self.output_producer = self._producer_of(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
             self._note_producer(output, path, True)
+            if isinstance(module, _CHANNEL_PRODUCERS):
+                self._set_layout(output, "channel")
+            elif isinstance(module, _FEATURE_PRODUCERS):
+                self._set_layout(output, "feature")
         if not self._stack:
             self._leave_forward()
 
@@ -320,6 +341,7 @@ class Collector:
             self._traced_once = True
             self._tracing = False
         self._producers.clear()
+        self._layouts.clear()
         self._stack.clear()
 
     # -- provenance (first forward only) ------------------------------------------------------
@@ -339,12 +361,33 @@ class Collector:
             return None
         return known[1], known[2]
 
-    def _propagate(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Tensor) -> None:
+    def _propagate(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                   out: Tensor) -> None:
         # out = op(x, ...): out inherits x's producer, marked indirect (e.g. a residual add).
         # An in-place op (out is x) also makes x's producer indirect.
-        src = self._producer_of(args[0])
+        x = _first_tensor(args, kwargs)
+        src = self._producer_of(x)
         if src is not None:
             self._producers[id(out)] = (weakref.ref(out), src[0], False)
+        # what out's dims mean: set by convs/linears, kept through ops that keep the
+        # dims in place (dropout, padding, upsampling, a residual add, torch.cat),
+        # lost through ops that move them (transpose, view...)
+        name = getattr(func, "__name__", "")
+        if name in _CHANNEL_FUNCS:
+            self._set_layout(out, "channel")
+        elif name in _FEATURE_FUNCS:
+            self._set_layout(out, "feature")
+        elif x is not None and (name in _REARRANGING_FUNCS or out.ndim != x.ndim):
+            self._set_layout(out, "other")
+        elif x is not None and (layout := self._layout_of(x)) is not None:
+            self._set_layout(out, layout)
+
+    def _set_layout(self, tensor: Tensor, layout: str) -> None:
+        self._layouts[id(tensor)] = (weakref.ref(tensor), layout)
+
+    def _layout_of(self, tensor: Any) -> str | None:
+        known = self._layouts.get(id(tensor)) if isinstance(tensor, Tensor) else None
+        return known[1] if known is not None and known[0]() is tensor else None
 
     # -- activations ---------------------------------------------------------------------------
 
@@ -371,6 +414,9 @@ class Collector:
         self.last_site = name
         if self._tracing:  # whatever consumes this output was fed by this site
             self._producers[id(out)] = (weakref.ref(out), name, True)
+            layout = self._layout_of(args[0] if args else None)
+            if layout is not None:  # elementwise: the dims keep their meaning
+                self._set_layout(out, layout)
         info = site.info
         with torch.no_grad():  # during training: never part of the autograd graph
             y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
@@ -393,10 +439,17 @@ class Collector:
 
     def _sample_axis(self, out: Tensor, info: SiteInfo) -> int:
         # Batches are batch-first; a (T, N, C) tensor inside the model keeps the axis
-        # found at the site's first call (a short last batch may change dim 0's size).
-        if out.ndim <= 1 or out.shape[0] == self._batch:
+        # found at the site's first call while it still holds the batch (a batch whose
+        # size equals T must not switch it to dim 0); else the first dim that does.
+        if out.ndim <= 1:
             return 0
-        return info.sample_axis if info.sample_axis < out.ndim else 0
+        axis = info.sample_axis if info.sample_axis < out.ndim else 0
+        if out.shape[axis] == self._batch:
+            return axis
+        for d in range(out.ndim):
+            if d != info.unit_axis and out.shape[d] == self._batch:
+                return d
+        return axis
 
     def _new_site(
         self,
@@ -409,8 +462,16 @@ class Collector:
         out: Tensor,
     ) -> Site:
         producer = self._producer_of(x)
-        unit_axis = self._unit_axis_for(name, out, producer[0] if producer else None)
+        unit_axis = self._unit_axis_for(name, out, producer[0] if producer else None,
+                                        self._layout_of(x))
         sample_axis = self._guess_sample_axis(out, unit_axis)
+        if out.ndim >= 2 and unit_axis == sample_axis:
+            raise ConfigError(
+                f"unit_axis {unit_axis} for site {name!r} is its sample dimension (it holds the "
+                f"batch of {self._batch})",
+                "choose the dimension that holds the units, e.g. 1 for conv channels or -1 for "
+                "features",
+            )
         nd = out.ndim
         shape = tuple(int(s) for d, s in enumerate(out.shape) if nd > 1 and d != sample_axis)
         units = int(out.shape[unit_axis]) if nd > 0 else 1
@@ -426,7 +487,8 @@ class Collector:
         self.sites[name] = site
         return site
 
-    def _unit_axis_for(self, name: str, out: Tensor, producer: str | None) -> int:
+    def _unit_axis_for(self, name: str, out: Tensor, producer: str | None,
+                       layout: str | None = None) -> int:
         nd = out.ndim
         for pattern, axis in self.unit_axis.items():
             if fnmatch.fnmatchcase(name, pattern):
@@ -438,6 +500,12 @@ class Collector:
                 return axis % nd if nd else 0
         if nd <= 2:
             return nd - 1 if nd else 0
+        if layout == "channel":
+            return 1
+        if layout == "feature":
+            return nd - 1
+        if layout == "other":  # dims were moved after the producing layer: default rule
+            return 1 if nd >= 4 else nd - 1
         module = self._module_at(producer)
         if isinstance(module, _CHANNEL_PRODUCERS):
             return 1

@@ -11,8 +11,9 @@ Invariants:
   ``f(0)`` exactly when the input is > 0, so firing is read off the *output* as
   ``y > level`` with ``level = f(0)``. Reading the output (not the input) keeps
   in-place activations correct: by the time we look, the input is overwritten.
-  (PReLU/RReLU with a negative slope break this; we document it rather than pay
-  for a second tensor.)
+  (PReLU/RReLU with a negative slope break this, as do ``F.threshold`` with a
+  replacement value above its threshold and ``F.softplus`` with a linear-region
+  threshold below log 2; we document it rather than pay for a second tensor.)
 * Saturation is the flat region of a bounded activation: ``y <= sat_low`` or
   ``y >= sat_high``. For ReLU6 only the upper bound counts, since its lower flat
   region is "not firing" and is already counted as such.
@@ -102,8 +103,12 @@ def make_kind(op: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], margin:
     if op == "relu6":
         return ActivationKind("relu6", 0.0, None, 6.0, can_die=True, nonneg=True)
     if op == "threshold":
+        # y = x above the threshold, else value: with value <= threshold, y > threshold
+        # exactly when x is; a replacement value above the threshold hides inputs in
+        # (threshold, value], so those count as not firing (documented approximation)
         th = _arg(args, kwargs, 1, "threshold", 0.0)
-        return ActivationKind("threshold", th, can_die=True)
+        value = _arg(args, kwargs, 2, "value", 0.0)
+        return ActivationKind("threshold", max(th, value), can_die=True)
     if op == "softplus":
         beta = _arg(args, kwargs, 1, "beta", 1.0)
         return ActivationKind("softplus", math.log(2.0) / beta, can_die=True, nonneg=True)

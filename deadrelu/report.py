@@ -55,7 +55,15 @@ class Report:
 
     @property
     def samples(self) -> int:
-        """Number of samples scanned (the most any site saw)."""
+        """Number of samples scanned.
+
+        The scan's own count when it recorded one; a site whose tensor has no batch
+        dimension (a gate computed from a parameter, tokens flattened to ``(N*T, C)``)
+        counts its leading dimension instead, which must not inflate this number.
+        """
+        recorded = self.meta.get("samples")
+        if isinstance(recorded, int) and recorded > 0:
+            return recorded
         return max((s.stats.samples for s in self.sites), default=0)
 
     @property
