@@ -2,7 +2,8 @@
 
 A batch is a tensor (``model(x)``), a tuple/list whose first item is the input
 (labels and the rest are ignored), or a dict passed as ``model(**batch)``.
-Samples are counted along dim 0 of the input.
+Samples are counted along dim 0 of the input, or along ``dim`` for time-major
+data (``(T, N, E)`` for sequence modules built with ``batch_first=False``).
 """
 
 from __future__ import annotations
@@ -37,18 +38,19 @@ def model_input(batch: Any) -> Any:
     )
 
 
-def batch_size(inputs: Any) -> int:
-    """Number of samples in ``inputs``: dim 0 of the tensor, or of a dict's batched tensors.
+def batch_size(inputs: Any, dim: int = 0) -> int:
+    """Number of samples in ``inputs``: dim ``dim`` of the tensor, or of a dict's batched tensors.
 
-    In a dict, the leading size shared by the most tensors of rank ≥ 1 is the batch
+    In a dict, the size shared by the most tensors of rank > ``dim`` is the batch
     (``input_ids`` and ``attention_mask`` agree; a lone ``bias`` vector does not count).
     """
     if isinstance(inputs, Tensor):
-        return int(inputs.shape[0]) if inputs.ndim else 1
+        return int(inputs.shape[dim]) if inputs.ndim > dim else 1
     if isinstance(inputs, Mapping):
-        tensors = [t for v in inputs.values() if isinstance(t := _as_tensor(v), Tensor) and t.ndim]
+        tensors = [t for v in inputs.values()
+                   if isinstance(t := _as_tensor(v), Tensor) and t.ndim > dim]
         if tensors:
-            sizes = [int(t.shape[0]) for t in tensors]
+            sizes = [int(t.shape[dim]) for t in tensors]
             # most tensors agree on the batch; on a tie, a batch of vectors (rank ≥ 2) wins
             # over a lone 1-d tensor, then the first key
             best = max(range(len(tensors)), key=lambda i: (
@@ -59,16 +61,16 @@ def batch_size(inputs: Any) -> int:
     raise DataError("a batch holds no tensor", "each batch needs at least one tensor input")
 
 
-def take(inputs: Any, n: int) -> Any:
+def take(inputs: Any, n: int, dim: int = 0) -> Any:
     """The first ``n`` samples of ``inputs`` (in a dict, of the tensors that hold the batch)."""
     if isinstance(inputs, Tensor):
-        return inputs[:n]
-    size = batch_size(inputs)
+        return inputs.narrow(dim, 0, n)
+    size = batch_size(inputs, dim)
     out = {}
     for key, value in inputs.items():
         t = _as_tensor(value)
-        batched = isinstance(t, Tensor) and t.ndim > 0 and int(t.shape[0]) == size
-        out[key] = t[:n] if batched else value
+        batched = isinstance(t, Tensor) and t.ndim > dim and int(t.shape[dim]) == size
+        out[key] = t.narrow(dim, 0, n) if batched else value
     return out
 
 
@@ -95,14 +97,15 @@ def call(model: nn.Module, inputs: Any) -> Any:
     return model(inputs)
 
 
-def iterate(data: Any, chunk: int) -> Iterator[Any]:
-    """Batches of ``data``: a tensor/array is cut into chunks of ``chunk`` samples."""
+def iterate(data: Any, chunk: int, dim: int = 0) -> Iterator[Any]:
+    """Batches of ``data``: a tensor/array is cut into chunks of ``chunk`` samples along ``dim``."""
     data = _as_tensor(data)
     if isinstance(data, Tensor):
-        if data.ndim == 0:
-            raise DataError("data is a 0-d tensor", "pass a batch of samples with the batch on dim 0")
-        for start in range(0, data.shape[0], chunk):
-            yield data[start:start + chunk]
+        if data.ndim <= dim:
+            raise DataError(f"data is a {data.ndim}-d tensor",
+                            f"pass a batch of samples with the batch on dim {dim}")
+        for start in range(0, data.shape[dim], chunk):
+            yield data.narrow(dim, start, min(chunk, data.shape[dim] - start))
         return
     if isinstance(data, Mapping):
         yield data
@@ -115,11 +118,11 @@ def iterate(data: Any, chunk: int) -> Iterator[Any]:
     yield from data
 
 
-def total_samples(data: Any) -> int | None:
+def total_samples(data: Any, dim: int = 0) -> int | None:
     """The number of samples in ``data`` when it can be known without iterating."""
     data = _as_tensor(data)
     if isinstance(data, Tensor):
-        return int(data.shape[0]) if data.ndim else None
+        return int(data.shape[dim]) if data.ndim > dim else None
     dataset = getattr(data, "dataset", None)
     if dataset is not None:
         try:

@@ -192,6 +192,8 @@ class Collector:
         model: the module to watch (already unwrapped from ``torch.compile``/DDP).
         unit_axis: site-name glob → unit dimension, overriding the default rule.
         saturation_margin: band width of sigmoid/tanh saturation (see :mod:`deadrelu.kinds`).
+        batch_dim: the dim of the model's input that holds the samples (1 for time-major
+            sequences); inside the model, the dim of that size holds them.
     """
 
     def __init__(
@@ -200,6 +202,7 @@ class Collector:
         *,
         unit_axis: Mapping[str, int] | None = None,
         saturation_margin: float = 0.01,
+        batch_dim: int = 0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(
@@ -220,6 +223,7 @@ class Collector:
                     "give the dimension index, e.g. {'encoder.*': -1}",
                 )
         self.saturation_margin = saturation_margin
+        self.batch_dim = batch_dim
         self.enabled = True
         self.sites: dict[str, Site] = {}
         self.last_site: str | None = None
@@ -325,7 +329,8 @@ class Collector:
 
     def _enter_forward(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         first = _first_tensor(args, kwargs)
-        self._batch = int(first.shape[0]) if first is not None and first.ndim > 0 else 1
+        d = self.batch_dim
+        self._batch = int(first.shape[d]) if first is not None and first.ndim > d else 1
         self._calls.clear()
         self.last_site = None
         self.failure = None

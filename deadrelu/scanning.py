@@ -123,6 +123,7 @@ def scan(
     model_name: str | None = None,
     data_name: str | None = None,
     selection: Selection | Mapping[str, Any] | None = None,
+    batch_dim: int = 0,
 ) -> Report:
     """Scan ``model`` over ``data`` and report per-unit firing statistics.
 
@@ -151,6 +152,9 @@ def scan(
         selection: which diagnosis rules to report (``select``/``ignore``/``per_layer_ignores``,
             see :class:`~deadrelu.diagnose.Selection`); kept in ``meta["selection"]`` so that
             re-diagnosis (``with_thresholds``, ``merge``) uses the same rules.
+        batch_dim: the dim of the inputs that holds the samples: 0 (batch-first), or 1
+            for time-major ``(T, N, E)`` data fed to sequence modules built with
+            ``batch_first=False`` (PyTorch's default for ``nn.Transformer*``, ``nn.LSTM``...).
 
     Returns:
         A :class:`~deadrelu.report.Report`.
@@ -164,18 +168,22 @@ def scan(
         raise ConfigError(f"limit must be a positive integer, got {limit!r}", "pass e.g. limit=1000")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", "pass e.g. 256")
+    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
+        raise ConfigError(f"batch_dim must be a non-negative int, got {batch_dim!r}",
+                          "pass 0 for batch-first data, 1 for (T, N, E) sequences")
     thresholds = thresholds or Thresholds()
     chosen = Selection.coerce(selection)
     module, notes = unwrap(model)
     dev = resolve_device(module, device)
     home = resolve_device(module, None)
     dtype = _float_dtype(module)
-    total = batches.total_samples(data)
+    total = batches.total_samples(data, batch_dim)
     if limit is not None:
         total = min(total, limit) if total is not None else limit
 
-    collector = Collector(module, unit_axis=unit_axis, saturation_margin=saturation_margin)
-    data_stats = DataStats()
+    collector = Collector(module, unit_axis=unit_axis, saturation_margin=saturation_margin,
+                          batch_dim=batch_dim)
+    data_stats = DataStats(batch_dim)
     seen = 0
     partial = False
     start = time.perf_counter()
@@ -184,12 +192,12 @@ def scan(
         if moved:
             module.to(dev)
         with eval_mode(module), torch.no_grad(), collector:
-            for index, batch in enumerate(batches.iterate(data, batch_size)):
+            for index, batch in enumerate(batches.iterate(data, batch_size, batch_dim)):
                 inputs = batches.model_input(batch)
-                n = batches.batch_size(inputs)
+                n = batches.batch_size(inputs, batch_dim)
                 if limit is not None and seen + n > limit:
                     n = limit - seen
-                    inputs = batches.take(inputs, n)
+                    inputs = batches.take(inputs, n, batch_dim)
                 if n <= 0:
                     break
                 inputs = batches.to_device(inputs, dev, dtype)

@@ -115,3 +115,19 @@ def test_threshold_with_a_replacement_above_it_fires_above_the_replacement():
     model = nn.Sequential(nn.Linear(4, 6), nn.Threshold(0.0, 5.0))
     report = scan(model, torch.randn(200, 4))
     assert report.site("1").info.level == 5.0
+
+
+def test_time_major_data_with_batch_dim_1_equals_the_batch_first_scan():
+    torch.manual_seed(0)
+    time_major = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0)
+    batch_first = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0,
+                                             batch_first=True)
+    batch_first.load_state_dict(time_major.state_dict())
+    x = torch.randn(22, 5, 16)  # 22 sequences of 5 tokens
+    a = scan(batch_first, x, batch_size=6)
+    b = scan(time_major, x.transpose(0, 1).contiguous(), batch_size=6, batch_dim=1)
+    assert a.samples == b.samples == 22
+    sa, sb = a.site("<model>:relu").stats, b.site("<model>:relu").stats
+    assert sa.samples == sb.samples == 22
+    for name in ("active", "sample_active"):
+        assert torch.equal(sa.tensors[name], sb.tensors[name]), name

@@ -57,7 +57,8 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
 class DataStats:
     """Accumulates input and output statistics over the batches of one scan."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_dim: int = 0) -> None:
+        self.batch_dim = batch_dim  # inputs and outputs hold samples on this dim
         self._in: dict[str, Tensor] = {}
         self._in_shape: tuple[int, ...] | None = None
         self._in_per_feature = False
@@ -74,9 +75,11 @@ class DataStats:
         which :func:`~deadrelu.diagnose.datameta.input_summary` reports as such.
         """
         x = first_float_tensor(inputs)
-        if x is None or x.ndim == 0 or x.shape[0] == 0:
+        if x is None or x.ndim <= self.batch_dim:
             return
-        x = x.detach()
+        x = x.detach().movedim(self.batch_dim, 0)
+        if x.shape[0] == 0:
+            return
         if x.dtype in (torch.float16, torch.bfloat16):
             x = x.float()  # squares of half-precision inputs overflow
         shape = tuple(int(s) for s in x.shape[1:])
@@ -102,9 +105,11 @@ class DataStats:
     def update_output(self, output: Any) -> None:
         """Add one batch of model outputs (samples on dim 0): one reduction."""
         y = first_float_tensor(output)
-        if y is None or y.ndim == 0 or y.shape[0] == 0:
+        if y is None or y.ndim <= self.batch_dim:
             return
-        y = y.detach()
+        y = y.detach().movedim(self.batch_dim, 0)
+        if y.shape[0] == 0:
+            return
         shape = tuple(int(s) for s in y.shape[1:])
         if self._out_shape is None:
             self._out_shape = shape
