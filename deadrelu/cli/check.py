@@ -183,7 +183,7 @@ def check_command(
         with warnings_to_stderr(quiet):
             settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
                                      dormancy=dormancy, tau=tau, device=device,
-                                 select=select, ignore=ignore)
+                                     select=select, ignore=ignore)
             cfg = settings.config
             # Everything a user can get wrong is checked before the (slow) scan.
             gates, notes = resolve_gates(cfg, max_dead=max_dead, max_dead_layer=max_dead_layer or [],
@@ -203,7 +203,7 @@ def check_command(
                                            *filter(None, [baseline_path, cfg.source])])
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                    partial_on_interrupt=False)
-    except DeadReluError as exc:
+    except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
         _emit_error(exc, output_format, model=model, output=output)
         raise
     report = exclude_layers(report, cfg)
