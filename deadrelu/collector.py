@@ -71,11 +71,14 @@ _CHANNEL_FUNCS = frozenset(
     for d in (1, 2, 3)
 ) | {"batch_norm", "instance_norm", "group_norm", "max_pool2d_with_indices"}
 _FEATURE_FUNCS = frozenset({"linear", "bilinear", "layer_norm", "rms_norm", "embedding"})
-#: Ops that move or regroup dimensions: their output's axes mean something new.
-_REARRANGING_FUNCS = frozenset({
+#: Ops that regroup dimensions: they keep the units only if the unit dim is untouched.
+_REGROUPING_FUNCS = frozenset({
+    "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
+})
+#: Ops that move dimensions: their output's axes mean something new.
+_MOVING_FUNCS = frozenset({
     "transpose", "transpose_", "permute", "t", "t_", "movedim", "moveaxis", "swapaxes",
-    "swapdims", "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze",
-    "matmul", "bmm", "mm", "einsum", "__matmul__", "view_as", "reshape_as",
+    "swapdims", "matmul", "bmm", "mm", "einsum", "__matmul__",
 })
 
 
@@ -382,10 +385,10 @@ class Collector:
             self._set_layout(out, "channel")
         elif name in _FEATURE_FUNCS:
             self._set_layout(out, "feature")
-        elif x is not None and (name in _REARRANGING_FUNCS or out.ndim != x.ndim):
-            self._set_layout(out, "other")
         elif x is not None and (layout := self._layout_of(x)) is not None:
-            self._set_layout(out, layout)
+            kept = name not in _MOVING_FUNCS and _keeps_units(layout, x, out,
+                                                              name in _REGROUPING_FUNCS)
+            self._set_layout(out, layout if kept else "other")
 
     def _set_layout(self, tensor: Tensor, layout: str) -> None:
         self._layouts[id(tensor)] = (weakref.ref(tensor), layout)
@@ -541,6 +544,20 @@ class Collector:
             buf = torch.empty(n, dtype=torch.float32, device=y3.device)
             self._scratch[y3.device] = buf
         return buf
+
+
+def _keeps_units(layout: str, x: Tensor, out: Tensor, regrouping: bool) -> bool:
+    """Whether ``out`` still has ``x``'s unit dim where ``layout`` puts it.
+
+    True for ops that keep the dims in place (elementwise, dropout, padding,
+    upsampling, ``torch.cat``), and for regroupings that leave the batch and unit
+    dims alone (``view(N, C, -1)`` of a conv output, ``flatten(0, 1)`` of features).
+    """
+    if not regrouping and out.ndim == x.ndim and out.ndim >= 2 and out.shape[0] == x.shape[0]:
+        return True
+    if layout == "channel":
+        return out.ndim >= 3 and x.ndim >= 2 and tuple(out.shape[:2]) == tuple(x.shape[:2])
+    return out.ndim >= 2 and x.ndim >= 1 and out.shape[-1] == x.shape[-1]
 
 
 def _graph_module_paths(model: nn.Module) -> dict[Any, list[tuple[str, bool]]]:

@@ -131,3 +131,22 @@ def test_time_major_data_with_batch_dim_1_equals_the_batch_first_scan():
     assert sa.samples == sb.samples == 22
     for name in ("active", "sample_active"):
         assert torch.equal(sa.tensors[name], sb.tensors[name]), name
+
+
+@pytest.mark.parametrize("regroup, units", [
+    (lambda y: y.view(y.shape[0], y.shape[1], -1), 4),        # (N, C, H*W): still channels
+    (lambda y: y.flatten(2), 4),
+    (lambda y: y.permute(0, 2, 3, 1).reshape(y.shape[0], -1, 4), 4),  # (N, HW, C): features last
+    (lambda y: y.reshape(y.shape[0], 6, -1), 24),             # dims reinterpreted: default rule
+])
+def test_regrouped_conv_outputs(regroup, units):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return torch.relu(regroup(self.conv(x)))
+
+    report = scan(Net(), torch.randn(10, 3, 6, 6))
+    assert report.site("<model>:relu").info.units == units
