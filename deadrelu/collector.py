@@ -153,6 +153,17 @@ def _op_label(func: Any) -> str:
     return f"torch.{name}"
 
 
+def _tensors(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Tensor]:
+    """The tensor operands of a call, in order (one level into lists, as for torch.cat)."""
+    out = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor):
+            out.append(value)
+        elif isinstance(value, (tuple, list)):
+            out.extend(item for item in value if isinstance(item, Tensor))
+    return out
+
+
 def _first_tensor(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Tensor | None:
     for value in (*args, *kwargs.values()):
         if isinstance(value, Tensor):
@@ -373,10 +384,14 @@ class Collector:
                    out: Tensor) -> None:
         # out = op(x, ...): out inherits x's producer, marked indirect (e.g. a residual add).
         # An in-place op (out is x) also makes x's producer indirect.
-        x = _first_tensor(args, kwargs)
-        src = self._producer_of(x)
+        # any operand may carry the provenance: in `x + bn(conv(x))` or `gain * conv(h)`
+        # the first one is the raw input or a parameter
+        operands = _tensors(args, kwargs)
+        src = next((p for t in operands if (p := self._producer_of(t)) is not None), None)
         if src is not None:
             self._producers[id(out)] = (weakref.ref(out), src[0], False)
+        x = next((t for t in operands if self._layout_of(t) is not None),
+                 operands[0] if operands else None)
         # what out's dims mean: set by convs/linears, kept through ops that keep the
         # dims in place (dropout, padding, upsampling, a residual add, torch.cat),
         # lost through ops that move them (transpose, view...)

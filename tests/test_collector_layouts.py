@@ -150,3 +150,21 @@ def test_regrouped_conv_outputs(regroup, units):
 
     report = scan(Net(), torch.randn(10, 3, 6, 6))
     assert report.site("<model>:relu").info.units == units
+
+
+def test_an_elementwise_op_takes_the_layout_of_any_operand():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(8, 8, 3, padding=1)
+            self.bn = nn.BatchNorm1d(8)
+            self.gain = nn.Parameter(torch.ones(8, 1))
+
+        def forward(self, x):  # the raw input, then a parameter, come first
+            y = torch.relu(x + self.bn(self.conv(x)))
+            return torch.relu(self.gain * self.conv(y))
+
+    report = scan(Block(), torch.randn(12, 8, 40))
+    for name in ("<model>:relu", "<model>:relu#1"):
+        assert report.site(name).info.unit_axis == 1 and report.site(name).info.units == 8
+    assert report.site("<model>:relu").info.input_layer == "bn"
