@@ -349,7 +349,11 @@ def render_findings(report: Report) -> RenderableType:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True, width=2, justify="right")
     grid.add_column(overflow="fold")
-    for index, finding in enumerate(report.findings):
+    # errors and warnings in full; info findings (nothing urgent) as one line each, at the
+    # end, so a healthy model's report stays short (JSON and Markdown keep every field)
+    full = [f for f in report.findings if f.severity.value != "info"]
+    brief = [f for f in report.findings if f.severity.value == "info"]
+    for index, finding in enumerate(full):
         severity = finding.severity.value
         style = _SEVERITY_STYLE.get(severity, "")
         body = Text()
@@ -367,6 +371,19 @@ def render_findings(report: Report) -> RenderableType:
         if index:
             grid.add_row("", "")  # a blank line between multi-line findings
         grid.add_row(Text(_SEVERITY_ICON.get(severity, "-"), style=style), body)
+    if brief:
+        if full:
+            grid.add_row("", "")
+        for finding in brief:
+            style = _SEVERITY_STYLE.get("info", "")
+            body = Text()
+            body.append(finding.code, style="bold")
+            body.append(" info", style=style)
+            if finding.layer:
+                body.append(f"  {finding.layer}", style="bold")
+            body.append("  ")
+            body.append_text(inline_code(finding.message.split("; ")[0]))
+            grid.add_row(Text(_SEVERITY_ICON.get("info", "-"), style=style), body)
     return Group(Text(""), title, grid)
 
 
