@@ -254,7 +254,7 @@ class Collector:
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
         self._graph_paths = _graph_module_paths(model)
         self._handles: list[RemovableHandle] = []
-        self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls, args]
+        self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
         self._calls: dict[str, int] = {}
         self._mode: _Mode | None = None
         self._batch = 0
@@ -315,7 +315,7 @@ class Collector:
                 return
             self._enter_forward(args, kwargs)
         op = MODULES.get(type(module))
-        self._stack.append([module, self._names.get(id(module), "?"), op, 0, args])
+        self._stack.append([module, self._names.get(id(module), "?"), op, 0])
 
     def _starts_forward(self, module: nn.Module) -> bool:
         """Whether a forward entered through ``module`` is recorded (subclasses narrow it)."""
@@ -324,10 +324,10 @@ class Collector:
     def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._stack or self._stack[-1][0] is not module:
             return
-        _, path, _, _, args = self._stack.pop()
+        _, path, _, _ = self._stack.pop()
         if output is None and self.failure is None and sys.exc_info()[1] is not None:
-            # always_call hooks run while an exception unwinds the forward: the first
-            # module to see it is the one that raised
+            # always_call hooks run (with the call's args) while an exception unwinds the
+            # forward: the first module to see it is the one that raised
             first = _first_tensor(args, {})
             self.failure = (path or ROOT, module, tuple(first.shape) if first is not None else None)
         if self._tracing and not self._stack:  # before the root module claims the output
@@ -390,8 +390,8 @@ class Collector:
         src = next((p for t in operands if (p := self._producer_of(t)) is not None), None)
         if src is not None:
             self._producers[id(out)] = (weakref.ref(out), src[0], False)
-        x = next((t for t in operands if self._layout_of(t) is not None),
-                 operands[0] if operands else None)
+        x, layout = next(((t, lay) for t in operands if (lay := self._layout_of(t)) is not None),
+                         (None, None))
         # what out's dims mean: set by convs/linears, kept through ops that keep the
         # dims in place (dropout, padding, upsampling, a residual add, torch.cat),
         # lost through ops that move them (transpose, view...)
@@ -400,7 +400,7 @@ class Collector:
             self._set_layout(out, "channel")
         elif name in _FEATURE_FUNCS:
             self._set_layout(out, "feature")
-        elif x is not None and (layout := self._layout_of(x)) is not None:
+        elif x is not None and layout is not None:
             kept = name not in _MOVING_FUNCS and _keeps_units(layout, x, out,
                                                               name in _REGROUPING_FUNCS)
             self._set_layout(out, layout if kept else "other")

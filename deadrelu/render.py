@@ -356,11 +356,7 @@ def render_findings(report: Report) -> RenderableType:
     for index, finding in enumerate(full):
         severity = finding.severity.value
         style = _SEVERITY_STYLE.get(severity, "")
-        body = Text()
-        body.append(finding.code, style="bold")
-        body.append(f" {severity}", style=style)
-        if finding.layer:
-            body.append(f"  {finding.layer}", style="bold")
+        body = _finding_head(finding, style)
         if finding.cause and finding.cause != "unknown":
             body.append(f"  likely cause: {finding.cause.replace('_', ' ')}", style="dim")
         body.append("\n")
@@ -371,20 +367,27 @@ def render_findings(report: Report) -> RenderableType:
         if index:
             grid.add_row("", "")  # a blank line between multi-line findings
         grid.add_row(Text(_SEVERITY_ICON.get(severity, "-"), style=style), body)
-    if brief:
-        if full:
-            grid.add_row("", "")
-        for finding in brief:
-            style = _SEVERITY_STYLE.get("info", "")
-            body = Text()
-            body.append(finding.code, style="bold")
-            body.append(" info", style=style)
-            if finding.layer:
-                body.append(f"  {finding.layer}", style="bold")
-            body.append("  ")
-            body.append_text(inline_code(finding.message.split("; ")[0]))
-            grid.add_row(Text(_SEVERITY_ICON.get("info", "-"), style=style), body)
+    if brief and full:
+        grid.add_row("", "")
+    for finding in brief:
+        style = _SEVERITY_STYLE.get("info", "")
+        body = _finding_head(finding, style)
+        body.append("  ")
+        body.append_text(inline_code(finding.message.split("; ")[0]))
+        grid.add_row(Text(_SEVERITY_ICON.get("info", "-"), style=style), body)
     return Group(Text(""), title, grid)
+
+
+def _finding_head(finding: Any, style: str) -> Any:
+    """``DR001 error  layer``: what every finding line starts with."""
+    from rich.text import Text
+
+    head = Text()
+    head.append(finding.code, style="bold")
+    head.append(f" {finding.severity.value}", style=style)
+    if finding.layer:
+        head.append(f"  {finding.layer}", style="bold")
+    return head
 
 
 def inline_code(text: str) -> Any:

@@ -20,7 +20,7 @@ from torch import nn
 from deadrelu import batches
 from deadrelu.analyzer import Thresholds
 from deadrelu.collector import Collector, eval_mode
-from deadrelu.diagnose.context import rule_out_rate
+from deadrelu.diagnose.context import plural, rule_out_rate
 from deadrelu.diagnose.datastats import DataStats
 from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
@@ -243,9 +243,9 @@ def scan(
         )
     if 0 < seen < 100 and not partial:
         warnings.warn(
-            f"only {seen} sample{'s' if seen != 1 else ''} scanned: a unit unseen firing may "
-            f"still fire on up to {rule_out_rate(seen):.0%} of inputs (95% confidence); scan "
-            "more data for a firm verdict",
+            f"only {plural(seen, 'sample')} scanned: a unit unseen firing may still fire on "
+            f"up to {rule_out_rate(seen):.0%} of inputs (95% confidence); scan more data for a "
+            "firm verdict",
             InsufficientDataWarning,
             stacklevel=2,
         )

@@ -28,6 +28,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
     """Run the typer app, turning user errors into one line and exit code 2."""
     from deadrelu.errors import DeadReluError
 
+    global interrupt_reported
+    interrupt_reported = False  # per run: main() may be called again in one process
     try:
         # Without standalone mode, click *returns* the code of typer.Exit (and the 130 it
         # makes of a KeyboardInterrupt) instead of exiting with it.

@@ -432,8 +432,8 @@ class Context:
             if len(live) >= 3:
                 collapsed |= wn[remaining] <= COLLAPSE_RATIO * float(np.median(wn[live]))
             growth = view.weight_growth
-            if growth is not None and growth <= SHRUNK:
-                collapsed |= True  # the whole layer shrank: decay, not a single unit's fate
+            if growth is not None and growth <= SHRUNK:  # the whole layer shrank: decay
+                collapsed = np.ones(len(remaining), dtype=bool)
             take("weight_decay", collapsed)
         if len(remaining) and view in self.input_chain:
             take("input_scale", np.ones(len(remaining), dtype=bool))

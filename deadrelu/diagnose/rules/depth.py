@@ -80,6 +80,13 @@ def init_pattern(ctx: Context) -> bool:
     return bool(init_dead_layers(ctx)) or depth_trend(ctx) is not None or deep_narrow(ctx) is not None
 
 
+def _chain_shares(chain: list[SiteView]) -> tuple[dict[str, float], SiteView, Severity]:
+    """Unexplained dead share per site, the worst site, and the severity it sets (DR005/DR014)."""
+    shares = {v.name: _unexplained_share(v) for v in chain}
+    worst = max(chain, key=lambda v: shares[v.name])
+    return shares, worst, Severity.ERROR if shares[worst.name] >= 0.5 else Severity.WARNING
+
+
 def _constant_output_text(ctx: Context) -> str:
     if not ctx.output_constant:
         return ""
@@ -178,8 +185,7 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
     chain = depth_trend(ctx)
     if chain is None:
         return
-    shares = {v.name: _unexplained_share(v) for v in chain}
-    worst = max(chain, key=lambda v: shares[v.name])
+    shares, worst, severity = _chain_shares(chain)
     half = len(chain) // 2
     shallow = float(np.mean([shares[v.name] for v in chain[:half]]))
     deep = float(np.mean([shares[v.name] for v in chain[half:]]))
@@ -187,7 +193,6 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
                f"{pct(shallow)} on average in the first {half}, {pct(deep)} in the last "
                f"{len(chain) - half}, up to {pct(shares[worst.name])} at {worst.label}; "
                f"deeper layers keep losing units{_constant_output_text(ctx)}")
-    severity = Severity.ERROR if shares[worst.name] >= 0.5 else Severity.WARNING
     yield Finding(
         "DR005", severity, None, message, "initialization", "; ".join(_init_fixes(ctx, worst)),
         {"dead_share": shares, "shallow_mean": shallow, "deep_mean": deep,
@@ -277,15 +282,13 @@ def deep_narrow_stack(ctx: Context) -> Iterator[Finding]:
     chain = deep_narrow(ctx)
     if chain is None:
         return
-    shares = {v.name: _unexplained_share(v) for v in chain}
-    worst = max(chain, key=lambda v: shares[v.name])
+    shares, worst, severity = _chain_shares(chain)
     hit = sum(1 for v in chain if shares[v.name] > 0)
     width = min(v.units for v in chain)
     mean = float(np.mean(list(shares.values())))
     message = (f"dead units in {hit} of {len(chain)} ReLU layers of a deep, narrow stack (width "
                f"{width}): {pct(mean)} of units on average, up to {pct(shares[worst.name])} at "
                f"{worst.label}, on {plural(ctx.samples, 'sample')}{_constant_output_text(ctx)}")
-    severity = Severity.ERROR if shares[worst.name] >= 0.5 else Severity.WARNING
     yield Finding(
         "DR014", severity, None, message, "initialization", "; ".join(_init_fixes(ctx, worst)),
         {"dead_share": shares, "mean_share": mean, "depth": len(chain), "width": width,
