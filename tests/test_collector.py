@@ -12,6 +12,8 @@ from torch import nn
 import deadrelu
 from deadrelu.errors import ModelError
 
+pytestmark = pytest.mark.usefixtures("stats_path")
+
 
 def _scan(model, data, **kw):
     kw.setdefault("batch_size", 64)

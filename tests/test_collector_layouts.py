@@ -19,6 +19,8 @@ from torch import nn
 import deadrelu
 from deadrelu.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("stats_path")
+
 
 def scan(model, data, **kw):
     with warnings.catch_warnings():

@@ -14,6 +14,8 @@ import torch
 from deadrelu.stats import UnitStats, scratch_size
 from tests.reference import assert_matches, brute
 
+pytestmark = pytest.mark.usefixtures("stats_path")
+
 
 def _update(y: torch.Tensor, rd: int, **kind) -> UnitStats:
     units = y.shape[3 - rd]
