@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
+from deadrelu import native
 from deadrelu.errors import ConfigError, ModelError
 from deadrelu.kinds import FUNCTIONS, MODULES, ActivationKind, make_kind
 from deadrelu.stats import UnitStats, scratch_size
@@ -184,12 +185,12 @@ class _Mode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         op = FUNCTIONS.get(func)
         c = self.collector
-        if op is not None and isinstance(out, Tensor):
-            c._on_activation(func, op, args, kwargs, out)
-        elif c._tracing and isinstance(out, Tensor) and args:
+        if op is not None and c._stack:
+            return c._activation(func, op, args, kwargs)
+        out = func(*args, **kwargs)
+        if c._tracing and isinstance(out, Tensor) and args:
             c._propagate(func, args, kwargs, out)
         return out
 
@@ -414,11 +415,27 @@ class Collector:
 
     # -- activations ---------------------------------------------------------------------------
 
-    def _on_activation(
-        self, func: Any, op: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Tensor
-    ) -> None:
-        if not self._stack:
-            return
+    def _activation(self, func: Any, op: str, args: tuple[Any, ...],
+                    kwargs: Mapping[str, Any]) -> Any:
+        """Run one activation call inside a recorded forward and record its output."""
+        name, label, owner, index = self._site_key(func, op)
+        site = self.sites.get(name)
+        if site is not None and op == "relu" and not self._tracing:
+            out = self._fused_relu(func, site, args, kwargs)
+            if out is not None:
+                self.last_site = name
+                return out
+        out = func(*args, **kwargs)
+        if isinstance(out, Tensor):
+            if site is None:
+                kind = make_kind(op, args, kwargs, self.saturation_margin)
+                site = self._new_site(name, kind, label, owner, index,
+                                      args[0] if args else None, out)
+            self._on_activation(site, args, out)
+        return out
+
+    def _site_key(self, func: Any, op: str) -> tuple[str, str, str, int]:
+        """(name, op label, owner, call index) of this call; counts it."""
         frame = self._stack[-1]
         if frame[2] is not None and frame[3] == 0:
             base, label, owner = frame[1], "module", frame[1]
@@ -429,14 +446,39 @@ class Collector:
         frame[3] += 1
         index = self._calls.get(base, 0)
         self._calls[base] = index + 1
-        name = base if index == 0 else f"{base}#{index}"
-        site = self.sites.get(name)
-        if site is None:
-            kind = make_kind(op, args, kwargs, self.saturation_margin)
-            site = self._new_site(name, kind, label, owner, index, args[0] if args else None, out)
-        self.last_site = name
+        return (base if index == 0 else f"{base}#{index}"), label, owner, index
+
+    def _fused_relu(self, func: Any, site: Site, args: tuple[Any, ...],
+                    kwargs: Mapping[str, Any]) -> Tensor | None:
+        """Compute a known ReLU site's output and its statistics in one pass (CPU).
+
+        Returns None, having done nothing, where the fused kernel does not apply
+        (not a plain contiguous float32 CPU tensor, gradients needed, kernel not
+        built); the caller then runs ``func`` and records its output as usual.
+        """
+        x = args[0] if args else kwargs.get("input")
+        if (type(x) is not Tensor or x.dtype != torch.float32 or x.device.type != "cpu"
+                or not native.loaded() or (x.requires_grad and torch.is_grad_enabled())
+                or not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))):
+            return None
+        info = site.info
+        if info.kind != "relu" or info.level != 0.0:
+            return None
+        inplace = func in _INPLACE_RELU or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+        out = x if inplace else torch.empty_like(x)
+        sample_axis = self._sample_axis(x, info)
+        x3, rd = _layout(x, info.unit_axis, sample_axis)
+        o3 = x3 if inplace else _layout(out, info.unit_axis, sample_axis)[0]
+        if not (_views(x3, x) and _views(o3, out)) or not site.stats.relu_(x3, o3, rd):
+            return None
+        if inplace and not x.is_inference():
+            torch.autograd.graph.increment_version(x)  # as torch.relu_ would
+        return out
+
+    def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor) -> None:
+        self.last_site = site.info.name
         if self._tracing:  # whatever consumes this output was fed by this site
-            self._producers[id(out)] = (weakref.ref(out), name, True)
+            self._producers[id(out)] = (weakref.ref(out), site.info.name, True)
             layout = self._layout_of(args[0] if args else None)
             if layout is not None:  # elementwise: the dims keep their meaning
                 self._set_layout(out, layout)
@@ -596,6 +638,16 @@ def _graph_module_paths(model: nn.Module) -> dict[Any, list[tuple[str, bool]]]:
             type_name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
         out.setdefault(node.target, []).append((path, type_name in activation_types))
     return out
+
+
+#: The ReLU callables that write into their input (F.relu(x, inplace=True) is read off
+#: its argument).
+_INPLACE_RELU = frozenset({torch.relu_, Tensor.relu_, torch.nn.functional.relu_})
+
+
+def _views(part: Tensor, whole: Tensor) -> bool:
+    """Whether ``part`` (a reshaped ``whole``) is a view rather than a copy."""
+    return part.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr()
 
 
 def _layout(y: Tensor, unit_axis: int, sample_axis: int) -> tuple[Tensor, int]:

@@ -164,6 +164,24 @@ class UnitStats:
         self.samples += n_samples
         self.positions += n_samples * n_pos
 
+    def relu_(self, x3: Tensor, out3: Tensor, reduce_dim: int) -> bool:
+        """Write ``relu(x3)`` into ``out3`` and add it as one batch, in one pass.
+
+        The fused form of ``out3.copy_(x3.relu()); self.update(out3, ...)`` for ReLU
+        sites on the CPU (:func:`deadrelu.native.relu_into`): the statistics then cost
+        almost nothing beyond the ReLU itself. False, with nothing done, where the
+        kernel does not apply; the caller then runs the ReLU and :meth:`update`.
+        """
+        n_samples, n_pos = x3.shape[0], x3.shape[reduce_dim]
+        if n_pos == 1:  # one value per slice: the rows layout keeps the flat path's rules
+            x3, out3 = (t.squeeze(reduce_dim).unsqueeze(1) for t in (x3, out3))
+            reduce_dim = 1
+        if not native.relu_into(self.tensors, x3, out3, reduce_dim):
+            return False
+        self.samples += n_samples
+        self.positions += n_samples * n_pos
+        return True
+
     def _update_flat(self, y: Tensor, level: float, nonneg: bool, scratch: Tensor,
                      exact: bool) -> None:
         """(S, U) outputs: every slice is one position, so every pass is full-size and

@@ -25,9 +25,11 @@ from torch import Tensor
 
 from deadrelu.native.build import BuildError, build, library_path, supported
 
-__all__ = ["available", "disabled", "ensure", "needs_build", "reason", "update"]
+__all__ = ["available", "disabled", "ensure", "loaded", "needs_build", "reason", "relu_into",
+           "update"]
 
 _OFF_VALUES = {"0", "off", "false", "no"}
+_FLOAT_EXACT = 1 << 24
 
 _lock = threading.Lock()
 _ops: Any = None  # torch.ops.deadrelu_native once loaded
@@ -109,12 +111,43 @@ def update(acc: dict[str, Tensor], y3: Tensor, reduce_dim: int, level: float,
     then runs the eager path. ``y3`` is laid out as in :meth:`UnitStats.update`.
     """
     if (_disabled or y3.device.type != "cpu" or y3.dtype != torch.float32
-            or y3.stride(2) != 1 or not (_ops is not None or ensure())):
+            or y3.stride(2) != 1 or not _exact(y3, reduce_dim)
+            or not (_ops is not None or ensure())):
         return False
     op = _ops.slices if reduce_dim == 2 else _ops.rows
     op(y3, level, low, high, nonneg, acc["active"], acc["sample_active"], acc["sum"],
        acc["abs_sum"], acc["max"], acc["saturated"], acc["nonfinite"])
     return True
+
+
+def loaded() -> bool:
+    """True when the kernel is loaded and not disabled: a check cheap enough per call.
+
+    Unlike :func:`ensure` it never builds; :func:`update` has done that by the time
+    a caller asks (the collector asks only from the second forward on).
+    """
+    return _ops is not None and not _disabled
+
+
+def relu_into(acc: dict[str, Tensor], x3: Tensor, out3: Tensor, reduce_dim: int) -> bool:
+    """``out3 = relu(x3)`` and its statistics added to ``acc``, in one pass.
+
+    ``x3`` and ``out3`` are views of the same shape (``out3`` may be ``x3``: in place)
+    laid out as in :meth:`UnitStats.update`. Returns False, having done nothing,
+    where the kernel does not apply.
+    """
+    if not loaded() or x3.stride(2) != 1 or out3.stride(2) != 1 or not _exact(x3, reduce_dim):
+        return False
+    _ops.relu_into(x3, out3, reduce_dim == 2, acc["active"], acc["sample_active"], acc["sum"],
+                   acc["abs_sum"], acc["max"], acc["saturated"], acc["nonfinite"])
+    return True
+
+
+def _exact(y3: Tensor, reduce_dim: int) -> bool:
+    # The kernel counts each slice in float32, exact below 2**24 (a Linear output's
+    # "slice" is its whole batch); bigger slices take the eager path.
+    positions = y3.shape[reduce_dim]
+    return positions < _FLOAT_EXACT and (positions > 1 or y3.shape[0] < _FLOAT_EXACT)
 
 
 def _marker(path: Any) -> Any:

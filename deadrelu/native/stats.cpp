@@ -18,6 +18,11 @@
 //           Linear outputs, where the eager rule "a non-finite value drops the
 //           unit's whole batch from sum/abs_sum/max" is kept).
 //
+// relu_slices / relu_rows also compute the ReLU itself: they read the input once,
+// write max(x, 0) (NaN stays NaN, as torch.relu) and count on what they wrote, so
+// recording a ReLU costs almost nothing beyond the ReLU (the output is in register
+// when it is counted). The collector uses them once a site is known.
+//
 // A slice is one (sample, unit) pair. A slice whose float32 sum is not finite
 // (it holds NaN or +-Inf, or its finite values overflow) counts once in
 // `nonfinite` and is left out of sum/abs_sum/max; NaN never counts as firing.
@@ -35,7 +40,14 @@
 
 namespace {
 
+// Counts within one slice (or, for Linear outputs, one batch) are float32: a masked
+// float add is one instruction where an integer count needs three, and float32 is
+// exact below 2**24, which the caller guarantees (deadrelu/native/__init__.py).
+using Count = float;
+inline Count hit(bool b) { return b ? 1.f : 0.f; }
+
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kExact = int64_t{1} << 24;  // float32 counts are exact below this
 
 struct Bounds {
   float level, low, high;
@@ -48,10 +60,10 @@ struct Totals {
   int64_t active = 0, sample_active = 0, saturated = 0, nonfinite = 0;
   double sum = 0, abs_sum = 0, max = -std::numeric_limits<double>::infinity();
 
-  void add_slice(int32_t fired, float sum_, float abs_, float max_, int32_t sat) {
-    active += fired;
+  void add_slice(Count fired, float sum_, float abs_, float max_, Count sat) {
+    active += static_cast<int64_t>(fired);
     sample_active += fired > 0;
-    saturated += sat;
+    saturated += static_cast<int64_t>(sat);
     if (std::isfinite(sum_)) {
       sum += sum_;
       abs_sum += abs_;
@@ -81,7 +93,7 @@ struct Accumulators {
 // |x| sum and saturation count of one contiguous row: extra passes that only the
 // kinds that need them pay (signed outputs, bounded activations).
 inline void row_extras(const float* row, int64_t n, const Bounds& b, float& abs_sum,
-                       int32_t& sat) {
+                       Count& sat) {
   abs_sum = 0.f;
   sat = 0;
   if (!b.nonneg) {
@@ -92,34 +104,62 @@ inline void row_extras(const float* row, int64_t n, const Bounds& b, float& abs_
     const float lo = b.low, hi = b.high;
     const bool has_lo = b.has_low, has_hi = b.has_high;
 #pragma omp simd reduction(+ : sat)
-    for (int64_t r = 0; r < n; ++r) sat += (has_lo && row[r] <= lo) + (has_hi && row[r] >= hi);
+    for (int64_t r = 0; r < n; ++r) sat += hit(has_lo && row[r] <= lo) + hit(has_hi && row[r] >= hi);
   }
 }
 
 // (S, U, R), R contiguous. Units are split across threads in groups of four; the
 // four rows of a group for one sample are reduced together, which gives the CPU
 // four independent dependency chains per statistic (one chain is latency-bound).
-void slices_kernel(const float* data, int64_t S, int64_t U, int64_t R, int64_t s_stride,
-                   int64_t u_stride, const Bounds& b, const Accumulators& acc) {
+// One (S, *, *) strided view of float32 data (innermost stride 1).
+struct View {
+  float* data;
+  int64_t s_stride, mid_stride;
+  float* at(int64_t s, int64_t mid) const { return data + s * s_stride + mid * mid_stride; }
+};
+
+// torch.relu's value: 0 for x <= 0 (and for -0.0), x otherwise, NaN stays NaN.
+inline float relu(float v) { return v <= 0.f ? 0.f : v; }
+
+// Reads v from src and, when kRelu, replaces it by relu(v) written to dst.
+template <bool kRelu>
+inline float load(const float* src, float* dst, int64_t r) {
+  if constexpr (kRelu) {
+    const float w = relu(src[r]);
+    dst[r] = w;
+    return w;
+  } else {
+    return src[r];
+  }
+}
+
+template <bool kRelu>
+void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
+                   const Accumulators& acc) {
   const float level = b.level;
   at::parallel_for(0, (U + 3) / 4, 1, [&](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       const int64_t u0 = g * 4, n = std::min<int64_t>(4, U - u0);
       Totals totals[4];
       for (int64_t s = 0; s < S; ++s) {
-        const float* base = data + s * s_stride + u0 * u_stride;
-        int32_t fired[4] = {0, 0, 0, 0};
+        const float* base = in.at(s, u0);
+        float* obase = kRelu ? out.at(s, u0) : nullptr;
+        const int64_t step = in.mid_stride, ostep = out.mid_stride;
+        Count fired[4] = {0, 0, 0, 0};
         float sums[4] = {0, 0, 0, 0}, maxes[4] = {kNegInf, kNegInf, kNegInf, kNegInf};
         if (n == 4) {
-          const float *r0 = base, *r1 = base + u_stride, *r2 = base + 2 * u_stride,
-                      *r3 = base + 3 * u_stride;
-          int32_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+          const float *r0 = base, *r1 = base + step, *r2 = base + 2 * step,
+                      *r3 = base + 3 * step;
+          float *o0 = obase, *o1 = obase + ostep, *o2 = obase + 2 * ostep,
+                *o3 = obase + 3 * ostep;
+          Count c0 = 0, c1 = 0, c2 = 0, c3 = 0;
           float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
           float m0 = kNegInf, m1 = kNegInf, m2 = kNegInf, m3 = kNegInf;
 #pragma omp simd reduction(+ : c0, c1, c2, c3, s0, s1, s2, s3) reduction(max : m0, m1, m2, m3)
           for (int64_t r = 0; r < R; ++r) {
-            const float v0 = r0[r], v1 = r1[r], v2 = r2[r], v3 = r3[r];
-            c0 += v0 > level; c1 += v1 > level; c2 += v2 > level; c3 += v3 > level;
+            const float v0 = load<kRelu>(r0, o0, r), v1 = load<kRelu>(r1, o1, r),
+                        v2 = load<kRelu>(r2, o2, r), v3 = load<kRelu>(r3, o3, r);
+            c0 += hit(v0 > level); c1 += hit(v1 > level); c2 += hit(v2 > level); c3 += hit(v3 > level);
             s0 += v0; s1 += v1; s2 += v2; s3 += v3;
             m0 = v0 > m0 ? v0 : m0; m1 = v1 > m1 ? v1 : m1;
             m2 = v2 > m2 ? v2 : m2; m3 = v3 > m3 ? v3 : m3;
@@ -129,21 +169,22 @@ void slices_kernel(const float* data, int64_t S, int64_t U, int64_t R, int64_t s
           maxes[0] = m0; maxes[1] = m1; maxes[2] = m2; maxes[3] = m3;
         } else {
           for (int64_t k = 0; k < n; ++k) {
-            const float* row = base + k * u_stride;
-            int32_t c = 0;
+            const float* row = base + k * step;
+            float* orow = kRelu ? obase + k * ostep : nullptr;
+            Count c = 0;
             float sm = 0, m = kNegInf;
 #pragma omp simd reduction(+ : c, sm) reduction(max : m)
             for (int64_t r = 0; r < R; ++r) {
-              const float v = row[r];
-              c += v > level; sm += v; m = v > m ? v : m;
+              const float v = load<kRelu>(row, orow, r);
+              c += hit(v > level); sm += v; m = v > m ? v : m;
             }
             fired[k] = c; sums[k] = sm; maxes[k] = m;
           }
         }
         for (int64_t k = 0; k < n; ++k) {
           float abs_sum = sums[k];
-          int32_t sat = 0;
-          if (!b.nonneg || b.saturates()) row_extras(base + k * u_stride, R, b, abs_sum, sat);
+          Count sat = 0;
+          if (!b.nonneg || b.saturates()) row_extras(base + k * step, R, b, abs_sum, sat);
           if (b.nonneg) abs_sum = sums[k];
           totals[k].add_slice(fired[k], sums[k], abs_sum, maxes[k], sat);
         }
@@ -157,8 +198,9 @@ constexpr int64_t kBlock = 64;  // units per task in rows_kernel: 256 bytes of e
 
 // (S, R, U), U contiguous. Threads take blocks of units; within a block every
 // statistic is a vector over units, so no horizontal reductions are needed.
-void rows_kernel(const float* data, int64_t S, int64_t R, int64_t U, int64_t s_stride,
-                 int64_t r_stride, const Bounds& b, const Accumulators& acc) {
+template <bool kRelu>
+void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
+                 const Accumulators& acc) {
   const float level = b.level, lo = b.low, hi = b.high;
   const bool has_lo = b.has_low, has_hi = b.has_high, sat_on = b.saturates(),
              abs_on = !b.nonneg;
@@ -167,7 +209,7 @@ void rows_kernel(const float* data, int64_t S, int64_t R, int64_t U, int64_t s_s
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t u0 = blk * kBlock, n = std::min<int64_t>(kBlock, U - u0);
       Totals totals[kBlock];
-      int32_t fired[kBlock], sat[kBlock], bad_values[kBlock];
+      Count fired[kBlock], sat[kBlock], bad_values[kBlock];
       float sums[kBlock], abss[kBlock], maxes[kBlock];
       // flat: one batch-wide slice per unit, as in the eager path
       if (flat) {
@@ -188,11 +230,17 @@ void rows_kernel(const float* data, int64_t S, int64_t R, int64_t U, int64_t s_s
           std::fill(maxes, maxes + n, kNegInf);
         }
         for (int64_t r = 0; r < R; ++r) {
-          const float* row = data + s * s_stride + r * r_stride + u0;
+          const float* row = in.at(s, r) + u0;
+          if constexpr (kRelu) {  // write the ReLU, then count on what was written
+            float* orow = out.at(s, r) + u0;
+#pragma omp simd
+            for (int64_t k = 0; k < n; ++k) orow[k] = relu(row[k]);
+            row = orow;
+          }
 #pragma omp simd
           for (int64_t k = 0; k < n; ++k) {
             const float v = row[k];
-            fired[k] += v > level;
+            fired[k] += hit(v > level);
             sums[k] += v;
             maxes[k] = v > maxes[k] ? v : maxes[k];
           }
@@ -203,13 +251,13 @@ void rows_kernel(const float* data, int64_t S, int64_t R, int64_t U, int64_t s_s
           if (sat_on) {
 #pragma omp simd
             for (int64_t k = 0; k < n; ++k)
-              sat[k] += (has_lo && row[k] <= lo) + (has_hi && row[k] >= hi);
+              sat[k] += hit(has_lo && row[k] <= lo) + hit(has_hi && row[k] >= hi);
           }
           if (flat) {
 #pragma omp simd
             for (int64_t k = 0; k < n; ++k) {
               const float v = row[k];
-              bad_values[k] += !(v - v == 0.f);  // NaN or +-Inf
+              bad_values[k] += hit(!(v - v == 0.f));  // NaN or +-Inf
               wide_sums[k] += v;
               wide_abss[k] += std::fabs(v);
             }
@@ -223,9 +271,9 @@ void rows_kernel(const float* data, int64_t S, int64_t R, int64_t U, int64_t s_s
       if (flat) {
         for (int64_t k = 0; k < n; ++k) {
           Totals& t = totals[k];
-          t.active = t.sample_active = fired[k];
-          t.saturated = sat[k];
-          t.nonfinite = bad_values[k];
+          t.active = t.sample_active = static_cast<int64_t>(fired[k]);
+          t.saturated = static_cast<int64_t>(sat[k]);
+          t.nonfinite = static_cast<int64_t>(bad_values[k]);
           if (std::isfinite(sums[k])) {  // the float32 batch sum, as the eager path decides
             t.sum = wide_sums[k];
             t.abs_sum = abs_on ? wide_abss[k] : wide_sums[k];
@@ -247,6 +295,7 @@ void check(const at::Tensor& y, const at::Tensor* const* acc, int64_t units) {
   TORCH_CHECK(y.dim() == 3 && y.scalar_type() == at::kFloat && y.device().is_cpu() &&
                   y.stride(2) == 1,
               "deadrelu native stats: y must be a 3-D CPU float32 tensor with stride(2) == 1");
+
   for (int i = 0; i < 7; ++i) {
     TORCH_CHECK(acc[i]->scalar_type() == at::kDouble && acc[i]->is_contiguous() &&
                     acc[i]->numel() == units && acc[i]->device().is_cpu(),
@@ -255,25 +304,53 @@ void check(const at::Tensor& y, const at::Tensor* const* acc, int64_t units) {
   }
 }
 
+// Counts are float32 (see Count): a slice, or a Linear output's batch, must stay below 2**24.
+void check_exact(int64_t samples, int64_t positions) {
+  TORCH_CHECK(positions < kExact && (positions > 1 || samples < kExact),
+              "deadrelu native stats: 2**24 or more positions per slice need the eager path");
+}
+
 #define ACC_PARAMS                                                                            \
   at::Tensor &active, at::Tensor &sample_active, at::Tensor &sum, at::Tensor &abs_sum,      \
       at::Tensor &max, at::Tensor &saturated, at::Tensor &nonfinite
 #define ACC_LIST {&active, &sample_active, &sum, &abs_sum, &max, &saturated, &nonfinite}
 
+View view(const at::Tensor& t) {
+  return View{const_cast<float*>(t.const_data_ptr<float>()), t.stride(0), t.stride(1)};
+}
+
 void slices(const at::Tensor& y, double level, std::optional<double> low,
             std::optional<double> high, bool nonneg, ACC_PARAMS) {
   const at::Tensor* acc[7] = ACC_LIST;
   check(y, acc, y.size(1));
-  slices_kernel(y.const_data_ptr<float>(), y.size(0), y.size(1), y.size(2), y.stride(0),
-                y.stride(1), bounds(level, low, high, nonneg), Accumulators(acc));
+  check_exact(y.size(0), y.size(2));
+  slices_kernel<false>(view(y), view(y), y.size(0), y.size(1), y.size(2),
+                       bounds(level, low, high, nonneg), Accumulators(acc));
 }
 
 void rows(const at::Tensor& y, double level, std::optional<double> low,
           std::optional<double> high, bool nonneg, ACC_PARAMS) {
   const at::Tensor* acc[7] = ACC_LIST;
   check(y, acc, y.size(2));
-  rows_kernel(y.const_data_ptr<float>(), y.size(0), y.size(1), y.size(2), y.stride(0),
-              y.stride(1), bounds(level, low, high, nonneg), Accumulators(acc));
+  check_exact(y.size(0), y.size(1));
+  rows_kernel<false>(view(y), view(y), y.size(0), y.size(1), y.size(2),
+                     bounds(level, low, high, nonneg), Accumulators(acc));
+}
+
+// out = relu(x) (out may be x itself), and its statistics, in one pass.
+void relu_into(const at::Tensor& x, at::Tensor& out, bool slice_layout, ACC_PARAMS) {
+  const at::Tensor* acc[7] = ACC_LIST;
+  check(x, acc, x.size(slice_layout ? 1 : 2));
+  check(out, acc, x.size(slice_layout ? 1 : 2));
+  TORCH_CHECK(out.sizes() == x.sizes(), "deadrelu native relu: out and x differ in shape");
+  check_exact(x.size(0), x.size(slice_layout ? 2 : 1));
+  const Bounds b = bounds(0.0, std::nullopt, std::nullopt, true);
+  View dst{out.mutable_data_ptr<float>(), out.stride(0), out.stride(1)};
+  if (slice_layout) {
+    slices_kernel<true>(view(x), dst, x.size(0), x.size(1), x.size(2), b, Accumulators(acc));
+  } else {
+    rows_kernel<true>(view(x), dst, x.size(0), x.size(1), x.size(2), b, Accumulators(acc));
+  }
 }
 
 }  // namespace
@@ -286,4 +363,6 @@ TORCH_LIBRARY(deadrelu_native, m) {
         &slices);
   m.def((std::string("rows(Tensor y, float level, float? low, float? high, bool nonneg, ") + acc).c_str(),
         &rows);
+  m.def((std::string("relu_into(Tensor x, Tensor(z!) out, bool slice_layout, ") + acc).c_str(),
+        &relu_into);
 }
