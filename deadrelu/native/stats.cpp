@@ -37,6 +37,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -55,10 +56,11 @@ struct Bounds {
   bool saturates() const { return has_low || has_high; }
 };
 
-// Per-unit totals of one kernel call, folded into the accumulators at the end.
+// Per-unit totals of one block of samples, folded into the accumulators at the end.
 struct Totals {
   int64_t active = 0, sample_active = 0, saturated = 0, nonfinite = 0;
   double sum = 0, abs_sum = 0, max = -std::numeric_limits<double>::infinity();
+  float batch_sum = 0;  // Linear outputs only: the float32 sum that decides "finite batch"
 
   void add_slice(Count fired, float sum_, float abs_, float max_, Count sat) {
     active += static_cast<int64_t>(fired);
@@ -90,6 +92,30 @@ struct Accumulators {
   }
 };
 
+// Below this many values one thread does everything (waking the pool costs more).
+constexpr int64_t kSerialBelow = 1 << 15;
+
+// Runs body(first_unit, end_unit, totals) over ranges of units in parallel, then folds
+// every unit's totals into acc. Each thread owns a contiguous range of units, so it
+// reads one contiguous run of memory per sample, and each unit's values are added in
+// sample order whatever the thread count: results are identical run to run. With
+// `flat`, a unit's sum/abs_sum/max are kept only if its float32 batch sum is finite.
+template <class Body>
+void over_units(int64_t U, int64_t values_per_unit, bool flat, const Accumulators& acc,
+                const Body& body) {
+  std::vector<Totals> totals(static_cast<size_t>(U));
+  Totals* const t = totals.data();
+  const int64_t grain = std::max<int64_t>(4, kSerialBelow / std::max<int64_t>(1, values_per_unit));
+  at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) { body(begin, end, t); });
+  for (int64_t u = 0; u < U; ++u) {
+    if (flat && !std::isfinite(t[u].batch_sum)) {
+      t[u].sum = t[u].abs_sum = 0;
+      t[u].max = -std::numeric_limits<double>::infinity();
+    }
+    acc.fold(u, t[u]);
+  }
+}
+
 // |x| sum and saturation count of one contiguous row: extra passes that only the
 // kinds that need them pay (signed outputs, bounded activations).
 inline void row_extras(const float* row, int64_t n, const Bounds& b, float& abs_sum,
@@ -108,9 +134,6 @@ inline void row_extras(const float* row, int64_t n, const Bounds& b, float& abs_
   }
 }
 
-// (S, U, R), R contiguous. Units are split across threads in groups of four; the
-// four rows of a group for one sample are reduced together, which gives the CPU
-// four independent dependency chains per statistic (one chain is latency-bound).
 // One (S, *, *) strided view of float32 data (innermost stride 1).
 struct View {
   float* data;
@@ -133,15 +156,17 @@ inline float load(const float* src, float* dst, int64_t r) {
   }
 }
 
+// (S, U, R), R contiguous. For each sample, the rows of four units are reduced
+// together, which gives the CPU four independent dependency chains per statistic
+// (a single chain is latency-bound).
 template <bool kRelu>
 void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
                    const Accumulators& acc) {
   const float level = b.level;
-  at::parallel_for(0, (U + 3) / 4, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      const int64_t u0 = g * 4, n = std::min<int64_t>(4, U - u0);
-      Totals totals[4];
-      for (int64_t s = 0; s < S; ++s) {
+  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+    for (int64_t s = 0; s < S; ++s) {
+      for (int64_t u0 = u_begin; u0 < u_end; u0 += 4) {
+        const int64_t n = std::min<int64_t>(4, u_end - u0);
         const float* base = in.at(s, u0);
         float* obase = kRelu ? out.at(s, u0) : nullptr;
         const int64_t step = in.mid_stride, ostep = out.mid_stride;
@@ -186,18 +211,17 @@ void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bou
           Count sat = 0;
           if (!b.nonneg || b.saturates()) row_extras(base + k * step, R, b, abs_sum, sat);
           if (b.nonneg) abs_sum = sums[k];
-          totals[k].add_slice(fired[k], sums[k], abs_sum, maxes[k], sat);
+          totals[u0 + k].add_slice(fired[k], sums[k], abs_sum, maxes[k], sat);
         }
       }
-      for (int64_t k = 0; k < n; ++k) acc.fold(u0 + k, totals[k]);
     }
   });
 }
 
-constexpr int64_t kBlock = 64;  // units per task in rows_kernel: 256 bytes of each row
-
-// (S, R, U), U contiguous. Threads take blocks of units; within a block every
-// statistic is a vector over units, so no horizontal reductions are needed.
+// (S, R, U), U contiguous. Every statistic is a vector over units, so there are no
+// horizontal reductions: per sample, the slices' partial results live in per-unit
+// scratch arrays. For Linear outputs (R == 1) the eager path's rule is kept: a
+// unit's values count toward sum/abs_sum/max only if its float32 batch sum is finite.
 template <bool kRelu>
 void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
                  const Accumulators& acc) {
@@ -205,83 +229,65 @@ void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bound
   const bool has_lo = b.has_low, has_hi = b.has_high, sat_on = b.saturates(),
              abs_on = !b.nonneg;
   const bool flat = R == 1;
-  at::parallel_for(0, (U + kBlock - 1) / kBlock, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t u0 = blk * kBlock, n = std::min<int64_t>(kBlock, U - u0);
-      Totals totals[kBlock];
-      Count fired[kBlock], sat[kBlock], bad_values[kBlock];
-      float sums[kBlock], abss[kBlock], maxes[kBlock];
-      // flat: one batch-wide slice per unit, as in the eager path
-      if (flat) {
-        std::fill(fired, fired + n, 0);
-        std::fill(sat, sat + n, 0);
-        std::fill(bad_values, bad_values + n, 0);
-        std::fill(sums, sums + n, 0.f);
-        std::fill(abss, abss + n, 0.f);
-        std::fill(maxes, maxes + n, kNegInf);
-      }
-      double wide_sums[kBlock] = {0}, wide_abss[kBlock] = {0};
-      for (int64_t s = 0; s < S; ++s) {
-        if (!flat) {
-          std::fill(fired, fired + n, 0);
-          std::fill(sat, sat + n, 0);
-          std::fill(sums, sums + n, 0.f);
-          std::fill(abss, abss + n, 0.f);
-          std::fill(maxes, maxes + n, kNegInf);
+  over_units(U, S * R, flat, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+    const int64_t n = u_end - u_begin;
+    std::vector<float> scratch(static_cast<size_t>(6 * n));
+    float *fired = scratch.data(), *sat = fired + n, *bad = sat + n, *sums = bad + n,
+          *abss = sums + n, *maxes = abss + n;
+    auto reset = [&] {
+      std::fill(fired, fired + 3 * n, 0.f);  // fired, sat, bad
+      std::fill(sums, sums + 2 * n, 0.f);    // sums, abss
+      std::fill(maxes, maxes + n, kNegInf);
+    };
+    reset();
+    for (int64_t s = 0; s < S; ++s) {
+      if (!flat && s > 0) reset();
+      for (int64_t r = 0; r < R; ++r) {
+        const float* row = in.at(s, r) + u_begin;
+        if constexpr (kRelu) {  // write the ReLU, then count on what was written
+          float* orow = out.at(s, r) + u_begin;
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k) orow[k] = relu(row[k]);
+          row = orow;
         }
-        for (int64_t r = 0; r < R; ++r) {
-          const float* row = in.at(s, r) + u0;
-          if constexpr (kRelu) {  // write the ReLU, then count on what was written
-            float* orow = out.at(s, r) + u0;
 #pragma omp simd
-            for (int64_t k = 0; k < n; ++k) orow[k] = relu(row[k]);
-            row = orow;
-          }
-#pragma omp simd
-          for (int64_t k = 0; k < n; ++k) {
-            const float v = row[k];
-            fired[k] += hit(v > level);
-            sums[k] += v;
-            maxes[k] = v > maxes[k] ? v : maxes[k];
-          }
-          if (abs_on) {
-#pragma omp simd
-            for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(row[k]);
-          }
-          if (sat_on) {
-#pragma omp simd
-            for (int64_t k = 0; k < n; ++k)
-              sat[k] += hit(has_lo && row[k] <= lo) + hit(has_hi && row[k] >= hi);
-          }
-          if (flat) {
-#pragma omp simd
-            for (int64_t k = 0; k < n; ++k) {
-              const float v = row[k];
-              bad_values[k] += hit(!(v - v == 0.f));  // NaN or +-Inf
-              wide_sums[k] += v;
-              wide_abss[k] += std::fabs(v);
-            }
-          }
-        }
-        if (!flat) {
-          for (int64_t k = 0; k < n; ++k)
-            totals[k].add_slice(fired[k], sums[k], abs_on ? abss[k] : sums[k], maxes[k], sat[k]);
-        }
-      }
-      if (flat) {
         for (int64_t k = 0; k < n; ++k) {
-          Totals& t = totals[k];
-          t.active = t.sample_active = static_cast<int64_t>(fired[k]);
-          t.saturated = static_cast<int64_t>(sat[k]);
-          t.nonfinite = static_cast<int64_t>(bad_values[k]);
-          if (std::isfinite(sums[k])) {  // the float32 batch sum, as the eager path decides
-            t.sum = wide_sums[k];
-            t.abs_sum = abs_on ? wide_abss[k] : wide_sums[k];
-            t.max = maxes[k];
-          }
+          const float v = row[k];
+          fired[k] += hit(v > level);
+          sums[k] += v;
+          maxes[k] = v > maxes[k] ? v : maxes[k];
+        }
+        if (abs_on) {
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(row[k]);
+        }
+        if (sat_on) {
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k)
+            sat[k] += hit(has_lo && row[k] <= lo) + hit(has_hi && row[k] >= hi);
+        }
+        if (flat) {
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k) bad[k] += hit(!(row[k] - row[k] == 0.f));  // NaN, Inf
         }
       }
-      for (int64_t k = 0; k < n; ++k) acc.fold(u0 + k, totals[k]);
+      if (!flat) {
+        for (int64_t k = 0; k < n; ++k)
+          totals[u_begin + k].add_slice(fired[k], sums[k], abs_on ? abss[k] : sums[k], maxes[k],
+                                        sat[k]);
+      }
+    }
+    if (flat) {  // one slice per unit: the whole batch; over_units applies the batch rule
+      for (int64_t k = 0; k < n; ++k) {
+        Totals& t = totals[u_begin + k];
+        t.active = t.sample_active = static_cast<int64_t>(fired[k]);
+        t.saturated = static_cast<int64_t>(sat[k]);
+        t.nonfinite = static_cast<int64_t>(bad[k]);
+        t.batch_sum = sums[k];
+        t.sum = sums[k];
+        t.abs_sum = abs_on ? abss[k] : sums[k];
+        t.max = maxes[k];
+      }
     }
   });
 }
