@@ -420,7 +420,7 @@ class Collector:
         """Run one activation call inside a recorded forward and record its output."""
         name, label, owner, index = self._site_key(func, op)
         site = self.sites.get(name)
-        if site is not None and op == "relu" and not self._tracing:
+        if site is not None and func in _FUSED_RELU and not self._tracing:
             out = self._fused_relu(func, site, args, kwargs)
             if out is not None:
                 self.last_site = name
@@ -464,7 +464,9 @@ class Collector:
         info = site.info
         if info.kind != "relu" or info.level != 0.0:
             return None
-        inplace = func in _INPLACE_RELU or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+        inplace = _FUSED_RELU[func]
+        if inplace is None:
+            inplace = bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
         out = x if inplace else torch.empty_like(x)
         sample_axis = self._sample_axis(x, info)
         x3, rd = _layout(x, info.unit_axis, sample_axis)
@@ -640,9 +642,13 @@ def _graph_module_paths(model: nn.Module) -> dict[Any, list[tuple[str, bool]]]:
     return out
 
 
-#: The ReLU callables that write into their input (F.relu(x, inplace=True) is read off
-#: its argument).
-_INPLACE_RELU = frozenset({torch.relu_, Tensor.relu_, torch.nn.functional.relu_})
+#: The ReLU callables the fused kernel may stand in for → whether they write into their
+#: input (None: F.relu's ``inplace`` argument says). Exported graphs' aten ops are left
+#: to run themselves.
+_FUSED_RELU: Mapping[Any, bool | None] = {
+    torch.nn.functional.relu: None, torch.relu: False, Tensor.relu: False,
+    torch.relu_: True, Tensor.relu_: True,
+}
 
 
 def _views(part: Tensor, whole: Tensor) -> bool:

@@ -7,8 +7,10 @@ be built deadrelu must fall back to the eager path with a reason it can show.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -112,23 +114,76 @@ def test_inputs_the_kernel_does_not_take_go_to_the_eager_path():
 def fresh_native(monkeypatch, tmp_path):
     """The loader as in a new process, with its cache in ``tmp_path``."""
     monkeypatch.setenv("DEADRELU_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(native, "_ops", None)
-    monkeypatch.setattr(native, "_reason", None)
+    for name, value in (("_ops", None), ("_reason", None), ("_path", None), ("_job", None),
+                        ("_building", False), ("_next_look", 0.0)):
+        monkeypatch.setattr(native, name, value)
     return tmp_path
 
 
-def test_without_a_compiler_the_eager_path_runs_and_the_reason_is_kept(fresh_native, monkeypatch):
+def test_a_failed_build_leaves_the_eager_path_and_a_reason(fresh_native, monkeypatch):
     monkeypatch.setenv("CXX", str(fresh_native / "no-such-compiler"))
     y = torch.randn(8, 3, 10)
     stats = UnitStats.zeros(3)
     stats.update(y, 2, 0.0, None, None, False, torch.empty(scratch_size(y)))
-    assert_matches(stats, brute(y, 1))  # eager results all the same
-    assert "fused kernel unavailable" in (native.reason() or "")
-    assert "no-such-compiler" in native.reason()
-    markers = list(fresh_native.glob("*.failed"))
-    assert len(markers) == 1  # later processes read the note instead of retrying
+    assert_matches(stats, brute(y, 1))  # the scan goes on, eager, while the build runs
+    assert not native.ensure(wait=True)
+    assert "the C++ build failed" in native.reason() and "no-such-compiler" in native.reason()
+    assert len(list(fresh_native.glob("*.failed"))) == 1
+    assert not list(fresh_native.glob("*.lock"))
+    # a later process reads the note instead of compiling again
     monkeypatch.setattr(native, "_reason", None)
-    assert not native.needs_build() and not native.ensure()
+    monkeypatch.setattr(native, "_building", False)
+    assert not native.ensure(wait=False) and "the C++ build failed" in native.reason()
+
+
+_FAKE_COMPILER = """#!/bin/sh
+# stands in for c++: waits, then "produces" the library by copying a built one
+sleep {delay}
+for last; do :; done
+cp "{library}" "$last"
+"""
+
+_FIRST_SCAN = """
+import torch
+from deadrelu import native
+from deadrelu.stats import UnitStats, scratch_size
+y = torch.randn(6, 4, 9)
+stats = UnitStats.zeros(4)
+print(native.update(stats.tensors, y, 2, 0.0, None, None, True))  # not built yet: eager
+print(native.ensure(wait={wait}))
+"""
+
+
+def _fake_compiler(tmp_path, delay: float):
+    _needs_kernel()
+    script = tmp_path / "fake-cxx"
+    script.write_text(_FAKE_COMPILER.format(delay=delay, library=native._path))
+    script.chmod(0o755)
+    return script
+
+
+def test_the_first_use_builds_in_the_background_and_later_calls_use_the_kernel(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "DEADRELU_CACHE_DIR": str(cache),
+           "CXX": str(_fake_compiler(tmp_path, 0.3))}
+    done = subprocess.run([sys.executable, "-c", _FIRST_SCAN.format(wait=True)], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
+    assert len(list(cache.glob("stats-*.so"))) == 1 and not list(cache.glob("*.lock"))
+
+
+def test_the_background_build_finishes_after_the_process_that_started_it_exits(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "DEADRELU_CACHE_DIR": str(cache),
+           "CXX": str(_fake_compiler(tmp_path, 1.0))}
+    done = subprocess.run([sys.executable, "-c", _FIRST_SCAN.format(wait=False)], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+    deadline = time.monotonic() + 30
+    while list(cache.glob("*.lock")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(list(cache.glob("stats-*.so"))) == 1
 
 
 def test_environment_switch_turns_the_kernel_off(monkeypatch):
@@ -143,3 +198,137 @@ def test_status_command_says_whether_the_kernel_is_in_use(monkeypatch):
                           text=True, check=False)
     assert done.returncode == 1
     assert done.stdout.strip() == "turned off by DEADRELU_NATIVE"
+
+
+# -- the fused ReLU: the collector lets the kernel compute a known ReLU site ----------------
+
+
+class _AllReluForms(torch.nn.Module):
+    """Every ReLU spelling the fused path stands in for, on conv and Linear outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.act = torch.nn.ReLU()
+        self.act_inplace = torch.nn.ReLU(inplace=True)
+        self.fc = torch.nn.Linear(6 * 25, 10)
+        with torch.no_grad():
+            self.fc.bias[0] = -1e4  # a dead unit
+
+    def forward(self, x):
+        h = self.act(self.conv(x))
+        h = self.act_inplace(h - 0.1)
+        h = torch.nn.functional.relu(h - 0.2)
+        h = torch.nn.functional.relu(h - 0.1, inplace=True)
+        h = torch.relu(h - 0.05).relu_()
+        z = self.fc(h.flatten(1))
+        return torch.relu_(z - 0.1).relu() + torch.relu(-z)
+
+
+def _run(model, batches, eager: bool):
+    from deadrelu.collector import Collector
+
+    outputs = []
+    with torch.no_grad(), Collector(model) as collector:
+        context = native.disabled() if eager else _nothing()
+        with context:
+            outputs = [model(b.clone()) for b in batches]
+    return outputs, {name: site.stats for name, site in collector.sites.items()}
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _batches(n=4, size=9):
+    return [torch.randn(size, 3, 5, 5) for _ in range(n)]
+
+
+def test_fused_relu_gives_the_same_outputs_and_counters_as_the_eager_path(monkeypatch):
+    _needs_kernel()
+    calls = []
+    real = native.relu_into
+    monkeypatch.setattr(native, "relu_into", lambda *a: calls.append(1) or real(*a))
+    model = _AllReluForms().eval()
+    batches = _batches()
+    batches[2][0, 0, 0, 0] = float("nan")  # NaN stays NaN through the ReLU and is counted
+    with torch.no_grad():
+        plain = [model(b.clone()) for b in batches]
+    fused_out, fused = _run(model, batches, eager=False)
+    assert calls, "the fused kernel was never used"
+    eager_out, eager = _run(model, batches, eager=True)
+    for a, b, c in zip(plain, fused_out, eager_out, strict=True):
+        assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+        assert torch.equal(a.nan_to_num(7.0), c.nan_to_num(7.0))
+    assert fused.keys() == eager.keys() and len(fused) == 9
+    for name in fused:
+        for key, value in fused[name].tensors.items():
+            expected = eager[name].tensors[key]
+            if key in ("sum", "abs_sum"):
+                assert torch.allclose(value, expected, rtol=1e-5, atol=1e-4), (name, key)
+            else:
+                assert torch.equal(value, expected), (name, key)
+        assert fused[name].samples == eager[name].samples
+    assert int(fused["act"].nonfinite.sum()) >= 1
+
+
+def test_fused_relu_matches_the_brute_force_reference_on_a_planted_dead_unit():
+    _needs_kernel()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(inplace=True)).eval()
+    with torch.no_grad():
+        model[0].bias[1] = -1e4
+    batches = [torch.randn(20, 4) for _ in range(3)]
+    _, stats = _run(model, batches, eager=False)
+    with torch.no_grad():
+        ys = [torch.relu(model[0](b)) for b in batches]
+    assert_matches(stats["1"], brute(ys, 1))
+    assert int(stats["1"].active[1]) == 0
+
+
+def test_fused_in_place_relu_bumps_the_version_counter_like_torch():
+    _needs_kernel()
+    relu = torch.nn.ReLU(inplace=True)
+    model = torch.nn.Sequential(torch.nn.Identity(), relu).eval()
+    from deadrelu.collector import Collector
+
+    with torch.no_grad(), Collector(model):
+        model(torch.randn(4, 8))  # the first forward finds the site
+        x = torch.randn(4, 8)
+        before = x._version
+        out = model(x)
+    assert out is x and x._version == before + 1
+    assert bool((x >= 0).all())
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed"])
+def test_other_memory_layouts_give_the_same_counters(layout):
+    _needs_kernel()
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.ReLU()).eval()
+
+    def convert(b):
+        if layout == "channels_last":
+            return b.contiguous(memory_format=torch.channels_last)
+        return b.transpose(2, 3)  # not contiguous in any format: the eager path runs
+
+    batches = [convert(b) for b in _batches(3, 11)]
+    _, fused = _run(model, batches, eager=False)
+    _, eager = _run(model, batches, eager=True)
+    for key in ("active", "sample_active", "max"):
+        assert torch.equal(fused["1"].tensors[key], eager["1"].tensors[key]), key
+
+
+def test_training_forward_keeps_the_autograd_graph():
+    _needs_kernel()
+    from deadrelu.collector import Collector
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).train()
+    with Collector(model):
+        model(torch.randn(5, 4))
+        out = model(torch.randn(5, 4))
+    assert out.requires_grad
+    out.sum().backward()
+    assert model[0].weight.grad is not None

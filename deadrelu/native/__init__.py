@@ -1,40 +1,50 @@
 """Optional fused statistics kernel for CPU scans.
 
 The eager statistics in :mod:`deadrelu.stats` need about four passes over each
-activation; the fused kernel in ``stats.cpp`` needs one, which is what keeps
-recording within a few percent of a ResNet forward on CPU (docs/performance.md).
-It gives the same counts and NaN/Inf handling as the eager path (sums agree up to
-float rounding), so it is purely a speed-up: where it cannot be used the eager
-path runs and nothing else changes.
+activation; the fused kernel in ``stats.cpp`` needs one, and for a ReLU it computes
+the ReLU itself in the same pass, which is what keeps recording within a few percent
+of a ResNet forward on CPU (docs/performance.md). It gives the same counts and
+NaN/Inf handling as the eager path (sums agree up to float rounding), so it is purely
+a speed-up: where it cannot be used the eager path runs and nothing else changes.
 
-It is compiled on first use, once per machine and torch install (a few seconds;
-see :mod:`deadrelu.native.build`). ``DEADRELU_NATIVE=0`` turns it off;
-``python -m deadrelu.native`` says whether it is in use and why not.
+It is compiled once per machine and torch install, in the background, the first time
+a CPU scan needs it (a few seconds; see :mod:`deadrelu.native.build`); that scan runs
+on the eager path meanwhile. ``DEADRELU_NATIVE=0`` turns it off;
+``python -m deadrelu.native`` builds it now and says whether it is in use.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from deadrelu.native.build import BuildError, build, library_path, supported
+from deadrelu.native import build
 
-__all__ = ["available", "disabled", "ensure", "loaded", "needs_build", "reason", "relu_into",
-           "update"]
+__all__ = ["available", "disabled", "ensure", "loaded", "reason", "relu_into", "update"]
 
 _OFF_VALUES = {"0", "off", "false", "no"}
+#: The kernel counts each slice in float32, exact below this.
 _FLOAT_EXACT = 1 << 24
+#: While a build runs, how often (seconds) an update looks for its result.
+_POLL = 0.5
 
 _lock = threading.Lock()
 _ops: Any = None  # torch.ops.deadrelu_native once loaded
 _reason: str | None = None  # why the kernel is not in use, once that is known
 _disabled = 0  # nesting depth of disabled()
+_path: Path | None = None  # the library for this source, torch and CPU
+_job: subprocess.Popen[bytes] | None = None  # our background build, if any
+_building = False  # a build (ours or another process's) is under way
+_next_look = 0.0  # time.monotonic() before which a pending build is not looked at again
 
 
 def _env_off() -> bool:
@@ -42,53 +52,62 @@ def _env_off() -> bool:
 
 
 def reason() -> str | None:
-    """Why the kernel is not in use (None when it is, or before the first attempt)."""
+    """Why the kernel is not in use (None when it is, or while it is being built)."""
     if _env_off():
         return "turned off by DEADRELU_NATIVE"
     return _reason
 
 
-def needs_build() -> bool:
-    """True when the next :func:`ensure` would compile (so a CLI can say so first)."""
-    if _ops is not None or _reason is not None or _env_off() or _disabled:
-        return False
-    path = library_path()
-    return not path.exists() and not _marker(path).exists() and supported() is None
+def ensure(wait: bool = True) -> bool:
+    """Make the kernel ready if this machine can; True when it is in use.
 
-
-def ensure(build_if_missing: bool = True) -> bool:
-    """Load the kernel, building it first if needed; True when it is ready to use."""
-    global _ops, _reason
+    Loads the library if it is built; otherwise starts the background build. With
+    ``wait`` it then blocks until the build has ended (tests, benchmarks,
+    ``python -m deadrelu.native``); without, it returns False at once and a later
+    call picks the library up.
+    """
+    global _ops, _reason, _path, _job, _building, _next_look
     if _env_off() or _disabled:
         return False
     if _ops is not None or _reason is not None:
         return _ops is not None
+    if _building and not wait and time.monotonic() < _next_look:
+        return False
     with _lock:
         if _ops is not None or _reason is not None:
             return _ops is not None
-        path = library_path()
-        marker = _marker(path)
         try:
-            if not path.exists():
-                if marker.exists():
-                    raise BuildError(marker.read_text().strip() or "an earlier build failed")
-                if not build_if_missing:
+            if _path is None:
+                _path = build.library_path()
+            if not _path.exists() and not build.marker(_path).exists():
+                if not _building:
+                    _job = build.start(_path)
+                    _building = True
+                if wait:
+                    build.wait(_path, _job)
+                elif _job is None or _job.poll() is None:  # still building
+                    _next_look = time.monotonic() + _POLL
                     return False
-                try:
-                    build(path)
-                except BuildError as exc:
-                    _write(marker, str(exc))
-                    raise
-            torch.ops.load_library(str(path))
+            _building = False
+            if not _path.exists():
+                note = build.marker(_path)
+                raise build.BuildError(note.read_text().strip() if note.exists()
+                                       else "the build did not finish")
+            torch.ops.load_library(str(_path))
             _ops = torch.ops.deadrelu_native
-        except (BuildError, OSError, RuntimeError) as exc:
-            _reason = f"fused kernel unavailable: {exc}"
+        except (build.BuildError, OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            _reason = f"fused kernel unavailable: {' '.join(str(exc).split())}"
     return _ops is not None
 
 
 def available() -> bool:
-    """True when updates will use the kernel (loads or builds it on first call)."""
-    return ensure()
+    """True when the kernel is in use; builds it first if needed, waiting for that."""
+    return ensure(wait=True)
+
+
+def loaded() -> bool:
+    """True when the kernel is loaded and not disabled: a check cheap enough per call."""
+    return _ops is not None and not _disabled
 
 
 @contextmanager
@@ -107,26 +126,17 @@ def update(acc: dict[str, Tensor], y3: Tensor, reduce_dim: int, level: float,
     """Add one batch to the float64 CPU counters ``acc`` with the fused kernel.
 
     Returns False, having done nothing, when the kernel does not apply (not a
-    contiguous-innermost float32 CPU tensor, turned off, or unavailable); the caller
-    then runs the eager path. ``y3`` is laid out as in :meth:`UnitStats.update`.
+    float32 CPU tensor with a dense innermost dim, turned off, not built yet); the
+    caller then runs the eager path. ``y3`` is laid out as in :meth:`UnitStats.update`.
     """
     if (_disabled or y3.device.type != "cpu" or y3.dtype != torch.float32
             or y3.stride(2) != 1 or not _exact(y3, reduce_dim)
-            or not (_ops is not None or ensure())):
+            or not (_ops is not None or ensure(wait=False))):
         return False
     op = _ops.slices if reduce_dim == 2 else _ops.rows
     op(y3, level, low, high, nonneg, acc["active"], acc["sample_active"], acc["sum"],
        acc["abs_sum"], acc["max"], acc["saturated"], acc["nonfinite"])
     return True
-
-
-def loaded() -> bool:
-    """True when the kernel is loaded and not disabled: a check cheap enough per call.
-
-    Unlike :func:`ensure` it never builds; :func:`update` has done that by the time
-    a caller asks (the collector asks only from the second forward on).
-    """
-    return _ops is not None and not _disabled
 
 
 def relu_into(acc: dict[str, Tensor], x3: Tensor, out3: Tensor, reduce_dim: int) -> bool:
@@ -144,19 +154,6 @@ def relu_into(acc: dict[str, Tensor], x3: Tensor, out3: Tensor, reduce_dim: int)
 
 
 def _exact(y3: Tensor, reduce_dim: int) -> bool:
-    # The kernel counts each slice in float32, exact below 2**24 (a Linear output's
-    # "slice" is its whole batch); bigger slices take the eager path.
+    # A Linear output's "slice" is its whole batch; bigger slices take the eager path.
     positions = y3.shape[reduce_dim]
     return positions < _FLOAT_EXACT and (positions > 1 or y3.shape[0] < _FLOAT_EXACT)
-
-
-def _marker(path: Any) -> Any:
-    return path.with_suffix(".failed")
-
-
-def _write(path: Any, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    except OSError:
-        pass  # an unwritable cache: the build is retried next time, nothing worse

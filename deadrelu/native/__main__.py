@@ -1,4 +1,4 @@
-"""``python -m deadrelu.native [--rebuild]``: is the fused kernel in use here, and if not, why."""
+"""``python -m deadrelu.native [--rebuild]``: build the fused kernel now and say whether it is in use."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from deadrelu import native
-from deadrelu.native.build import library_path
+from deadrelu.native import build
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,13 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true",
                         help="delete the cached library (and any failed-build note) and build again")
     args = parser.parse_args(argv)
-    path = library_path()
+    path = build.library_path()
     if args.rebuild:
-        for stale in (path, path.with_suffix(".failed")):
+        for stale in (path, build.marker(path)):
             stale.unlink(missing_ok=True)
-    if native.needs_build():
-        print("building the fused statistics kernel (once per machine) ...", file=sys.stderr)
-    if native.ensure():
+    if native.ensure(wait=True):
         print(f"fused kernel in use: {path}")
         return 0
     print(native.reason() or "fused kernel not in use")

@@ -5,6 +5,12 @@ exact libtorch the user has (its C++ ABI changes between releases) and is tuned 
 the CPU it runs on (``-march=native``). A build takes a few seconds with a C++
 compiler; without one deadrelu keeps its eager path, which gives the same results.
 
+The build runs as a detached background job (:func:`start`) so that no scan waits for
+it: the first scan on a machine runs on the eager path and later ones use the kernel.
+The job renames its output into place itself, so it completes even when the process
+that started it has already exited, and a lock file keeps concurrent processes
+(torchrun ranks) from compiling the same library twice.
+
 The cache key covers the source, torch's version and install path, the compiler
 flags and the CPU's instruction-set flags, so a home directory shared between
 machines never loads a library built for another CPU. A failed build leaves a
@@ -21,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("stats.cpp")
@@ -57,16 +64,15 @@ def compiler() -> str | None:
     return shutil.which("c++") or shutil.which("g++")
 
 
-def command(cxx: str, output: Path) -> list[str]:
-    """The compile-and-link command line."""
+def command(cxx: str) -> list[str]:
+    """The compile-and-link command line, without its ``-o OUTPUT``."""
     import torch
 
     include, lib = _torch_dirs()
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     return [
         cxx, "-O3", "-march=native", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w",
-        f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{include}",
-        str(SOURCE), "-o", str(output),
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{include}", str(SOURCE),
         f"-L{lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{lib}",
     ]
 
@@ -89,7 +95,7 @@ def library_path() -> Path:
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
     key.update(f"{torch.__version__}|{torch.__file__}|{sys.platform}|{platform.machine()}".encode())
-    key.update(" ".join(command("cxx", Path("out"))).encode())
+    key.update(" ".join(command("cxx")).encode())
     key.update(_cpu_flags().encode())
     return cache_dir() / f"stats-{key.hexdigest()[:16]}.so"
 
@@ -108,31 +114,74 @@ def supported() -> str | None:
     return None
 
 
-def build(target: Path) -> None:
-    """Compile into ``target`` atomically (a temporary file renamed into place), so
-    concurrent processes (torchrun ranks) never load a half-written library."""
+def marker(target: Path) -> Path:
+    """The note a failed build leaves next to ``target`` (the compiler's last lines)."""
+    return target.with_suffix(".failed")
+
+
+def _lock(target: Path) -> Path:
+    return target.with_suffix(".lock")
+
+
+# $1 temporary output, $2 target, $3 failure note, $4 lock; then the compiler command.
+# Runs detached: renames the library (or the failure note) into place, then unlocks.
+_JOB = """
+tmp="$1"; target="$2"; note="$3"; lock="$4"; shift 4
+if "$@" -o "$tmp" 2> "$tmp.log"; then
+  mv -f "$tmp" "$target"
+else
+  { echo "the C++ build failed:"; tail -n 5 "$tmp.log"; } > "$note.tmp"
+  mv -f "$note.tmp" "$note"
+  rm -f "$tmp"
+fi
+rm -f "$tmp.log" "$lock"
+"""
+
+
+def start(target: Path) -> subprocess.Popen[bytes] | None:
+    """Start building ``target`` in a detached background job; returns it.
+
+    Returns None when another process already holds the build lock (its job will
+    produce the same file). Raises :class:`BuildError` when this machine cannot
+    build (see :func:`supported`) or the cache is not writable.
+    """
     reason = supported()
     if reason is not None:
         raise BuildError(reason)
     cxx = compiler()
     assert cxx is not None
+    lock = _lock(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so", dir=target.parent)
+        if lock.exists() and time.time() - lock.stat().st_mtime > TIMEOUT + 60:
+            lock.unlink(missing_ok=True)  # left by a job that was killed
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return None
+        fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so", dir=target.parent)
+        os.close(fd)
     except OSError as exc:
         raise BuildError(f"cannot write to the cache {target.parent} ({exc}); "
                          "set DEADRELU_CACHE_DIR to a writable folder") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
+    limit = ["timeout", str(TIMEOUT)] if shutil.which("timeout") else []
     try:
-        try:
-            done = subprocess.run(command(cxx, tmp), capture_output=True, text=True,
-                                  timeout=TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(f"compiler {cxx} could not run: {exc}") from exc
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise BuildError(f"{cxx} failed: " + " | ".join(tail))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        return subprocess.Popen(
+            ["sh", "-c", _JOB, "sh", tmp, str(target), str(marker(target)), str(lock),
+             *limit, *command(cxx)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal does not stop the build
+        )
+    except OSError as exc:
+        lock.unlink(missing_ok=True)
+        raise BuildError(f"cannot start the build ({exc})") from exc
+
+
+def wait(target: Path, job: subprocess.Popen[bytes] | None) -> None:
+    """Block until the build of ``target`` (ours, or another process's) has ended."""
+    if job is not None:
+        job.wait(timeout=TIMEOUT + 60)
+        return
+    deadline = time.monotonic() + TIMEOUT + 60
+    while _lock(target).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
