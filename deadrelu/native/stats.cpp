@@ -244,19 +244,15 @@ void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bound
       if (!flat && s > 0) reset();
       for (int64_t r = 0; r < R; ++r) {
         const float* row = in.at(s, r) + u_begin;
-        if constexpr (kRelu) {  // write the ReLU, then count on what was written
-          float* orow = out.at(s, r) + u_begin;
-#pragma omp simd
-          for (int64_t k = 0; k < n; ++k) orow[k] = relu(row[k]);
-          row = orow;
-        }
+        float* orow = kRelu ? out.at(s, r) + u_begin : nullptr;
 #pragma omp simd
         for (int64_t k = 0; k < n; ++k) {
-          const float v = row[k];
+          const float v = load<kRelu>(row, orow, k);
           fired[k] += hit(v > level);
           sums[k] += v;
           maxes[k] = v > maxes[k] ? v : maxes[k];
         }
+        if constexpr (kRelu) row = orow;  // the extra passes read what was written
         if (abs_on) {
 #pragma omp simd
           for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(row[k]);
