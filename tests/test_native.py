@@ -162,23 +162,25 @@ def _fake_compiler(tmp_path, delay: float):
     return script
 
 
-def test_the_first_use_builds_in_the_background_and_later_calls_use_the_kernel(tmp_path):
+def _first_scan(tmp_path, delay: float, wait: bool):
+    """A new process's first CPU update with an empty cache and a stand-in compiler."""
     cache = tmp_path / "cache"
     env = {**os.environ, "DEADRELU_CACHE_DIR": str(cache),
-           "CXX": str(_fake_compiler(tmp_path, 0.3))}
-    done = subprocess.run([sys.executable, "-c", _FIRST_SCAN.format(wait=True)], env=env,
+           "CXX": str(_fake_compiler(tmp_path, delay))}
+    done = subprocess.run([sys.executable, "-c", _FIRST_SCAN.format(wait=wait)], env=env,
                           capture_output=True, text=True, check=False)
+    return done, cache
+
+
+def test_the_first_use_builds_in_the_background_and_later_calls_use_the_kernel(tmp_path):
+    done, cache = _first_scan(tmp_path, 0.3, wait=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
     assert len(list(cache.glob("stats-*.so"))) == 1 and not list(cache.glob("*.lock"))
 
 
 def test_the_background_build_finishes_after_the_process_that_started_it_exits(tmp_path):
-    cache = tmp_path / "cache"
-    env = {**os.environ, "DEADRELU_CACHE_DIR": str(cache),
-           "CXX": str(_fake_compiler(tmp_path, 1.0))}
-    done = subprocess.run([sys.executable, "-c", _FIRST_SCAN.format(wait=False)], env=env,
-                          capture_output=True, text=True, check=False)
+    done, cache = _first_scan(tmp_path, 1.0, wait=False)
     assert done.stdout.split() == ["False", "False"], done.stderr
     deadline = time.monotonic() + 30
     while list(cache.glob("*.lock")) and time.monotonic() < deadline:

@@ -133,9 +133,9 @@ def update(acc: dict[str, Tensor], y3: Tensor, reduce_dim: int, level: float,
             or y3.stride(2) != 1 or not _exact(y3, reduce_dim)
             or not (_ops is not None or ensure(wait=False))):
         return False
-    op = _ops.slices if reduce_dim == 2 else _ops.rows
-    op(y3, level, low, high, nonneg, acc["active"], acc["sample_active"], acc["sum"],
-       acc["abs_sum"], acc["max"], acc["saturated"], acc["nonfinite"])
+    _ops.stats(y3, reduce_dim == 2, level, low, high, nonneg, acc["active"],
+               acc["sample_active"], acc["sum"], acc["abs_sum"], acc["max"], acc["saturated"],
+               acc["nonfinite"])
     return True
 
 

@@ -13,12 +13,13 @@
 // active, sample_active, sum, abs_sum, max, saturated, nonfinite
 // (see deadrelu/stats.py for their meaning).
 //
-//   slices: y is (S, U, R) with rows of R positions contiguous (conv outputs).
-//   rows:   y is (S, R, U) with units contiguous (sequence features; R == 1 for
+//   stats with slice_layout: y is (S, U, R) with rows of R positions contiguous
+//           (conv outputs): slices_kernel.
+//   stats without: y is (S, R, U) with units contiguous (rows_kernel) (sequence features; R == 1 for
 //           Linear outputs, where the eager rule "a non-finite value drops the
 //           unit's whole batch from sum/abs_sum/max" is kept).
 //
-// relu_slices / relu_rows also compute the ReLU itself: they read the input once,
+// relu_into also computes the ReLU itself: they read the input once,
 // write max(x, 0) (NaN stays NaN, as torch.relu) and count on what they wrote, so
 // recording a ReLU costs almost nothing beyond the ReLU (the output is in register
 // when it is counted). The collector uses them once a site is known.
@@ -321,22 +322,18 @@ View view(const at::Tensor& t) {
   return View{const_cast<float*>(t.const_data_ptr<float>()), t.stride(0), t.stride(1)};
 }
 
-void slices(const at::Tensor& y, double level, std::optional<double> low,
-            std::optional<double> high, bool nonneg, ACC_PARAMS) {
+// The statistics of y, laid out (S, U, R) with slice_layout, else (S, R, U).
+void stats(const at::Tensor& y, bool slice_layout, double level, std::optional<double> low,
+           std::optional<double> high, bool nonneg, ACC_PARAMS) {
   const at::Tensor* acc[7] = ACC_LIST;
-  check(y, acc, y.size(1));
-  check_exact(y.size(0), y.size(2));
-  slices_kernel<false>(view(y), view(y), y.size(0), y.size(1), y.size(2),
-                       bounds(level, low, high, nonneg), Accumulators(acc));
-}
-
-void rows(const at::Tensor& y, double level, std::optional<double> low,
-          std::optional<double> high, bool nonneg, ACC_PARAMS) {
-  const at::Tensor* acc[7] = ACC_LIST;
-  check(y, acc, y.size(2));
-  check_exact(y.size(0), y.size(1));
-  rows_kernel<false>(view(y), view(y), y.size(0), y.size(1), y.size(2),
-                     bounds(level, low, high, nonneg), Accumulators(acc));
+  check(y, acc, y.size(slice_layout ? 1 : 2));
+  check_exact(y.size(0), y.size(slice_layout ? 2 : 1));
+  const Bounds b = bounds(level, low, high, nonneg);
+  if (slice_layout) {
+    slices_kernel<false>(view(y), view(y), y.size(0), y.size(1), y.size(2), b, Accumulators(acc));
+  } else {
+    rows_kernel<false>(view(y), view(y), y.size(0), y.size(1), y.size(2), b, Accumulators(acc));
+  }
 }
 
 // out = relu(x) (out may be x itself), and its statistics, in one pass.
@@ -361,10 +358,9 @@ TORCH_LIBRARY(deadrelu_native, m) {
   const char* acc =
       "Tensor(a!) active, Tensor(b!) sample_active, Tensor(c!) sum, Tensor(d!) abs_sum, "
       "Tensor(e!) max, Tensor(f!) saturated, Tensor(g!) nonfinite) -> ()";
-  m.def((std::string("slices(Tensor y, float level, float? low, float? high, bool nonneg, ") + acc).c_str(),
-        &slices);
-  m.def((std::string("rows(Tensor y, float level, float? low, float? high, bool nonneg, ") + acc).c_str(),
-        &rows);
+  m.def((std::string("stats(Tensor y, bool slice_layout, float level, float? low, float? high, "
+                     "bool nonneg, ") + acc).c_str(),
+        &stats);
   m.def((std::string("relu_into(Tensor x, Tensor(z!) out, bool slice_layout, ") + acc).c_str(),
         &relu_into);
 }
