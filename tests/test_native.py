@@ -334,3 +334,17 @@ def test_training_forward_keeps_the_autograd_graph():
     assert out.requires_grad
     out.sum().backward()
     assert model[0].weight.grad is not None
+
+
+def test_a_build_lock_left_by_a_dead_job_is_stale(tmp_path):
+    from deadrelu.native import build
+
+    lock = tmp_path / "stats-x.lock"
+    lock.write_text("")  # a job being started right now
+    assert not build._stale(lock)
+    lock.write_text(str(os.getpid()))  # a running job
+    assert not build._stale(lock)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    lock.write_text(dead.stdout.strip())  # a job that was killed
+    assert build._stale(lock)

@@ -20,6 +20,7 @@ it (or run ``python -m deadrelu.native --rebuild``) after installing a compiler.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -153,7 +154,7 @@ def start(target: Path) -> subprocess.Popen[bytes] | None:
     lock = _lock(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if lock.exists() and time.time() - lock.stat().st_mtime > TIMEOUT + 60:
+        if lock.exists() and _stale(lock):
             lock.unlink(missing_ok=True)  # left by a job that was killed
         try:
             os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -166,7 +167,7 @@ def start(target: Path) -> subprocess.Popen[bytes] | None:
                          "set DEADRELU_CACHE_DIR to a writable folder") from exc
     limit = ["timeout", str(TIMEOUT)] if shutil.which("timeout") else []
     try:
-        return subprocess.Popen(
+        job = subprocess.Popen(
             ["sh", "-c", _JOB, "sh", tmp, str(target), str(marker(target)), str(lock),
              *limit, *command(cxx)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -175,6 +176,27 @@ def start(target: Path) -> subprocess.Popen[bytes] | None:
     except OSError as exc:
         lock.unlink(missing_ok=True)
         raise BuildError(f"cannot start the build ({exc})") from exc
+    with contextlib.suppress(OSError):  # the job's pid tells others whether it still runs
+        lock.write_text(str(job.pid))
+    return job
+
+
+def _stale(lock: Path) -> bool:
+    """Whether ``lock`` was left by a build job that no longer runs."""
+    try:
+        pid = int(lock.read_text().strip() or 0)
+        age = time.time() - lock.stat().st_mtime
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:  # the job is being started (or its starter died before it could)
+        return age > 60
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # it exists but is not ours to signal
+    return age > TIMEOUT + 60
 
 
 def wait(target: Path, job: subprocess.Popen[bytes] | None) -> None:
@@ -183,5 +205,6 @@ def wait(target: Path, job: subprocess.Popen[bytes] | None) -> None:
         job.wait(timeout=TIMEOUT + 60)
         return
     deadline = time.monotonic() + TIMEOUT + 60
-    while _lock(target).exists() and time.monotonic() < deadline:
+    lock = _lock(target)
+    while lock.exists() and not _stale(lock) and time.monotonic() < deadline:
         time.sleep(0.1)
