@@ -254,7 +254,13 @@ class Collector:
             name = name.replace("._orig_mod", "").removeprefix("_orig_mod.")
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
         self._graph_paths = _graph_module_paths(model)
-        self._handles: list[RemovableHandle] = []
+        self._handles: list[tuple[int, RemovableHandle]] = []  # (id of module, handle)
+        # first forward: ids of the modules that ran, and of those that were the
+        # innermost module when an activation ran
+        self._ran: set[int] = set()
+        self._hosts: set[int] = set()
+        # built-in leaf modules that need no hooks once the first forward is done
+        self._quiet: frozenset[int] = frozenset()
         self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
         self._calls: dict[str, int] = {}
         self._mode: _Mode | None = None
@@ -277,18 +283,45 @@ class Collector:
         if self._handles:
             raise RuntimeError("this Collector is already attached; detach() it first")
         for module in self.model.modules():
+            if id(module) in self._quiet:
+                continue
             self._handles.append(
-                module.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+                (id(module), module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             )
-            self._handles.append(module.register_forward_hook(self._post_hook, always_call=True))
+            self._handles.append(
+                (id(module), module.register_forward_hook(self._post_hook, always_call=True))
+            )
         return self
 
     def detach(self) -> None:
         """Remove every hook and leave any half-finished forward. Safe to call twice."""
-        for handle in self._handles:
+        for _, handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._leave_forward()
+
+    def _quiet_leaves(self) -> None:
+        """After a complete first forward, drop the hooks of built-in leaf modules.
+
+        A ``Conv2d`` or ``BatchNorm2d`` never calls an activation, so its frame never
+        names a site, and its output's provenance is only needed in the first forward.
+        Their hooks are what per-module hooks cost most of (about 0.5% of a ResNet
+        forward). Kept: the root, containers, activation modules, custom modules, any
+        module that was innermost when an activation ran, and any that did not run (a
+        branch not taken may call one later). A failure inside a
+        quiet module is still attributed to it, from the traceback (see _post_hook).
+        """
+        quiet = {
+            id(m) for m in self.model.modules()
+            if m is not self.model and next(m.children(), None) is None
+            and type(m) not in MODULES and id(m) in self._ran and id(m) not in self._hosts
+            and type(m).__module__.startswith("torch.nn.modules.")
+        }
+        for key, handle in self._handles:
+            if key in quiet:
+                handle.remove()
+        self._handles = [(key, h) for key, h in self._handles if key not in quiet]
+        self._quiet = frozenset(quiet)
 
     def __enter__(self) -> Collector:
         return self.attach()
@@ -316,6 +349,8 @@ class Collector:
                 return
             self._enter_forward(args, kwargs)
         op = MODULES.get(type(module))
+        if self._tracing:
+            self._ran.add(id(module))
         self._stack.append([module, self._names.get(id(module), "?"), op, 0])
 
     def _starts_forward(self, module: nn.Module) -> bool:
@@ -326,11 +361,14 @@ class Collector:
         if not self._stack or self._stack[-1][0] is not module:
             return
         _, path, _, _ = self._stack.pop()
-        if output is None and self.failure is None and sys.exc_info()[1] is not None:
+        error = sys.exc_info()[1]
+        if output is None and self.failure is None and error is not None:
             # always_call hooks run (with the call's args) while an exception unwinds the
-            # forward: the first module to see it is the one that raised
+            # forward: the first hooked module to see it raised, or a quiet one inside it
             first = _first_tensor(args, {})
             self.failure = (path or ROOT, module, tuple(first.shape) if first is not None else None)
+            if self._quiet:
+                self.failure = self._quiet_failure(error) or self.failure
         if self._tracing and not self._stack:  # before the root module claims the output
             self.output_producer = self._producer_of(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
@@ -340,7 +378,26 @@ class Collector:
             elif isinstance(module, _FEATURE_PRODUCERS):
                 self._set_layout(output, "feature")
         if not self._stack:
+            complete = self._tracing and error is None
             self._leave_forward()
+            if complete:
+                self._quiet_leaves()
+
+    def _quiet_failure(self, error: BaseException
+                       ) -> tuple[str, nn.Module, tuple[int, ...] | None] | None:
+        """(path, module, input shape) of the quiet module the traceback ends in, if any."""
+        found = None
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, nn.Module) and id(owner) in self._quiet:
+                code = frame.f_code
+                arg = frame.f_locals.get(code.co_varnames[1]) if code.co_argcount > 1 else None
+                shape = tuple(arg.shape) if isinstance(arg, Tensor) else None
+                found = (self._names.get(id(owner), "?"), owner, shape)
+            tb = tb.tb_next
+        return found
 
     def _enter_forward(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         first = _first_tensor(args, kwargs)
@@ -437,6 +494,8 @@ class Collector:
     def _site_key(self, func: Any, op: str) -> tuple[str, str, str, int]:
         """(name, op label, owner, call index) of this call; counts it."""
         frame = self._stack[-1]
+        if self._tracing:
+            self._hosts.add(id(frame[0]))
         if frame[2] is not None and frame[3] == 0:
             base, label, owner = frame[1], "module", frame[1]
         elif self._graph_paths and len(self._stack) == 1:

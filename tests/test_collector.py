@@ -462,3 +462,38 @@ def test_forward_error_names_the_module_that_raised_and_its_input():
         deadrelu.scan(Own(), torch.randn(200, 8))
     message = str(info.value)
     assert "in `<model>` (Own)" in message and "forward code of `<model>` (Own)" in message
+
+
+def test_a_failure_in_a_later_batch_still_names_the_layer_that_raised():
+    # after the first forward, built-in leaves such as Linear run without hooks
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2), nn.Tanh())
+    batches = [torch.randn(100, 8), torch.randn(100, 8), torch.randn(100, 9)]
+    with pytest.raises(ModelError) as info:
+        deadrelu.scan(model, batches)
+    message = str(info.value)
+    assert "batch 2" in message
+    assert "in `0` (Linear), which received a tensor of shape (100, 9)" in message
+
+
+def test_hooks_of_leaf_layers_are_dropped_after_the_first_forward_only():
+    from deadrelu.collector import Collector
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.skip = nn.Linear(4, 4)
+
+        def forward(self, x, branch=False):
+            return torch.relu(self.skip(x) if branch else self.fc(x))
+
+    model = nn.Sequential(Block(), nn.ReLU()).eval()
+    with torch.no_grad(), Collector(model) as collector:
+        hooked = {key for key, _ in collector._handles}
+        model(torch.randn(3, 4))
+        kept = {key for key, _ in collector._handles}
+        assert id(model[0].fc) in hooked - kept  # ran, hosted no activation
+        assert id(model[0].skip) in kept  # did not run: a later branch may use it
+        assert {id(model), id(model[0]), id(model[1])} <= kept
+        model[0](torch.randn(3, 4), branch=True)
+    assert "0:relu" in collector.sites and "1" in collector.sites
