@@ -160,9 +160,74 @@ inline float load(const float* src, float* dst, int64_t r) {
 // (S, U, R), R contiguous. For each sample, the rows of four units are reduced
 // together, which gives the CPU four independent dependency chains per statistic
 // (a single chain is latency-bound).
+// Rows shorter than this are reduced across units instead (short_slices_kernel): a
+// 4x4 feature map is one vector per row, and three horizontal reductions per row
+// cost more than reading the rows with a stride. Measured: 2x faster at R = 16-25,
+// 5x at R = 4-9, even at R = 32, worse above.
+constexpr int64_t kShortRows = 32;
+
+// (S, U, R) with short rows: every statistic is a vector over the thread's units,
+// each unit's R positions read with stride R (no horizontal reductions at all).
+template <bool kRelu>
+void short_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
+                         const Accumulators& acc) {
+  const float level = b.level, lo = b.low, hi = b.high;
+  const bool has_lo = b.has_low, has_hi = b.has_high, sat_on = b.saturates(),
+             abs_on = !b.nonneg;
+  const int64_t step = in.mid_stride, ostep = out.mid_stride;
+  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+    const int64_t n = u_end - u_begin;
+    std::vector<float> scratch(static_cast<size_t>(5 * n));
+    float *fired = scratch.data(), *sat = fired + n, *sums = sat + n, *abss = sums + n,
+          *maxes = abss + n;
+    for (int64_t s = 0; s < S; ++s) {
+      std::fill(fired, fired + 4 * n, 0.f);  // fired, sat, sums, abss
+      std::fill(maxes, maxes + n, kNegInf);
+      const float* vals = in.at(s, u_begin);
+      int64_t vstep = step;
+      if constexpr (kRelu) {  // the ReLU row by row (contiguous), then count on the output
+        float* obase = out.at(s, u_begin);
+        for (int64_t k = 0; k < n; ++k) {
+#pragma omp simd
+          for (int64_t r = 0; r < R; ++r) obase[k * ostep + r] = relu(vals[k * step + r]);
+        }
+        vals = obase;
+        vstep = ostep;
+      }
+      for (int64_t r = 0; r < R; ++r) {
+#pragma omp simd
+        for (int64_t k = 0; k < n; ++k) {
+          const float v = vals[k * vstep + r];
+          fired[k] += hit(v > level);
+          sums[k] += v;
+          maxes[k] = v > maxes[k] ? v : maxes[k];
+        }
+        if (abs_on) {
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(vals[k * vstep + r]);
+        }
+        if (sat_on) {
+#pragma omp simd
+          for (int64_t k = 0; k < n; ++k) {
+            const float v = vals[k * vstep + r];
+            sat[k] += hit(has_lo && v <= lo) + hit(has_hi && v >= hi);
+          }
+        }
+      }
+      for (int64_t k = 0; k < n; ++k)
+        totals[u_begin + k].add_slice(fired[k], sums[k], abs_on ? abss[k] : sums[k], maxes[k],
+                                      sat[k]);
+    }
+  });
+}
+
 template <bool kRelu>
 void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
                    const Accumulators& acc) {
+  if (R < kShortRows) {
+    short_slices_kernel<kRelu>(in, out, S, U, R, b, acc);
+    return;
+  }
   const float level = b.level;
   over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
     for (int64_t s = 0; s < S; ++s) {
