@@ -163,7 +163,7 @@ inline float load(const float* src, float* dst, int64_t r) {
 // Rows shorter than this are reduced across units instead (short_slices_kernel): a
 // 4x4 feature map is one vector per row, and three horizontal reductions per row
 // cost more than reading the rows with a stride. Measured: 2x faster at R = 16-25,
-// 5x at R = 4-9, even at R = 32, worse above.
+// 5x at R = 4-9, the same at R = 32, slower above.
 constexpr int64_t kShortRows = 32;
 
 // (S, U, R) with short rows: every statistic is a vector over the thread's units,
