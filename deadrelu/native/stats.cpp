@@ -157,9 +157,6 @@ inline float load(const float* src, float* dst, int64_t r) {
   }
 }
 
-// (S, U, R), R contiguous. For each sample, the rows of four units are reduced
-// together, which gives the CPU four independent dependency chains per statistic
-// (a single chain is latency-bound).
 // Rows shorter than this are reduced across units instead (short_slices_kernel): a
 // 4x4 feature map is one vector per row, and three horizontal reductions per row
 // cost more than reading the rows with a stride. Measured: 2x faster at R = 16-25,
@@ -221,6 +218,9 @@ void short_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, con
   });
 }
 
+// (S, U, R), R contiguous. For each sample, the rows of four units are reduced
+// together, which gives the CPU four independent dependency chains per statistic
+// (a single chain is latency-bound).
 template <bool kRelu>
 void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
                    const Accumulators& acc) {
