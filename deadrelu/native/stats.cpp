@@ -157,6 +157,66 @@ inline float load(const float* src, float* dst, int64_t r) {
   }
 }
 
+// The per-slice partial results of a thread's n units while one sample is read
+// position by position, every statistic a vector over units (no horizontal
+// reductions). Used where units, not positions, are the inner loop: sequence
+// features (rows_kernel) and short conv rows (short_slices_kernel).
+struct UnitSlices {
+  int64_t n;
+  std::vector<float> data;
+  float *fired, *sat, *bad, *sums, *abss, *maxes;
+
+  explicit UnitSlices(int64_t n_) : n(n_), data(static_cast<size_t>(6 * n_)) {
+    fired = data.data(); sat = fired + n; bad = sat + n;
+    sums = bad + n; abss = sums + n; maxes = abss + n;
+    reset();
+  }
+
+  void reset() {
+    std::fill(fired, sums + 2 * n, 0.f);  // fired, sat, bad, sums, abss
+    std::fill(maxes, maxes + n, kNegInf);
+  }
+
+  // Adds one position of every unit: unit k's value is src[k * stride]. With kRelu
+  // the value is relu(src[...]), written to dst[k * ostride] and counted as written.
+  // With `flat` (Linear outputs) NaN/Inf values are counted one by one in `bad`.
+  template <bool kRelu>
+  void add(const float* src, int64_t stride, float* dst, int64_t ostride, Bounds b, bool flat) {
+    const float level = b.level, lo = b.low, hi = b.high;
+    const bool has_lo = b.has_low, has_hi = b.has_high;
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) {
+      const float v = load<kRelu>(src + k * stride, dst + k * ostride, 0);
+      fired[k] += hit(v > level);
+      sums[k] += v;
+      maxes[k] = v > maxes[k] ? v : maxes[k];
+    }
+    const float* vals = kRelu ? dst : src;  // the extra passes read what was written
+    const int64_t vstride = kRelu ? ostride : stride;
+    if (!b.nonneg) {
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(vals[k * vstride]);
+    }
+    if (b.saturates()) {
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) {
+        const float v = vals[k * vstride];
+        sat[k] += hit(has_lo && v <= lo) + hit(has_hi && v >= hi);
+      }
+    }
+    if (flat) {
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) bad[k] += hit(!(vals[k * vstride] - vals[k * vstride] == 0.f));
+    }
+  }
+
+  // Closes the sample: each unit's slice goes into its totals.
+  void close(Totals* totals, bool nonneg) const {
+    for (int64_t k = 0; k < n; ++k)
+      totals[k].add_slice(fired[k], sums[k], nonneg ? sums[k] : abss[k], maxes[k], sat[k]);
+  }
+};
+
 // Rows shorter than this are reduced across units instead (short_slices_kernel): a
 // 4x4 feature map is one vector per row, and three horizontal reductions per row
 // cost more than reading the rows with a stride. Measured: 2x faster at R = 16-25,
@@ -168,52 +228,25 @@ constexpr int64_t kShortRows = 32;
 template <bool kRelu>
 void short_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
                          const Accumulators& acc) {
-  const float level = b.level, lo = b.low, hi = b.high;
-  const bool has_lo = b.has_low, has_hi = b.has_high, sat_on = b.saturates(),
-             abs_on = !b.nonneg;
   const int64_t step = in.mid_stride, ostep = out.mid_stride;
   over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
-    const int64_t n = u_end - u_begin;
-    std::vector<float> scratch(static_cast<size_t>(5 * n));
-    float *fired = scratch.data(), *sat = fired + n, *sums = sat + n, *abss = sums + n,
-          *maxes = abss + n;
+    UnitSlices slices(u_end - u_begin);
     for (int64_t s = 0; s < S; ++s) {
-      std::fill(fired, fired + 4 * n, 0.f);  // fired, sat, sums, abss
-      std::fill(maxes, maxes + n, kNegInf);
+      slices.reset();
       const float* vals = in.at(s, u_begin);
       int64_t vstep = step;
       if constexpr (kRelu) {  // the ReLU row by row (contiguous), then count on the output
         float* obase = out.at(s, u_begin);
-        for (int64_t k = 0; k < n; ++k) {
+        for (int64_t k = 0; k < slices.n; ++k) {
 #pragma omp simd
           for (int64_t r = 0; r < R; ++r) obase[k * ostep + r] = relu(vals[k * step + r]);
         }
         vals = obase;
         vstep = ostep;
       }
-      for (int64_t r = 0; r < R; ++r) {
-#pragma omp simd
-        for (int64_t k = 0; k < n; ++k) {
-          const float v = vals[k * vstep + r];
-          fired[k] += hit(v > level);
-          sums[k] += v;
-          maxes[k] = v > maxes[k] ? v : maxes[k];
-        }
-        if (abs_on) {
-#pragma omp simd
-          for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(vals[k * vstep + r]);
-        }
-        if (sat_on) {
-#pragma omp simd
-          for (int64_t k = 0; k < n; ++k) {
-            const float v = vals[k * vstep + r];
-            sat[k] += hit(has_lo && v <= lo) + hit(has_hi && v >= hi);
-          }
-        }
-      }
-      for (int64_t k = 0; k < n; ++k)
-        totals[u_begin + k].add_slice(fired[k], sums[k], abs_on ? abss[k] : sums[k], maxes[k],
-                                      sat[k]);
+      for (int64_t r = 0; r < R; ++r)
+        slices.add<false>(vals + r, vstep, nullptr, 0, b, false);
+      slices.close(totals + u_begin, b.nonneg);
     }
   });
 }
@@ -291,64 +324,26 @@ void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bou
 template <bool kRelu>
 void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
                  const Accumulators& acc) {
-  const float level = b.level, lo = b.low, hi = b.high;
-  const bool has_lo = b.has_low, has_hi = b.has_high, sat_on = b.saturates(),
-             abs_on = !b.nonneg;
   const bool flat = R == 1;
   over_units(U, S * R, flat, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
-    const int64_t n = u_end - u_begin;
-    std::vector<float> scratch(static_cast<size_t>(6 * n));
-    float *fired = scratch.data(), *sat = fired + n, *bad = sat + n, *sums = bad + n,
-          *abss = sums + n, *maxes = abss + n;
-    auto reset = [&] {
-      std::fill(fired, fired + 3 * n, 0.f);  // fired, sat, bad
-      std::fill(sums, sums + 2 * n, 0.f);    // sums, abss
-      std::fill(maxes, maxes + n, kNegInf);
-    };
-    reset();
+    UnitSlices slices(u_end - u_begin);
     for (int64_t s = 0; s < S; ++s) {
-      if (!flat && s > 0) reset();
+      if (!flat && s > 0) slices.reset();
       for (int64_t r = 0; r < R; ++r) {
-        const float* row = in.at(s, r) + u_begin;
-        float* orow = kRelu ? out.at(s, r) + u_begin : nullptr;
-#pragma omp simd
-        for (int64_t k = 0; k < n; ++k) {
-          const float v = load<kRelu>(row, orow, k);
-          fired[k] += hit(v > level);
-          sums[k] += v;
-          maxes[k] = v > maxes[k] ? v : maxes[k];
-        }
-        if constexpr (kRelu) row = orow;  // the extra passes read what was written
-        if (abs_on) {
-#pragma omp simd
-          for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(row[k]);
-        }
-        if (sat_on) {
-#pragma omp simd
-          for (int64_t k = 0; k < n; ++k)
-            sat[k] += hit(has_lo && row[k] <= lo) + hit(has_hi && row[k] >= hi);
-        }
-        if (flat) {
-#pragma omp simd
-          for (int64_t k = 0; k < n; ++k) bad[k] += hit(!(row[k] - row[k] == 0.f));  // NaN, Inf
-        }
+        slices.add<kRelu>(in.at(s, r) + u_begin, 1, kRelu ? out.at(s, r) + u_begin : nullptr,
+                          1, b, flat);
       }
-      if (!flat) {
-        for (int64_t k = 0; k < n; ++k)
-          totals[u_begin + k].add_slice(fired[k], sums[k], abs_on ? abss[k] : sums[k], maxes[k],
-                                        sat[k]);
-      }
+      if (!flat) slices.close(totals + u_begin, b.nonneg);
     }
     if (flat) {  // one slice per unit: the whole batch; over_units applies the batch rule
-      for (int64_t k = 0; k < n; ++k) {
+      for (int64_t k = 0; k < slices.n; ++k) {
         Totals& t = totals[u_begin + k];
-        t.active = t.sample_active = static_cast<int64_t>(fired[k]);
-        t.saturated = static_cast<int64_t>(sat[k]);
-        t.nonfinite = static_cast<int64_t>(bad[k]);
-        t.batch_sum = sums[k];
-        t.sum = sums[k];
-        t.abs_sum = abs_on ? abss[k] : sums[k];
-        t.max = maxes[k];
+        t.active = t.sample_active = static_cast<int64_t>(slices.fired[k]);
+        t.saturated = static_cast<int64_t>(slices.sat[k]);
+        t.nonfinite = static_cast<int64_t>(slices.bad[k]);
+        t.batch_sum = t.sum = slices.sums[k];
+        t.abs_sum = b.nonneg ? slices.sums[k] : slices.abss[k];
+        t.max = slices.maxes[k];
       }
     }
   });
