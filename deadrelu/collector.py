@@ -526,11 +526,13 @@ class Collector:
         inplace = _FUSED_RELU[func]
         if inplace is None:
             inplace = bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
-        out = x if inplace else torch.empty_like(x)
         sample_axis = self._sample_axis(x, info)
         x3, rd = _layout(x, info.unit_axis, sample_axis)
+        if not _views(x3, x):
+            return None
+        out = x if inplace else torch.empty_like(x)
         o3 = x3 if inplace else _layout(out, info.unit_axis, sample_axis)[0]
-        if not (_views(x3, x) and _views(o3, out)) or not site.stats.relu_(x3, o3, rd):
+        if not (inplace or _views(o3, out)) or not site.stats.relu_(x3, o3, rd):
             return None
         if inplace and not x.is_inference():
             torch.autograd.graph.increment_version(x)  # as torch.relu_ would

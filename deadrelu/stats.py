@@ -139,12 +139,9 @@ class UnitStats:
         if y3.dtype not in (torch.float32, torch.float64):
             y3 = y3.float()
         n_samples, n_pos = y3.shape[0], y3.shape[reduce_dim]
-        # One value per slice: the "rows" layout (S, 1, U) keeps the flat path's rules.
-        fused = y3.squeeze(reduce_dim).unsqueeze(1) if n_pos == 1 else y3
-        if native.update(self.tensors, fused, 1 if n_pos == 1 else reduce_dim, level,
-                         sat_low, sat_high, nonneg):
-            self.samples += n_samples
-            self.positions += n_samples * n_pos
+        (fused,), fused_dim = _rows_if_flat((y3,), reduce_dim)
+        if native.update(self.tensors, fused, fused_dim, level, sat_low, sat_high, nonneg):
+            self._count(n_samples, n_pos)
             return
         exact = (n_samples * n_pos < _FLOAT_EXACT and y3.dtype == torch.float32
                  and scratch.numel() >= scratch_size(y3))
@@ -161,6 +158,9 @@ class UnitStats:
                                          scratch, exact)
         for c in counts:
             self.tensors["saturated"].add_(c.sum(0))
+        self._count(n_samples, n_pos)
+
+    def _count(self, n_samples: int, n_pos: int) -> None:
         self.samples += n_samples
         self.positions += n_samples * n_pos
 
@@ -173,13 +173,10 @@ class UnitStats:
         kernel does not apply; the caller then runs the ReLU and :meth:`update`.
         """
         n_samples, n_pos = x3.shape[0], x3.shape[reduce_dim]
-        if n_pos == 1:  # one value per slice: the rows layout keeps the flat path's rules
-            x3, out3 = (t.squeeze(reduce_dim).unsqueeze(1) for t in (x3, out3))
-            reduce_dim = 1
+        (x3, out3), reduce_dim = _rows_if_flat((x3, out3), reduce_dim)
         if not native.relu_into(self.tensors, x3, out3, reduce_dim):
             return False
-        self.samples += n_samples
-        self.positions += n_samples * n_pos
+        self._count(n_samples, n_pos)
         return True
 
     def _update_flat(self, y: Tensor, level: float, nonneg: bool, scratch: Tensor,
@@ -358,6 +355,14 @@ SHORT_ROWS = 32
 
 def _transpose_first(y3: Tensor, rd: int) -> bool:
     return rd == 2 and 1 < y3.shape[2] < SHORT_ROWS and y3.device.type == "cpu"
+
+
+def _rows_if_flat(ys: tuple[Tensor, ...], reduce_dim: int) -> tuple[tuple[Tensor, ...], int]:
+    """One value per slice (Linear outputs): the kernel's rows layout ``(S, 1, U)``,
+    whose rules for such outputs are the eager flat path's. Other layouts as given."""
+    if ys[0].shape[reduce_dim] != 1:
+        return ys, reduce_dim
+    return tuple(y.squeeze(reduce_dim).unsqueeze(1) for y in ys), 1
 
 
 def _mask_count(op: Any, y: Tensor, value: float, scratch: Tensor, exact: bool,

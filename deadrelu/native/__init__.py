@@ -133,9 +133,7 @@ def update(acc: dict[str, Tensor], y3: Tensor, reduce_dim: int, level: float,
             or y3.stride(2) != 1 or not _exact(y3, reduce_dim)
             or not (_ops is not None or ensure(wait=False))):
         return False
-    _ops.stats(y3, reduce_dim == 2, level, low, high, nonneg, acc["active"],
-               acc["sample_active"], acc["sum"], acc["abs_sum"], acc["max"], acc["saturated"],
-               acc["nonfinite"])
+    _ops.stats(y3, reduce_dim == 2, level, low, high, nonneg, *_counters(acc))
     return True
 
 
@@ -148,9 +146,16 @@ def relu_into(acc: dict[str, Tensor], x3: Tensor, out3: Tensor, reduce_dim: int)
     """
     if not loaded() or x3.stride(2) != 1 or out3.stride(2) != 1 or not _exact(x3, reduce_dim):
         return False
-    _ops.relu_into(x3, out3, reduce_dim == 2, acc["active"], acc["sample_active"], acc["sum"],
-                   acc["abs_sum"], acc["max"], acc["saturated"], acc["nonfinite"])
+    _ops.relu_into(x3, out3, reduce_dim == 2, *_counters(acc))
     return True
+
+
+#: The counters in the order the kernel's ops take them (see stats.cpp).
+_COUNTERS = ("active", "sample_active", "sum", "abs_sum", "max", "saturated", "nonfinite")
+
+
+def _counters(acc: dict[str, Tensor]) -> list[Tensor]:
+    return [acc[name] for name in _COUNTERS]
 
 
 def _exact(y3: Tensor, reduce_dim: int) -> bool:
