@@ -288,3 +288,17 @@ def test_cli_track_errors_are_one_line(capsys, tmp_path):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "found 0 checkpoints" in err
+
+
+def test_cli_track_never_writes_over_its_config_file(capsys, tmp_path):
+    from deadrelu.cli import main
+
+    config = tmp_path / "deadrelu.toml"
+    config.write_text("[tool.deadrelu]\nrare = 0.02\n")
+    with pytest.raises(SystemExit) as info:
+        main(["track", str(SM / "series"), "--arch", f"{SM / 'models.py'}:DigitsMLP",
+              "--data", str(SM / "data" / "digits_test.npy"), "--config", str(config),
+              "--csv", str(config), "--quiet"])
+    assert info.value.code == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert config.read_text() == "[tool.deadrelu]\nrare = 0.02\n"

@@ -199,8 +199,7 @@ def check_command(
                 config=cfg,
             )
             if output is not None:
-                check_output_path(output, [*opts.input_paths(),
-                                           *filter(None, [baseline_path, cfg.source])])
+                check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                    partial_on_interrupt=False)
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2

@@ -342,6 +342,7 @@ class LoadOptions:
     normalize: str = "none"
     target: str | None = None
     channels: int | None = None
+    config_file: Path | None = None  # the [tool.deadrelu] file the settings came from
 
     @classmethod
     def from_cli(
@@ -381,6 +382,7 @@ class LoadOptions:
             import_paths=tuple(Path(p) for p in import_path or ()),
             trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
             image_size=image_size, normalize=normalize or "none", target=target, channels=channels,
+            config_file=config.source if config is not None else None,
         )
 
     def input_paths(self) -> list[Path]:
@@ -394,6 +396,8 @@ class LoadOptions:
             if sep and arch_file.endswith(".py"):
                 paths.append(Path(arch_file))
         paths.extend(Path(p) for p in self.import_paths)  # folders of model code
+        if self.config_file is not None:
+            paths.append(self.config_file)
         return paths
 
 

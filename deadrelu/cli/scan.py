@@ -144,8 +144,7 @@ def scan_command(
             config=settings.config,
         )
         if output is not None and main_rank:
-            check_output_path(output, [*opts.input_paths(),
-                                       *filter(None, [settings.config.source])])
+            check_output_path(output, opts.input_paths())
         report = load_and_scan(opts, settings, progress=not no_progress and main_rank,
                                quiet=quiet, sharded=sharded)
     if not main_rank:
