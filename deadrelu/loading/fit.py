@@ -81,10 +81,9 @@ def check_fit(model: nn.Module, sample_shape: tuple[int, ...], batch_size: int |
     shape = tuple(int(d) for d in sample_shape)
     if _check_export_spec(model, shape, batch_size, num_samples):
         return
-    entries = _entries(model)
-    if not entries or entries[0] is None:
-        return  # first parameterized layer is something we cannot judge
-    first = entries[0]
+    first = _first_layer(model)
+    if first is None:
+        return  # no parameterized layer, or a first one we cannot judge
     if first.accepts(shape):
         return
     if _runs_on(model, shape):
@@ -173,9 +172,9 @@ def suggest_channels(model: nn.Module) -> int | None:
     return None
 
 
-def _entries(model: nn.Module) -> list[_Entry | None]:
-    """Parameterized layers in registration order; ``None`` for ones we cannot judge."""
-    entries: list[_Entry | None] = []
+def _first_layer(model: nn.Module) -> _Entry | None:
+    """The first parameterized layer in registration order; None when there is none or
+    it is not a plain Linear/ConvNd with a known input size (a lazy layer, for one)."""
     for name, module in model.named_modules():
         if not _has_own_parameters(module):
             continue
@@ -183,10 +182,9 @@ def _entries(model: nn.Module) -> list[_Entry | None]:
         size = getattr(module, "in_features" if kind == "Linear" else "in_channels", None)
         lazy = type(module).__name__.startswith("Lazy")
         if kind is None or lazy or not isinstance(size, int) or size <= 0:
-            entries.append(None)
-        else:
-            entries.append(_Entry(name or "(root)", kind, size))
-    return entries
+            return None
+        return _Entry(name or "(root)", kind, size)
+    return None
 
 
 def _kind(module: Any) -> str | None:
