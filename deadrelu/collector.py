@@ -154,26 +154,17 @@ def _op_label(func: Any) -> str:
     return f"torch.{name}"
 
 
-def _tensors(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Tensor]:
+def _tensors(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Iterator[Tensor]:
     """The tensor operands of a call, in order (one level into lists, as for torch.cat)."""
-    out = []
     for value in (*args, *kwargs.values()):
         if isinstance(value, Tensor):
-            out.append(value)
+            yield value
         elif isinstance(value, (tuple, list)):
-            out.extend(item for item in value if isinstance(item, Tensor))
-    return out
+            yield from (item for item in value if isinstance(item, Tensor))
 
 
 def _first_tensor(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Tensor | None:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, Tensor):
-            return value
-        if isinstance(value, (tuple, list)):
-            for item in value:
-                if isinstance(item, Tensor):
-                    return item
-    return None
+    return next(_tensors(args, kwargs), None)
 
 
 class _Mode(TorchFunctionMode):
@@ -444,7 +435,7 @@ class Collector:
         # An in-place op (out is x) also makes x's producer indirect.
         # any operand may carry the provenance: in `x + bn(conv(x))` or `gain * conv(h)`
         # the first one is the raw input or a parameter
-        operands = _tensors(args, kwargs)
+        operands = list(_tensors(args, kwargs))
         src = next((p for t in operands if (p := self._producer_of(t)) is not None), None)
         if src is not None:
             self._producers[id(out)] = (weakref.ref(out), src[0], False)
