@@ -21,6 +21,13 @@ Invariants (the reasons are in ``docs/monitor.md``):
 * **Windows.** :meth:`Monitor.report` covers the sampled steps since the last
   ``report(reset=True)``; under ``torch.distributed`` it is a collective (every
   rank must call it at the same step) and returns the counters of all ranks.
+  A report's ``step`` is the last step that ran in its window, numbered as the
+  user's loop numbers it: automatic counting is 0-based (the report after the
+  1,000th forward is step 999), ``step(n)`` numbers the step that comes next.
+* **No false alarms.** A dead fraction is compared between windows only when both
+  saw enough samples for "dead" to mean "fires on fewer than ``thresholds.rare``
+  of inputs" at 95% confidence (the bound of the report's DR011): about 300
+  samples at the default 1%.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from deadrelu.report import Report
 if TYPE_CHECKING:
     import pandas as pd
 
+    from deadrelu.findings import Finding
     from deadrelu.integrations import ReportLogger
 
 #: ``on_jump(layer, before, after, step)``: called when a layer's dead fraction jumps.
@@ -52,12 +60,17 @@ JumpCallback = Callable[[str, float, float, int], None]
 HISTORY_COLUMNS = (
     "step", "layer", "kind", "units", "samples", "sampled_steps", "dead", "dead_fraction",
     "rare_fraction", "saturated_fraction", "always_on_fraction", "dormant_fraction",
-    "nonfinite", "fire_rate_mean",
+    "nonfinite", "fire_rate_mean", "fire_rate_bound", "conclusive",
 )
+
+#: Causes that a finding during training names as likely; the others (no evidence, too
+#: few samples, a design remark) are left to the full report.
+_ACTIONABLE_SKIP = frozenset({"unknown", "insufficient_data", "architecture"})
 
 
 class DeadUnitsWarning(UserWarning):
-    """A layer's dead fraction jumped between two monitor windows.
+    """A layer's dead fraction jumped between two monitor windows, or a window's
+    diagnosis found dead units with a likely cause.
 
     Usually the sign of a learning rate that is too high (or a loss spike): units
     pushed below zero for every input by one large update never recover.
@@ -97,13 +110,12 @@ class Monitor:
 
     Use it as a context manager, or call :meth:`attach` and :meth:`detach`::
 
-        with deadrelu.Monitor(model, every=50) as monitor:
-            for step, (x, y) in enumerate(loader):
-                loss = F.cross_entropy(model(x), y)   # one forward = one step
-                loss.backward(); opt.step(); opt.zero_grad()
-                if step % 1000 == 999:
-                    print(monitor.report().summary())
-        monitor.history   # one row per layer per report
+        with deadrelu.Monitor(model, every=50, report_every=1000) as monitor:
+            for epoch in range(epochs):
+                for x, y in loader:
+                    loss = F.cross_entropy(model(x), y)   # one forward = one step
+                    loss.backward(); opt.step(); opt.zero_grad()
+        monitor.history   # one row per layer per report, the last window included
 
     Args:
         model: the network as it is called in the training loop; DDP, DataParallel
@@ -111,12 +123,14 @@ class Monitor:
             (sampled steps of a compiled model run eagerly, see ``docs/monitor.md``).
         every: record one step in every ``every`` (1 records every step).
         jump: warn when a layer's dead fraction rises by at least this much (an
-            absolute share, 0.1 = 10 points) from one report to the next; ``None``
+            absolute share, 0.1 = 10 points) from one conclusive report to the next
+            (both windows saw enough samples, see the module docstring); ``None``
             turns the check off.
         on_jump: called as ``on_jump(layer, before, after, step)`` instead of a
             :class:`DeadUnitsWarning`.
         report_every: if set, call :meth:`report` (``reset=True``) by itself every
-            ``report_every`` steps, at the step boundary.
+            ``report_every`` steps, at the step boundary (after steps
+            ``report_every - 1``, ``2 * report_every - 1``...).
         loggers: each report is sent to these: objects with ``log_report(report, step)``
             (see :mod:`deadrelu.integrations`) or plain ``log(dict, step=...)``
             callables such as ``wandb.log``.
@@ -129,6 +143,9 @@ class Monitor:
         auto_step: count one step per forward of ``model`` in train mode until the first
             :meth:`step` call; ``False``: only :meth:`step` ends a step.
         name: the model's label in report headers (default: its class name).
+        findings: warn (:class:`DeadUnitsWarning`) and tell loggers that have
+            ``log_finding(finding, step)`` once per rule and layer when a conclusive
+            window's diagnosis finds dead or saturated units with a likely cause.
 
     Raises:
         ConfigError: an invalid argument.
@@ -149,6 +166,7 @@ class Monitor:
         sync: bool | None = None,
         auto_step: bool = True,
         name: str | None = None,
+        findings: bool = True,
     ) -> None:
         from deadrelu.integrations import as_logger
         from deadrelu.scanning import unwrap
@@ -199,8 +217,15 @@ class Monitor:
         self._window_start = 0
         self._window_sampled = 0
         self._window_started_at = time.perf_counter()
+        self.findings = findings
         self._rows: list[dict[str, Any]] = []
-        self._last_dead: dict[str, float] = {}
+        # layer -> (dead fraction, step) of its last conclusive window: the jump baseline
+        self._last_dead: dict[str, tuple[float, int]] = {}
+        self._announced: set[tuple[str, str | None]] = set()
+        self._ran = False  # a train-mode forward started in the current step
+        self._window_train = 0  # forwards of the monitored model in this window, by mode
+        self._window_eval = 0
+        self._exit_report: Report | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -264,8 +289,11 @@ class Monitor:
     def __enter__(self) -> Monitor:
         return self.attach()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.detach()
+        if exc_type is None and self.window_steps:
+            # the steps since the last report would otherwise never reach the history
+            self._exit_report = self.report(reset=True)
 
     # -- stepping --------------------------------------------------------------------------------
 
@@ -295,6 +323,8 @@ class Monitor:
             self._window_sampled += 1
             self._recorded = False
         changed = step != self._step
+        if changed:
+            self._ran = False
         self._step = step
         if self._attached:
             self._sync_hooks()
@@ -331,10 +361,17 @@ class Monitor:
                 UserWarning, stacklevel=4,
             )
         self._recorded = True
+        self._ran = True
         return True
 
     def _outer_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self._in_forward = True
+        if not _in_backward():
+            if self.module.training:
+                self._window_train += 1
+                self._ran = True
+            else:
+                self._window_eval += 1
         if self._compiled is not None and self.collector.attached:
             # Hooks inside a compiled graph never fire (and would make it recompile):
             # run the forwards of a sampled step eagerly.
@@ -376,29 +413,33 @@ class Monitor:
         from deadrelu.diagnose import collect_evidence, diagnose
         from deadrelu.scanning import InsufficientDataWarning, model_signature, weights_fingerprint
 
+        if self._exit_report is not None and not self.window_steps:
+            # the with block already reported the last window; nothing ran since
+            return self._exit_report
+        self._exit_report = None
         sites = self.collector.snapshot()
         sampled = self.window_steps
         sync = self.sync if self.sync is not None else distributed.is_distributed()
         if sync:
             sites = distributed.reduce_sites(sites)
         samples = max((s.stats.samples for s in sites), default=0)
+        start = self._window_start
+        # the last step that ran: the current one if a forward started in it, else the one before
+        last = max(self._step if self._ran else self._step - 1, 0)
         if samples == 0:
-            warnings.warn(
-                f"no sampled step since step {self._window_start} (every={self.every}): the "
-                "report is empty; report less often or sample more often",
-                InsufficientDataWarning, stacklevel=2,
-            )
+            warnings.warn(self._empty_window_reason(start, last), InsufficientDataWarning,
+                          stacklevel=2)
         device = next((str(t.device) for t in self.module.parameters()), "cpu")
         meta: dict[str, Any] = {
             "model": self.name,
-            "data": f"training steps {self._window_start}-{self._step}",
+            "data": f"training steps {start}-{last}",
             "device": device,
             "seconds": round(time.perf_counter() - self._window_started_at, 4),
             "samples": samples,
             "partial": False,
             "mode": "train",
-            "step": self._step,
-            "window": [self._window_start, self._step],
+            "step": last,
+            "window": [start, last],
             "every": self.every,
             "sampled_steps": sampled,
             "notes": list(self.notes),
@@ -412,23 +453,46 @@ class Monitor:
         report = replace(base, findings=tuple(diagnose(base)))
         self._record(report)
         for logger in self.loggers:
-            logger.log_report(report, self._step)
+            logger.log_report(report, last)
         if reset:
             self.collector.reset()
             self._window_start = self._step
             self._window_sampled = 0
+            self._window_train = self._window_eval = 0
             self._recorded = False
             self._window_started_at = time.perf_counter()
         self.last_report = report
         return report
 
+    def _empty_window_reason(self, start: int, last: int) -> str:
+        """Why a window recorded nothing, in the words of the likely cause."""
+        if self._window_eval and not self._window_train:
+            return (f"{self.name} ran {self._window_eval} forward"
+                    f"{'s' if self._window_eval != 1 else ''} since step {start}, all in eval "
+                    "mode, so nothing was recorded (the monitor records training, i.e. train-mode "
+                    "forwards): call model.train() before training — model.eval() for validation "
+                    "leaves the model in eval mode until model.train() is called again")
+        return (f"no sampled step in steps {start}-{last} (every={self.every} records steps "
+                f"0, {self.every}, {2 * self.every}...): the report is empty; report less "
+                "often or sample more often")
+
+    def _conclusive(self, samples: int) -> bool:
+        """Whether ``samples`` samples make "dead" mean "fires on < ``rare``" at 95% confidence."""
+        from deadrelu.diagnose.context import rule_out_rate
+
+        return samples > 0 and rule_out_rate(samples) <= self.thresholds.rare
+
     def _record(self, report: Report) -> None:
+        from deadrelu.diagnose.context import pct, rule_out_rate
+
         step, sampled = report.meta["step"], report.meta["sampled_steps"]
+        causes = self._likely_causes(report)
         jumps = []
         for rec in report.layer_records():
             if rec["samples"] == 0:
                 continue  # a layer that did not run in this window says nothing
             units = rec["units"] or 1
+            conclusive = self._conclusive(rec["samples"])
             self._rows.append({
                 "step": step, "layer": rec["layer"], "kind": rec["kind"], "units": rec["units"],
                 "samples": rec["samples"], "sampled_steps": sampled, "dead": rec["dead"],
@@ -437,22 +501,63 @@ class Monitor:
                 "always_on_fraction": rec["always_on"] / units,
                 "dormant_fraction": rec["dormant_fraction"], "nonfinite": rec["nonfinite"],
                 "fire_rate_mean": rec["fire_rate_mean"],
+                "fire_rate_bound": rule_out_rate(rec["samples"]), "conclusive": conclusive,
             })
-            before = self._last_dead.get(rec["layer"])
+            if not conclusive:
+                continue  # a few samples make "dead" a guess: neither a baseline nor an alarm
             after = float(rec["dead_fraction"])
-            self._last_dead[rec["layer"]] = after
-            if self.jump is not None and before is not None and after - before >= self.jump - 1e-12:
-                jumps.append((rec["layer"], before, after))
-        for layer, before, after in jumps:
+            previous = self._last_dead.get(rec["layer"])
+            self._last_dead[rec["layer"]] = (after, step)
+            if self.jump is not None and previous is not None \
+                    and after - previous[0] >= self.jump - 1e-12:
+                jumps.append((rec["layer"], previous[0], previous[1], after, rec["samples"]))
+        for layer, before, since, after, samples in jumps:
             if self.on_jump is not None:
                 self.on_jump(layer, before, after, step)
+                continue
+            finding = causes.get(layer)
+            if finding is not None:
+                self._announced.add((finding.code, layer))
+                why = f"likely cause: {finding.cause} ({finding.code}): {finding.fix}"
             else:
-                warnings.warn(
-                    f"{layer}: dead units rose from {before:.0%} to {after:.0%} by step {step} "
-                    "— often a learning rate that is too high or a loss spike; lower the "
-                    "learning rate, add warmup or clip gradients",
-                    DeadUnitsWarning, stacklevel=3,
-                )
+                why = ("often a learning rate that is too high or a loss spike; lower the "
+                       "learning rate or add warm-up")
+            warnings.warn(
+                f"{layer}: dead units rose from {pct(before)} (window ending at step {since}) "
+                f"to {pct(after)} by step {step}, in a window of {samples:,} samples (a unit "
+                f"counted dead fires on under {pct(rule_out_rate(samples))} of inputs, 95% "
+                f"confidence) — {why}",
+                DeadUnitsWarning, stacklevel=4,
+            )
+        if self.findings:
+            self._announce(causes, step)
+
+    def _likely_causes(self, report: Report) -> dict[str, Finding]:
+        """Per layer, the first finding of ``report`` that names an actionable cause for
+        dead or saturated units, from windows with enough samples only."""
+        out: dict[str, Finding] = {}
+        samples = {rec["layer"]: rec["samples"] for rec in report.layer_records()}
+        for finding in report.findings:
+            if (finding.layer is None or finding.cause in _ACTIONABLE_SKIP
+                    or str(finding.severity) == "info"
+                    or not self._conclusive(samples.get(finding.layer, 0))):
+                continue
+            out.setdefault(finding.layer, finding)
+        return out
+
+    def _announce(self, causes: Mapping[str, Finding], step: int) -> None:
+        """Say once per rule and layer that a window found units with a likely cause."""
+        for layer, finding in causes.items():
+            key = (finding.code, layer)
+            if key in self._announced:
+                continue
+            self._announced.add(key)
+            warnings.warn(f"step {step}: {finding.code} {finding.message} — likely cause: "
+                          f"{finding.cause}; {finding.fix}", DeadUnitsWarning, stacklevel=4)
+            for logger in self.loggers:
+                log_finding = getattr(logger, "log_finding", None)
+                if callable(log_finding):
+                    log_finding(finding, step)
 
     @property
     def history(self) -> pd.DataFrame:

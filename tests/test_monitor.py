@@ -96,7 +96,7 @@ def test_sampled_steps_match_brute_force_in_train_mode():
     assert_matches(report.site("act1").stats, brute(outs, 1))
     assert report.meta["mode"] == "train"
     assert report.meta["sampled_steps"] == 4
-    assert report.meta["step"] == 10
+    assert report.meta["step"] == 9  # the last of the user's 0-based steps 0..9
     assert report.samples == 4 * 16
     assert 2 in report.units_in_state("act1", "dead")
 
@@ -234,12 +234,13 @@ def test_report_windows_reset_and_history_rows():
         second = monitor.report(reset=False)
         _train(model, 2)
         third = monitor.report()
-    assert first.meta["window"] == [0, 4] and first.samples == 32
-    assert second.meta["window"] == [4, 8] and second.samples == 32
-    assert third.meta["window"] == [4, 10] and third.samples == 48  # not reset after second
+    # windows name the first and last step that ran in them, 0-based like the loop
+    assert first.meta["window"] == [0, 3] and first.samples == 32
+    assert second.meta["window"] == [4, 7] and second.samples == 32
+    assert third.meta["window"] == [4, 9] and third.samples == 48  # not reset after second
     history = monitor.history
     assert list(history.columns) == list(HISTORY_COLUMNS)
-    assert history["step"].tolist() == [4, 8, 10]
+    assert history["step"].tolist() == [3, 7, 9]
     assert (history["layer"] == "act1").all()
     assert history["dead_fraction"].iloc[0] == pytest.approx(1 / 12)
 
@@ -253,7 +254,7 @@ def test_empty_window_warns_and_adds_no_rows():
         with pytest.warns(InsufficientDataWarning, match="no sampled step"):
             report = monitor.report()
     assert report.samples == 0
-    assert monitor.history["step"].tolist() == [3]
+    assert monitor.history["step"].tolist() == [2]
 
 
 def _kill_half(model):
@@ -265,30 +266,31 @@ def test_jump_in_dead_fraction_calls_on_jump():
     model = MLP().train()
     jumps = []
     with Monitor(model, every=1, on_jump=lambda *a: jumps.append(a)) as monitor:
-        _train(model, 2, lr=0.0)
+        _train(model, 2, lr=0.0, batch=200)
         monitor.report()
         _kill_half(model)
-        _train(model, 2, lr=0.0)
+        _train(model, 2, lr=0.0, batch=200)
         monitor.report()
-    assert jumps == [("act1", pytest.approx(1 / 12), pytest.approx(6 / 12), 4)]
+    assert jumps == [("act1", pytest.approx(1 / 12), pytest.approx(6 / 12), 3)]
 
 
 def test_jump_warns_with_dead_units_warning_and_can_be_turned_off():
     model = MLP().train()
-    with Monitor(model, every=1) as monitor:
-        _train(model, 2, lr=0.0)
+    with Monitor(model, every=1, findings=False) as monitor:
+        _train(model, 2, lr=0.0, batch=200)
         monitor.report()
         _kill_half(model)
-        _train(model, 2, lr=0.0)
-        with pytest.warns(DeadUnitsWarning, match="act1: dead units rose from 8% to 50% by step 4"):
+        _train(model, 2, lr=0.0, batch=200)
+        with pytest.warns(DeadUnitsWarning, match=r"act1: dead units rose from 8\.3% \(window "
+                          r"ending at step 1\) to 50% by step 3, in a window of 400 samples"):
             monitor.report()
-    quiet = Monitor(MLP().train(), every=1, jump=None)
+    quiet = Monitor(MLP().train(), every=1, jump=None, findings=False)
     with quiet, warnings.catch_warnings():
         warnings.simplefilter("error", DeadUnitsWarning)
-        _train(quiet.model, 2, lr=0.0)
+        _train(quiet.model, 2, lr=0.0, batch=200)
         quiet.report()
         _kill_half(quiet.model)
-        _train(quiet.model, 2, lr=0.0)
+        _train(quiet.model, 2, lr=0.0, batch=200)
         quiet.report()
 
 
@@ -298,8 +300,9 @@ def test_report_every_and_loggers():
     with Monitor(model, every=1, report_every=3,
                  loggers=[lambda values, step: logged.append((step, values))]) as monitor:
         _train(model, 7)
-    assert [step for step, _ in logged] == [3, 6]
-    assert monitor.history["step"].tolist() == [3, 6]
+    # after steps 0-2 and 3-5, and leaving the with block reports step 6's window
+    assert [step for step, _ in logged] == [2, 5, 6]
+    assert monitor.history["step"].tolist() == [2, 5, 6]
     assert logged[0][1]["deadrelu/act1/dead_fraction"] == pytest.approx(1 / 12)
 
 
@@ -367,3 +370,108 @@ def test_compiled_in_place_is_refused():
 def test_public_api_exports_monitor():
     assert deadrelu.Monitor is Monitor
     assert deadrelu.DeadUnitsWarning is DeadUnitsWarning
+
+
+# -- no false alarms (issue 16) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [2, 5])
+def test_tiny_windows_never_raise_a_jump(batch):
+    # Before: one window of 2 (or 5) samples in which half the units happened not to
+    # fire read as "dead units rose from 8% to 50%".
+    model = MLP().train()
+    with Monitor(model, every=1, findings=False) as monitor, warnings.catch_warnings():
+        warnings.simplefilter("error", DeadUnitsWarning)
+        _train(model, 1, lr=0.0, batch=400)  # a conclusive baseline
+        monitor.report()
+        _kill_half(model)
+        _train(model, 1, lr=0.0, batch=batch)
+        monitor.report()
+    history = monitor.history
+    assert history["samples"].tolist() == [400, batch]
+    assert history["conclusive"].tolist() == [True, False]
+    assert history["dead_fraction"].iloc[1] >= 0.5  # a jump of 42+ points, by chance in part
+    # the bound a dead verdict rests on: 1 - 0.05^(1/n)
+    assert history["fire_rate_bound"].iloc[1] == pytest.approx(1 - 0.05 ** (1 / batch))
+
+
+def test_jump_compares_with_the_last_conclusive_window():
+    model = MLP().train()
+    jumps = []
+    with Monitor(model, every=1, findings=False, on_jump=lambda *a: jumps.append(a)) as monitor:
+        _train(model, 1, lr=0.0, batch=400)
+        monitor.report()                      # step 0: 1/12 dead, conclusive
+        _kill_half(model)
+        _train(model, 1, lr=0.0, batch=3)
+        monitor.report()                      # step 1: too few samples, skipped
+        _train(model, 1, lr=0.0, batch=400)
+        monitor.report()                      # step 2: compared with step 0
+    assert jumps == [("act1", pytest.approx(1 / 12), pytest.approx(6 / 12), 2)]
+
+
+def test_eval_mode_during_training_is_named_as_the_cause():
+    # Before: "no sampled step since step 0 ...: report less often or sample more often".
+    model = MLP().eval()
+    with Monitor(model, every=1) as monitor:
+        _train(model, 3)
+        with pytest.warns(InsufficientDataWarning, match=r"3 forwards since step 0, all in eval "
+                          r"mode.*call model\.train\(\)"):
+            report = monitor.report()
+    assert report.samples == 0
+
+
+def test_steps_are_the_users_across_epochs_and_the_with_block_reports_the_last_window():
+    # The README loop: a global step across epochs, report_every, nothing after the loop.
+    model = MLP().train()
+    seen_steps = []
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Monitor(model, every=2, report_every=4, findings=False) as monitor:
+        step = 0
+        for _epoch in range(2):
+            for _ in range(5):                    # 5 batches per epoch, 10 steps in all
+                model(torch.randn(8, 6)).square().mean().backward()
+                opt.step()
+                opt.zero_grad()
+                seen_steps.append(step)
+                step += 1
+    history = monitor.history
+    # reports after steps 3 and 7, and the last window (8-9) when the with block ends
+    assert history["step"].tolist() == [3, 7, 9]
+    assert monitor.last_report.meta["window"] == [8, 9]
+    assert monitor.last_report.meta["sampled_steps"] == 1  # step 8
+    assert seen_steps[-1] == 9
+    # a report() after the block returns that last window, not an empty one
+    assert monitor.report() is monitor.last_report
+    assert len(monitor.history) == 3
+
+
+def test_explicit_steps_follow_the_callers_numbers():
+    model = MLP().train()
+    with Monitor(model, every=5, auto_step=False, findings=False) as monitor:
+        for global_step in range(100, 110):
+            monitor.step(global_step)             # the step about to run
+            model(torch.randn(4, 6))
+        monitor.step(110)
+        report = monitor.report()
+    assert report.meta["step"] == 109
+    assert report.meta["sampled_steps"] == 2      # steps 100 and 105
+
+
+def test_a_finding_with_a_likely_cause_is_announced_once():
+    model = MLP().train()
+    with Monitor(model, every=1) as monitor:
+        _train(model, 2, lr=0.0, batch=200)
+        with pytest.warns(DeadUnitsWarning, match=r"step 1: DR001 .*likely cause: learning_rate"):
+            monitor.report()
+        _train(model, 2, lr=0.0, batch=200)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeadUnitsWarning)
+            monitor.report()                      # the same finding again: silent
+
+
+def test_a_small_window_announces_no_finding():
+    model = MLP().train()
+    with Monitor(model, every=1) as monitor, warnings.catch_warnings():
+        warnings.simplefilter("error", DeadUnitsWarning)
+        _train(model, 2, lr=0.0, batch=8)
+        monitor.report()
