@@ -559,6 +559,34 @@ class Monitor:
                 if callable(log_finding):
                     log_finding(finding, step)
 
+    # -- state -----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this monitor: the history, the per-layer
+        baseline of the jump check and the findings already announced (JSON-ready: plain
+        lists, numbers and strings, so a trainer can store it in its checkpoint)."""
+        return {
+            "version": 1,
+            "history": [{k: _plain(v) for k, v in row.items()} for row in self._rows],
+            "baseline": {layer: [frac, step] for layer, (frac, step) in self._last_dead.items()},
+            "announced": [[code, layer] for code, layer in sorted(self._announced, key=str)],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`: the history goes on, jumps compare with the
+        last window before the checkpoint, announced findings stay announced.
+
+        Raises:
+            ConfigError: ``state`` is not a monitor state.
+        """
+        if not isinstance(state, Mapping) or state.get("version") != 1:
+            raise ConfigError("not a deadrelu Monitor state (expected Monitor.state_dict())",
+                              "pass what Monitor.state_dict() returned")
+        self._rows = [dict(row) for row in state.get("history", [])]
+        self._last_dead = {str(layer): (float(frac), int(step))
+                           for layer, (frac, step) in state.get("baseline", {}).items()}
+        self._announced = {(str(code), layer) for code, layer in state.get("announced", [])}
+
     @property
     def history(self) -> pd.DataFrame:
         """One row per layer per report (columns :data:`HISTORY_COLUMNS`), oldest first."""
@@ -569,6 +597,12 @@ class Monitor:
     def __repr__(self) -> str:
         state = "attached" if self._attached else "detached"
         return f"Monitor({self.name}, every={self.every}, step={self._step}, {state})"
+
+
+def _plain(value: Any) -> Any:
+    """A history value as a plain Python number (numpy scalars do not go into JSON)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
 
 
 def _check_positive(name: str, value: Any, fix: str) -> None:

@@ -59,7 +59,7 @@ def test_callable_logger_like_wandb_log():
         calls.append((step, values))
 
     _run_monitor([log])
-    assert [step for step, _ in calls] == [2, 4]
+    assert [step for step, _ in calls] == [1, 3]  # after the user's steps 0-1 and 2-3
     assert calls[0][1]["deadrelu/act/dead_fraction"] == 0.5
     assert isinstance(as_logger(log), CallableLogger)
     with pytest.raises(ConfigError):
@@ -81,7 +81,7 @@ def test_tensorboard_logger_writes_scalars(tmp_path):
     tags = events.Tags()["scalars"]
     assert "deadrelu/act/dead_fraction" in tags and "deadrelu/dead_fraction" in tags
     points = events.Scalars("deadrelu/act/dead_fraction")
-    assert [p.step for p in points] == [2, 4]
+    assert [p.step for p in points] == [1, 3]
     assert all(p.value == 0.5 for p in points)
     with pytest.raises(ConfigError, match="add_scalar"):
         TensorBoardLogger(object())
@@ -136,7 +136,8 @@ def test_lightning_callback_logs_through_the_trainer(tmp_path):
     trainer.fit(Module(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
 
     history = callback.history
-    assert history["step"].tolist() == [4, 8]
+    # steps 0-3 and 4-7, logged where Lightning logs the loss of steps 3 and 7
+    assert history["step"].tolist() == [3, 7]
     assert history["dead_fraction"].tolist() == [0.5, 0.5]
     # two sampled steps per window (0 and 2, then 4 and 6), 8 samples each; the
     # eval-mode validation batches (sanity check included) are not recorded
@@ -144,7 +145,7 @@ def test_lightning_callback_logs_through_the_trainer(tmp_path):
     assert trainer.callback_metrics["deadrelu/dead_fraction"] == pytest.approx(0.5)
     with open(trainer.logger.log_dir + "/metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("deadrelu/net.act/dead_fraction")]
-    assert [int(r["step"]) for r in rows] == [4, 8]
+    assert [int(r["step"]) for r in rows] == [3, 7]
     assert not callback.monitor.attached
 
 
@@ -165,8 +166,40 @@ def test_lightning_callback_records_accumulated_steps_whole():
     # 8 batches = 4 optimizer steps; steps 0 and 2 sampled, both micro-batches of each,
     # reported once when step 4 is reached (never a half step at step 0)
     history = callback.history
-    assert history["step"].tolist() == [4]
+    assert history["step"].tolist() == [3]
     assert history["samples"].tolist() == [32]
+
+
+def test_lightning_callback_state_goes_into_the_checkpoint_and_resumes(tmp_path):
+    # Before: a resumed run started a new history, and its first window had no
+    # baseline for the jump check.
+    pl = pytest.importorskip("lightning.pytorch")
+
+    from deadrelu.integrations.lightning import DeadReluCallback
+
+    Module = _lightning_module(pl)
+    data = _lightning_data()
+
+    def fit(max_steps, ckpt_path=None):
+        # rare=5%: 59 samples make a window conclusive, so it becomes the jump baseline
+        callback = DeadReluCallback(every=1, log_every=4, thresholds=deadrelu.Thresholds(rare=0.05))
+        trainer = pl.Trainer(
+            max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+            callbacks=[callback], default_root_dir=str(tmp_path), enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(Module(), DataLoader(data, batch_size=16), ckpt_path=ckpt_path)
+        return callback, trainer
+
+    first, trainer = fit(8)
+    assert first.history["step"].tolist() == [3, 7]
+    ckpt = trainer.checkpoint_callback.best_model_path
+    state = torch.load(ckpt, weights_only=True)["callbacks"]
+    assert any(k.startswith("DeadReluCallback") for k in state)
+    assert first.monitor.state_dict()["baseline"] == {"net.act": [0.5, 7]}
+    second, _ = fit(16, ckpt_path=ckpt)
+    assert second.history["step"].tolist() == [3, 7, 11, 15]
+    assert second.history["samples"].tolist() == [64] * 4
 
 
 # -- transformers ----------------------------------------------------------------------------------
@@ -200,10 +233,11 @@ class _HFModel(nn.Module):
 
 def _hf_trainer(tmp_path, callbacks=(), report_to=(), **kwargs):
     transformers = pytest.importorskip("transformers")
+    settings = {"save_strategy": "no", **kwargs}
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=8, logging_steps=4,
-        report_to=list(report_to), use_cpu=True, save_strategy="no", disable_tqdm=True,
-        dataloader_num_workers=0, **kwargs,
+        report_to=list(report_to), use_cpu=True, disable_tqdm=True,
+        dataloader_num_workers=0, **settings,
     )
     return transformers.Trainer(model=_HFModel(), args=args, train_dataset=_DictData(),
                                 callbacks=list(callbacks))
@@ -244,6 +278,45 @@ def test_transformers_callback_without_trainer_adds_to_the_next_log(tmp_path):
     assert all(e["deadrelu/dead_fraction"] == 0.5 for e in entries)
     # every optimizer step sampled, both micro-batches of 8 samples each
     assert callback.history["samples"].tolist() == [64, 64]
+
+
+def test_transformers_callback_logs_a_compact_set_of_keys(tmp_path):
+    from deadrelu.integrations.transformers import DeadReluTrainerCallback
+
+    trainer = _hf_trainer(tmp_path)
+    callback = DeadReluTrainerCallback(trainer, every=2, worst_layers=0)
+    trainer.add_callback(callback)
+    trainer.train()
+    keys = {k for e in trainer.state.log_history for k in e if k.startswith("deadrelu/")}
+    assert keys == {"deadrelu/dead_fraction", "deadrelu/dead_units"}
+    assert set(callback.history["layer"]) == {"net.act"}  # the history keeps every layer
+
+
+@pytest.mark.parametrize("recreate", [False, True])
+def test_transformers_callback_state_is_saved_and_restored_on_resume(tmp_path, recreate):
+    # Before: resume_from_checkpoint started a new history. With
+    # restore_callback_states_from_checkpoint the Trainer re-creates the callback from
+    # its JSON state; without it the callback reads that state itself.
+    from deadrelu.integrations.transformers import DeadReluTrainerCallback
+
+    def run(max_steps, resume=None):
+        trainer = _hf_trainer(tmp_path, save_strategy="steps", save_steps=8,
+                              restore_callback_states_from_checkpoint=recreate)
+        trainer.args.max_steps = max_steps
+        trainer.add_callback(DeadReluTrainerCallback(trainer, every=2, jump=0.2))
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, next(cb for cb in trainer.callback_handler.callbacks
+                             if isinstance(cb, DeadReluTrainerCallback))
+
+    trainer, first = run(8)
+    assert first.history["step"].tolist() == [4, 8]
+    trainer, second = run(16, resume=str(tmp_path / "checkpoint-8"))
+    assert second.history["step"].tolist() == [4, 8, 12, 16]
+    assert second.monitor.jump == 0.2
+    assert second.trainer is trainer
+    # the restored callback still logs through the trainer
+    assert [e["step"] for e in trainer.state.log_history
+            if "deadrelu/dead_fraction" in e] == [4, 8, 12, 16]
 
 
 # -- optional imports ------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ so ``import deadrelu`` never pulls in Lightning, ``transformers`` or TensorBoard
 ==================  =====================================================  ====================
 module              what                                                   needs
 ==================  =====================================================  ====================
-``logging``         :class:`CallableLogger`: any ``log(dict, step=...)``    nothing (W&B: ``wandb.log``)
+``logging``         :class:`CallableLogger`: any ``log(dict, step=...)``    nothing
+``wandb``           :class:`WandbLogger`: Weights & Biases (``wandb.log``)  ``wandb``
 ``tensorboard``     :class:`TensorBoardLogger`: a ``SummaryWriter``         ``tensorboard``
 ``lightning``       :class:`DeadReluCallback` for ``lightning.Trainer``     ``lightning``
 ``transformers``    :class:`DeadReluTrainerCallback` for HF ``Trainer``     ``transformers``
@@ -36,22 +37,35 @@ class ReportLogger(Protocol):
     def log_report(self, report: Report, step: int) -> None: ...
 
 
-def metrics(report: Report, prefix: str = "deadrelu") -> dict[str, float]:
+def metrics(report: Report, prefix: str = "deadrelu", *, worst: int | None = None) -> dict[str, float]:
     """Flat scalars for a logger: per layer ``<prefix>/<layer>/{dead,rare,saturated}_fraction``,
     and model-wide ``<prefix>/dead_fraction`` and ``<prefix>/dead_units``.
 
     Layers that saw no samples in the report's window are left out.
+
+    Args:
+        report: a monitor (or scan) report.
+        prefix: first part of every key.
+        worst: keep the per-layer keys of only this many layers, those with the most
+            dead units (layers with none are left out); ``None``: every layer. A
+            compact set for loggers that keep every key of every step (Hugging Face).
     """
     out: dict[str, float] = {}
-    for rec in report.layer_records():
-        if not rec["samples"]:
-            continue
+    records = [rec for rec in report.layer_records() if rec["samples"]]
+    if worst is not None:
+        ranked = sorted((rec for rec in records if rec["dead"]),
+                        key=lambda rec: -float(rec["dead_fraction"]))
+        keep = {rec["layer"] for rec in ranked[:worst]}
+        layers = [rec for rec in records if rec["layer"] in keep]
+    else:
+        layers = records
+    for rec in layers:
         units = rec["units"] or 1
         layer = f"{prefix}/{rec['layer']}"
         out[f"{layer}/dead_fraction"] = float(rec["dead_fraction"])
         out[f"{layer}/rare_fraction"] = rec["rare"] / units
         out[f"{layer}/saturated_fraction"] = rec["saturated"] / units
-    if out:
+    if records:
         summary = report.summary()
         out[f"{prefix}/dead_fraction"] = float(summary["dead_fraction"])
         out[f"{prefix}/dead_units"] = float(summary["dead"])
@@ -63,6 +77,10 @@ def as_logger(obj: ReportLogger | Callable[..., Any]) -> ReportLogger:
     in :class:`~deadrelu.integrations.logging.CallableLogger`."""
     if isinstance(obj, ReportLogger):
         return obj
+    if _is_wandb_log(obj):
+        from deadrelu.integrations.wandb import WandbLogger
+
+        return WandbLogger(log_fn=obj)
     if callable(obj):
         from deadrelu.integrations.logging import CallableLogger
 
@@ -72,6 +90,16 @@ def as_logger(obj: ReportLogger | Callable[..., Any]) -> ReportLogger:
     raise ConfigError(f"a logger must have log_report(report, step) or be callable, "
                       f"got {type(obj).__name__}",
                       "pass e.g. wandb.log or TensorBoardLogger(SummaryWriter())")
+
+
+def _is_wandb_log(obj: Any) -> bool:
+    """Whether ``obj`` is ``wandb.log`` or a run's ``log`` (a plain ``log(dict, step=)``
+    would collide with the user's own W&B steps, see :mod:`deadrelu.integrations.wandb`)."""
+    owner = getattr(obj, "__self__", None)
+    module = getattr(obj, "__module__", None) or ""
+    owner_module = type(owner).__module__ if owner is not None else ""
+    return getattr(obj, "__name__", "") == "log" and (
+        module.split(".")[0] == "wandb" or owner_module.split(".")[0] == "wandb")
 
 
 __all__ = ["LAYER_METRICS", "ReportLogger", "as_logger", "metrics"]

@@ -14,6 +14,12 @@ to every logger of the trainer (``deadrelu/<layer>/dead_fraction``...) and into
 ``trainer.callback_metrics``, so ``EarlyStopping`` or ``ModelCheckpoint`` can watch
 ``deadrelu/dead_fraction``. ``callback.monitor.history`` holds every report.
 
+Steps are the trainer's: a report at ``trainer.global_step == 100`` covers optimizer
+steps up to 99 and is logged at step 99, where Lightning logs the loss of that step.
+The callback's state (the history, the baseline of the jump check, the findings
+already announced) is saved in the trainer's checkpoints and restored when a run
+resumes (``state_dict``/``load_state_dict``), so the history goes on.
+
 Needs ``lightning`` (``pip install deadrelu[lightning]``); falls back to the older
 ``pytorch_lightning`` package when ``lightning`` is not installed.
 """
@@ -68,6 +74,7 @@ class DeadReluCallback(Callback):
         self.monitor_kwargs = monitor_kwargs
         self.monitor: Monitor | None = None
         self._reported_at = -1
+        self._restored: dict[str, Any] | None = None
 
     @property
     def history(self) -> pd.DataFrame:
@@ -82,6 +89,9 @@ class DeadReluCallback(Callback):
         if self.monitor is None or self.monitor.module is not pl_module:
             self.monitor = Monitor(pl_module, every=self.every, auto_step=False,
                                    **self.monitor_kwargs)
+        if self._restored is not None:
+            self.monitor.load_state_dict(self._restored)
+            self._restored = None
         if not self.monitor.attached:
             self.monitor.attach()
         self.monitor.step(trainer.global_step)
@@ -100,7 +110,23 @@ class DeadReluCallback(Callback):
         if step % every or step == self._reported_at or not monitor.window_steps:
             return
         self._reported_at = step
-        self._log(trainer, pl_module, monitor.report(reset=True), step)
+        report = monitor.report(reset=True)
+        self._log(trainer, pl_module, report, report.meta["step"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The monitor's state, saved in the trainer's checkpoint."""
+        if self.monitor is not None:
+            return self.monitor.state_dict()
+        return dict(self._restored or {})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores the monitor's state from a checkpoint (applied when training starts)."""
+        if not state_dict:
+            return
+        if self.monitor is not None:
+            self.monitor.load_state_dict(state_dict)
+        else:
+            self._restored = dict(state_dict)
 
     def _log(self, trainer: Any, pl_module: Any, report: Report, step: int) -> None:
         values = metrics(report, self.prefix)
