@@ -124,6 +124,7 @@ def scan(
     data_name: str | None = None,
     selection: Selection | Mapping[str, Any] | None = None,
     batch_dim: int = 0,
+    recipe: Mapping[str, Any] | None = None,
 ) -> Report:
     """Scan ``model`` over ``data`` and report per-unit firing statistics.
 
@@ -155,6 +156,9 @@ def scan(
         batch_dim: the dim of the inputs that holds the samples: 0 (batch-first), or 1
             for time-major ``(T, N, E)`` data fed to sequence modules built with
             ``batch_first=False`` (PyTorch's default for ``nn.Transformer*``, ``nn.LSTM``...).
+        recipe: how the model was trained (``deadrelu.loading.recipe.read_recipe`` of a
+            training checkpoint); kept in ``meta["recipe"]``, where the diagnosis turns it
+            into concrete advice (the learning rate to try, weight decay by its value).
 
     Returns:
         A :class:`~deadrelu.report.Report`.
@@ -270,6 +274,8 @@ def scan(
         meta["output"] = {"producer": producer, "direct": direct}
     if chosen is not None:
         meta["selection"] = chosen.to_dict()
+    if recipe:
+        meta["recipe"] = dict(recipe)
     evidence = collect_evidence(module, sites)
     report = Report(tuple(sites), thresholds, meta, (), evidence)
     from dataclasses import replace

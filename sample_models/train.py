@@ -11,6 +11,7 @@ high-LR model, whose training is chaotic). Outputs (all inside ``sample_models/`
 
 * ``mlp_healthy.pt`` / ``.safetensors`` / ``_full.pt``  - DigitsMLP, Adam lr=1e-3
 * ``mlp_high_lr.pt`` / ``_full.pt``                      - DigitsMLP, Adam lr=3e-2 (many dead units)
+* ``mlp_high_lr_ckpt.pt``                                - the same as a training checkpoint (weights, optimizer, epoch, step)
 * ``cnn.pt`` / ``cnn_full.pt``                           - DigitsCNN, Adam lr=1e-3, saved in eval mode
 * ``series/step_{100..500}.pt``                           - one DigitsMLP run with an LR spike after step 300
 * ``data/``                                              - the 360-sample held-out split as npy/npz/PNG
@@ -253,13 +254,18 @@ def main() -> int:
     # ---- high-LR MLP
     gen = seed_everything(SEED)
     mlp_hi = DigitsMLP()
-    train_epochs(mlp_hi, torch.optim.Adam(mlp_hi.parameters(), lr=HIGH_LR), x_tr, y_tr, EPOCHS, gen)
+    opt_hi = torch.optim.Adam(mlp_hi.parameters(), lr=HIGH_LR)
+    train_epochs(mlp_hi, opt_hi, x_tr, y_tr, EPOCHS, gen)
     m = report("mlp_high_lr", mlp_hi, x_te, y_te, x_all)
     assert m["finite"], "high-LR checkpoint went non-finite; lower HIGH_LR"
     m["train"] = {"optimizer": "Adam", "lr": HIGH_LR, "epochs": EPOCHS, "batch_size": BATCH_SIZE}
     metrics["models"]["mlp_high_lr"] = m
     torch.save(mlp_hi.state_dict(), HERE / "mlp_high_lr.pt")
     torch.save(mlp_hi, HERE / "mlp_high_lr_full.pt")
+    # a training checkpoint as training loops write them: weights, optimizer state, progress
+    steps = EPOCHS * -(-len(x_tr) // BATCH_SIZE)
+    torch.save({"model": mlp_hi.state_dict(), "optimizer": opt_hi.state_dict(),
+                "epoch": EPOCHS, "step": steps}, HERE / "mlp_high_lr_ckpt.pt")
 
     # ---- CNN
     gen = seed_everything(SEED)

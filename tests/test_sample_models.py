@@ -198,6 +198,20 @@ def test_high_lr_mlp_many_dead(x_test, y_test):
         assert torch.equal(v, model.state_dict()[k]), k
 
 
+def test_high_lr_training_checkpoint_carries_its_optimizer(x_test):
+    ckpt = torch.load(SM / "mlp_high_lr_ckpt.pt", map_location="cpu")  # weights_only default
+    assert set(ckpt) == {"model", "optimizer", "epoch", "step"}
+    assert (ckpt["epoch"], ckpt["step"]) == (20, 460)
+    group = ckpt["optimizer"]["param_groups"][0]
+    assert group["lr"] == 3e-2 and group["betas"] == (0.9, 0.999) and group["weight_decay"] == 0
+    # Adam's own step count agrees with the checkpoint's (one run wrote both)
+    assert all(int(s["step"]) == 460 for s in ckpt["optimizer"]["state"].values())
+    model = M.DigitsMLP()
+    model.load_state_dict(ckpt["model"])
+    dead = dead_per_layer(model.eval(), x_test)
+    assert total_fraction(dead) > 0.4, dead
+
+
 # ---------------------------------------------------------------- CNN
 
 

@@ -683,6 +683,6 @@ def load_and_scan(
         thresholds=settings.thresholds, progress=progress, quiet=quiet,
         device=(distributed.device_for_scan() if sharded else None) or settings.device,
         model_name=loaded.description, data_name=source.description,
-        notes=[*loaded.notes, *source.notes], limit=opts.limit,
+        notes=[*loaded.notes, *source.notes], limit=opts.limit, recipe=loaded.recipe,
         partial_on_interrupt=partial_on_interrupt, **settings.scan_kwargs(),
     )

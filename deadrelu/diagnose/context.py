@@ -304,6 +304,9 @@ class Context:
         self.report = report
         self.thresholds = report.thresholds
         self.meta: Mapping[str, Any] = report.meta
+        #: how the model was trained, from its checkpoint (see deadrelu.loading.recipe)
+        recipe = report.meta.get("recipe")
+        self.recipe: Mapping[str, Any] | None = recipe if isinstance(recipe, Mapping) else None
         evidence = report.evidence or {}
         self.evidence: Mapping[str, Any] = evidence
         layers: Mapping[str, Any] = evidence.get("layers") or {}

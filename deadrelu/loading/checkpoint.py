@@ -61,6 +61,8 @@ class LoadedModel:
         missing_keys: keys the model expected but the file lacked, tolerated
             because they are ``num_batches_tracked`` buffers.
         unexpected_keys: likewise for keys in the file that the model lacks.
+        recipe: how the model was trained, when the checkpoint says (optimizer, lr,
+            schedule, step: see :mod:`deadrelu.loading.recipe`), else ``None``.
     """
 
     model: nn.Module
@@ -69,6 +71,7 @@ class LoadedModel:
     notes: tuple[str, ...] = ()
     missing_keys: tuple[str, ...] = ()
     unexpected_keys: tuple[str, ...] = ()
+    recipe: Mapping[str, Any] | None = None
 
 
 def load_model(
@@ -127,7 +130,12 @@ def load_model(
     obj = _load_pickle(
         path, trusted=trust_checkpoint, import_paths=import_paths, map_location=map_location
     )
-    return _interpret(obj, path, arch, arch_kwargs, import_paths, map_location)
+    from dataclasses import replace
+
+    from deadrelu.loading.recipe import read_recipe
+
+    loaded = _interpret(obj, path, arch, arch_kwargs, import_paths, map_location)
+    return replace(loaded, recipe=read_recipe(obj))
 
 
 def _check_path(path: Path) -> None:

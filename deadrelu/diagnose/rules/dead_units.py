@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from deadrelu.diagnose.advice import lr_fix, weight_decay_fix
 from deadrelu.diagnose.context import (
     BN_PIN,
     COLLAPSE_ABS,
@@ -74,8 +75,13 @@ def _reinit(view: SiteView, count: int) -> str:
         From then on it gets no gradient and never recovers: its capacity is lost for the rest
         of training. Dying this way is the classic symptom of a learning rate that is too high
         or of missing warm-up.""",
-    fix="""Lower the learning rate 3–10× or add warm-up, clip gradients, and re-initialize the
-        dead units (ReDo) or swap the ReLU for nn.LeakyReLU(0.01) so units can come back.""",
+    fix="""Lower the learning rate 3–10× or add warm-up, and re-initialize the dead units (ReDo)
+        or swap the ReLU for nn.LeakyReLU(0.01) so units can come back. When the checkpoint
+        carries its optimizer state (a training checkpoint, a Lightning .ckpt) the fix names
+        the optimizer, its learning rate and step, and whether a warm-up was found: "trained
+        with Adam, lr 3e-2 at step 460 (no warm-up found): try lr ≤ 3e-3 with a linear
+        warm-up". Clipping gradients is offered only for SGD-like optimizers: an Adam-family
+        step is about lr in size whatever the gradient, so clipping barely changes it.""",
     example="""An MLP trained with SGD(lr=2.0): "41 of 64 units (64%) of `3` (nn.ReLU) never
         fired on 512 samples ...; the weights of `2` (nn.Linear) carry the trace of large
         updates: mean |bias| 8.0× and median row norm 2.3× PyTorch's default init, with the
@@ -110,8 +116,7 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
                 f"outweigh their incoming weights (median row norm {num(float(np.median(wn[pinned])))})"
                 if b is not None and len(pinned) else "their biases pin them below zero")
         message = _whole(ctx, view, "; ".join(parts))
-        fixes = ["lower the learning rate 3–10× or add warm-up, and clip gradients "
-                 "(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))"]
+        fixes = [lr_fix(ctx.recipe)]
         leaky = view.leaky_fix()
         if leaky:
             fixes.append(leaky)
@@ -123,7 +128,7 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
              "weight_growth": gw, "bias_growth": gb, "update_trace": view.update_trace,
              "dead_weight_norm_median": _median(wn, units), "live_weight_norm_median": _median(wn, live),
              "dead_bias_median": dead_b, "live_bias_median": _median(b, live),
-             "bias_floor": view.bias_floor},
+             "bias_floor": view.bias_floor, "recipe": dict(ctx.recipe) if ctx.recipe else None},
         )
 
 
@@ -139,8 +144,9 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
     why="""A dead unit gets no gradient, so weight decay is the only force on its weights and
         shrinks them to zero; strong decay can also starve live units until they die. Collapsed
         units are capacity the network pays for and cannot use.""",
-    fix="""Lower weight_decay (e.g. 10×), make sure it is decoupled (AdamW) and not applied to
-        biases and normalization parameters, and re-initialize the collapsed units.""",
+    fix="""Lower weight_decay (e.g. 10×; the checkpoint's value is named when it carries its
+        optimizer state), make sure it is decoupled (AdamW) and not applied to biases and
+        normalization parameters, and re-initialize the collapsed units.""",
     example="""An MLP trained with AdamW(weight_decay=2.0): "6 of 64 units (9.4%) of `3`
         (nn.ReLU) never fired ...; their incoming weights in `2` (nn.Linear) collapsed to a
         median row norm of 0.0021 vs 0.58 for the layer's live units".""",
@@ -167,8 +173,7 @@ def dead_with_collapsed_weights(ctx: Context) -> Iterator[Finding]:
         message = _whole(ctx, view, (
             f"{ctx.dead_phrase(view, len(units))}; their incoming weights in {view.layer_label} "
             f"collapsed to a median row norm of {num(dead_med)} vs {against}"))
-        fixes = ["lower weight_decay ~10× and keep it decoupled (torch.optim.AdamW), excluding "
-                 "biases and normalization parameters from decay"]
+        fixes = [weight_decay_fix(ctx.recipe)]
         fixes.append(_reinit(view, len(units)))
         leaky = view.leaky_fix()
         if leaky:
@@ -177,7 +182,8 @@ def dead_with_collapsed_weights(ctx: Context) -> Iterator[Finding]:
             "DR002", _severity(view, len(units)), view.name, message, "weight_decay", "; ".join(fixes),
             {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
              "dead_weight_norm_median": dead_med, "live_weight_norm_median": live_med,
-             "collapse_ratio": COLLAPSE_RATIO, "collapse_abs": COLLAPSE_ABS},
+             "collapse_ratio": COLLAPSE_RATIO, "collapse_abs": COLLAPSE_ABS,
+             "weight_decay": (ctx.recipe or {}).get("weight_decay")},
         )
 
 
