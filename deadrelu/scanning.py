@@ -125,6 +125,7 @@ def scan(
     selection: Selection | Mapping[str, Any] | None = None,
     batch_dim: int = 0,
     recipe: Mapping[str, Any] | None = None,
+    init: Mapping[str, Any] | None = None,
 ) -> Report:
     """Scan ``model`` over ``data`` and report per-unit firing statistics.
 
@@ -159,6 +160,9 @@ def scan(
         recipe: how the model was trained (``deadrelu.loading.recipe.read_recipe`` of a
             training checkpoint); kept in ``meta["recipe"]``, where the diagnosis turns it
             into concrete advice (the learning rate to try, weight decay by its value).
+        init: dead units of freshly initialized copies on the same data
+            (``deadrelu.init_compare.init_baseline``); kept in ``meta["init"]``, where the
+            diagnosis tells units dead from initialization (DR015) from units that died.
 
     Returns:
         A :class:`~deadrelu.report.Report`.
@@ -276,6 +280,8 @@ def scan(
         meta["selection"] = chosen.to_dict()
     if recipe:
         meta["recipe"] = dict(recipe)
+    if init:
+        meta["init"] = dict(init)
     evidence = collect_evidence(module, sites)
     report = Report(tuple(sites), thresholds, meta, (), evidence)
     from dataclasses import replace

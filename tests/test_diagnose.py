@@ -25,10 +25,21 @@ from deadrelu import Report, Severity
 X, _ = F.task()
 
 
-def scan(model: nn.Module, data: torch.Tensor) -> Report:
+def scan(model: nn.Module, data: torch.Tensor, **kwargs) -> Report:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", deadrelu.InsufficientDataWarning)
-        return deadrelu.scan(model, data)
+        return deadrelu.scan(model, data, **kwargs)
+
+
+def born_dead(counts: tuple[int, ...]) -> Callable[[], tuple[nn.Module, torch.Tensor, dict]]:
+    """planted_dead((10,)) with a fresh-init comparison that found ``counts`` dead units in
+    the planted layer (one count per fresh copy)."""
+    def build():
+        model = F.planted_dead((10,))
+        dead_site = next(r["layer"] for r in scan(model, X).layer_records() if r["dead"])
+        init = {"method": "planted", "runs": len(counts), "layers": {dead_site: list(counts)}}
+        return model, X, {"init": init}
+    return build
 
 
 def found(report: Report, code: str) -> list[deadrelu.Finding]:
@@ -87,6 +98,8 @@ TRIGGERS: dict[str, tuple[Case, str, Case]] = {
               lambda: (F.planted_dead((0,), he=True), X)),
     "DR014": (lambda: (F.deep_narrow(width=6, depth=12, seed=0), X), "initialization",
               lambda: (F.deep_narrow(width=6, depth=6, seed=5), X)),  # not deep: DR013
+    # fresh copies had as many dead units: born dead; near miss: fresh copies had none
+    "DR015": (born_dead((9, 12, 10)), "initialization", born_dead((0, 0, 0))),
 }
 
 
@@ -99,7 +112,7 @@ def test_every_rule_has_a_trigger_and_a_near_miss():
 @pytest.mark.parametrize("code", sorted(TRIGGERS))
 def test_rule_triggers(code):
     build, cause, _ = TRIGGERS[code]
-    report = scan(*build())
+    report = scan(*build()[:2], **_kwargs(build()))
     hits = found(report, code)
     assert hits, f"{code} not reported; got {[(f.code, f.layer) for f in report.findings]}"
     for f in hits:
@@ -111,8 +124,30 @@ def test_rule_triggers(code):
 @pytest.mark.parametrize("code", sorted(TRIGGERS))
 def test_rule_near_miss(code):
     _, _, near = TRIGGERS[code]
-    report = scan(*near())
+    report = scan(*near()[:2], **_kwargs(near()))
     assert code not in codes(report), [f.message for f in found(report, code)]
+
+
+def _kwargs(case: tuple) -> dict:
+    return case[2] if len(case) > 2 else {}
+
+
+def test_fresh_init_comparison_splits_born_dead_from_died():
+    model, data, kwargs = born_dead((4, 6, 5))()   # 10+ dead; fresh copies: up to 6
+    report = scan(model, data, **kwargs)
+    (dr015,) = found(report, "DR015")
+    (dr013,) = found(report, "DR013")
+    died = dr015.evidence["count"] - 6
+    assert died >= 4
+    assert dr015.evidence["born_dead"] == 6 and dr015.evidence["died_in_training"] == died
+    assert dr013.evidence["dead_at_init"] == 6 and dr013.evidence["died_in_training"] == died
+    assert f"about {died} died in training" in dr013.message
+    assert "6 of 32 units" in dr015.message and "were dead from initialization" in dr015.message
+    # all within a fresh init: no unknown-cause finding at all
+    model, data, kwargs = born_dead((15, 16))()
+    report = scan(model, data, **kwargs)
+    assert "DR013" not in codes(report)
+    assert found(report, "DR015")[0].evidence["died_in_training"] == 0
 
 
 # -- models built to fail the classic ways get the matching cause --------------------------------

@@ -61,7 +61,7 @@ def test_every_rule_is_documented():
             assert text.strip(), (r.code, text)
         assert r.name not in names
         names.add(r.name)
-    assert len(RULES) == 14 and RULES.get("dr004").name == "dead-layer"
+    assert len(RULES) == 15 and RULES.get("dr004").name == "dead-layer"
 
 
 def test_docs_rules_md_is_up_to_date():

@@ -27,6 +27,7 @@ from deadrelu.cli.options import (
     ArchOpt,
     BatchSizeOpt,
     ChannelsOpt,
+    CompareInitOpt,
     ConfigOpt,
     DataOpt,
     DebugOpt,
@@ -138,6 +139,7 @@ def check_command(
     arch_kwargs: ArchKwargsOpt = None,
     import_path: ImportPathOpt = None,
     trust_checkpoint: TrustCheckpointOpt = False,
+    compare_init: CompareInitOpt = None,
     device: DeviceOpt = None,
     data: DataOpt,
     batch_size: BatchSizeOpt = None,
@@ -201,7 +203,7 @@ def check_command(
             if output is not None:
                 check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
-                                   partial_on_interrupt=False)
+                                   partial_on_interrupt=False, compare_init=compare_init)
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
         _emit_error(exc, output_format, model=model, output=output)
         raise

@@ -98,6 +98,12 @@ TrustCheckpointOpt = Annotated[bool, typer.Option(
     help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
          "stored in the file: only for files you trust.",
 )]
+CompareInitOpt = Annotated[bool | None, typer.Option(
+    "--compare-init/--no-compare-init", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Also scan freshly initialized copies of the architecture on the same data, to tell "
+         "units dead from initialization from units killed by training \\[default: on when "
+         "the model can be re-initialized and has ≤5M parameters and ≤20,000 samples].",
+)]
 BatchSizeOpt = Annotated[int | None, typer.Option(
     "--batch-size", "-b", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,
     help="Samples per forward pass for file data \\[default: 64].",
@@ -667,22 +673,67 @@ def load_and_scan(
     quiet: bool,
     partial_on_interrupt: bool = True,
     sharded: bool = False,
+    compare_init: bool | None = None,
 ) -> Report:
     """Load the model and data of ``opts``, then :func:`run_scan` them with ``settings``.
 
     The one path from command-line options to a report that ``scan`` and ``check``
     share. ``sharded``: under torchrun, scan this rank's share of the batches on this
-    rank's device.
+    rank's device. ``compare_init``: also scan freshly initialized copies on the same
+    data (:mod:`deadrelu.init_compare`); ``None``: when the architecture can be
+    instantiated and that is cheap.
     """
     from deadrelu import distributed
 
     loaded, source = load_model_and_data(opts)
     freeze_gc()
+    notes = [*loaded.notes, *source.notes]
+    init = None
+    if compare_init is not False and not sharded:
+        init, note = _init_baseline(loaded, source, opts, settings, explicit=bool(compare_init))
+        notes += [note] if note else []
     return run_scan(
         loaded.model, distributed.shard(source) if sharded else source,
         thresholds=settings.thresholds, progress=progress, quiet=quiet,
         device=(distributed.device_for_scan() if sharded else None) or settings.device,
         model_name=loaded.description, data_name=source.description,
-        notes=[*loaded.notes, *source.notes], limit=opts.limit, recipe=loaded.recipe,
+        notes=notes, limit=opts.limit, recipe=loaded.recipe, init=init,
         partial_on_interrupt=partial_on_interrupt, **settings.scan_kwargs(),
     )
+
+
+def _init_baseline(loaded: LoadedModel, source: Any, opts: LoadOptions, settings: ScanSettings,
+                   *, explicit: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """Dead units of freshly initialized copies on the same data (``meta["init"]``), when
+    the architecture can be instantiated and (unless ``explicit``) that is cheap; else
+    ``None`` and, when it was asked for, a note saying why not."""
+    from deadrelu.init_compare import init_baseline, is_cheap
+    from deadrelu.scanning import scan
+
+    if loaded.format in ("export", "torchscript"):
+        return None, (f"--compare-init: a {loaded.format} program cannot be re-initialized; "
+                      "scan the original nn.Module checkpoint to compare with a fresh init"
+                      if explicit else None)
+    samples = source.num_samples
+    if samples is not None and opts.limit is not None:
+        samples = min(samples, opts.limit)
+    if not explicit and not is_cheap(loaded.model, samples):
+        return None, None
+    factory = None
+    if opts.arch is not None:
+        from deadrelu.loading.checkpoint import build_arch
+
+        arch, arch_kwargs, paths = opts.arch, opts.arch_kwargs, opts.import_paths
+
+        def factory() -> Any:
+            return build_arch(arch, arch_kwargs, import_paths=paths)
+
+    kwargs = settings.scan_kwargs()
+
+    def scan_fresh(model: Any) -> Report:
+        with warnings.catch_warnings():  # the trained model's scan warns about the data
+            warnings.simplefilter("ignore")
+            return scan(model, source, limit=opts.limit, thresholds=settings.thresholds,
+                        device=settings.device, **kwargs)
+
+    return init_baseline(loaded.model, scan_fresh, factory=factory), None

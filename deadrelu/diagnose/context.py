@@ -307,6 +307,13 @@ class Context:
         #: how the model was trained, from its checkpoint (see deadrelu.loading.recipe)
         recipe = report.meta.get("recipe")
         self.recipe: Mapping[str, Any] | None = recipe if isinstance(recipe, Mapping) else None
+        #: dead units per site in freshly initialized copies (deadrelu.init_compare), per run
+        init = report.meta.get("init")
+        init_layers = init.get("layers") if isinstance(init, Mapping) else None
+        self.init_dead: dict[str, list[int]] = (
+            {str(k): [int(x) for x in v] for k, v in init_layers.items()}
+            if isinstance(init_layers, Mapping) else {})
+        self.init_method: str = str(init.get("method", "")) if isinstance(init, Mapping) else ""
         evidence = report.evidence or {}
         self.evidence: Mapping[str, Any] = evidence
         layers: Mapping[str, Any] = evidence.get("layers") or {}
@@ -451,6 +458,12 @@ class Context:
         return causes
 
     # -- helpers for rules ----------------------------------------------------------------
+
+    def born_dead(self, view: SiteView) -> int | None:
+        """Dead units this site had in the freshly initialized copies (the largest count
+        of the runs), or ``None`` when no fresh copy was scanned."""
+        runs = self.init_dead.get(view.name)
+        return max(runs) if runs else (0 if self.init_dead else None)
 
     def dead_phrase(self, view: SiteView, count: int) -> str:
         """"12 of 64 units (19%) of `x` (nn.ReLU) never fired on 360 samples (each fires on < 0.83%…)"."""

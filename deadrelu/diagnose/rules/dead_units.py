@@ -17,6 +17,7 @@ from deadrelu.diagnose.context import (
     COLLAPSE_ABS,
     COLLAPSE_RATIO,
     DEFAULT_INIT_NORM,
+    ERROR_SHARE,
     GROWTH,
     NORMAL_LOW,
     SHRUNK,
@@ -24,6 +25,8 @@ from deadrelu.diagnose.context import (
     Context,
     SiteView,
     num,
+    pct,
+    plural,
     severity_for,
 )
 from deadrelu.diagnose.registry import rule
@@ -281,7 +284,14 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
         units = view.dead_causes.get("unexplained")
         if units is None or view.name in covered:
             continue
+        born = ctx.born_dead(view)
+        died = len(units) - (born or 0)
+        if died <= 0:
+            continue  # all of them within what a fresh init leaves dead: DR015
         parts = [ctx.dead_phrase(view, len(units))]
+        if born:
+            parts.append(f"a freshly initialized copy has up to {born} dead here, so about "
+                         f"{died} died in training")
         gw = view.weight_growth
         if view.layer_label and gw is not None:
             looks = "look normal" if NORMAL_LOW <= gw <= GROWTH else "show no collapse or bias trace"
@@ -297,7 +307,7 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
             fixes.append(leaky)
         fixes.append(_reinit(view, len(units)))
         fixes.append("scan earlier checkpoints (`deadrelu track`) to see when they died")
-        share = len(units) / view.units
+        share = died / view.units
         if share >= UNEXPLAINED_ERROR_SHARE:
             severity = Severity.ERROR
         else:
@@ -306,5 +316,65 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
             "DR013", severity, view.name, "; ".join(parts), "unknown",
             "; ".join(fixes),
             {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
-             "weight_growth": gw, "bias_growth": view.bias_growth},
+             "weight_growth": gw, "bias_growth": view.bias_growth, "dead_at_init": born,
+             "died_in_training": died if born is not None else None},
+        )
+
+
+@rule(
+    code="DR015",
+    name="dead-from-initialization",
+    causes=("initialization",),
+    severity="warning when the born-dead units are ≥25% of the layer, else info",
+    summary="Dead units that were already dead in a freshly initialized copy of the model.",
+    checks="""With a fresh-init comparison (`--compare-init`, on by default for small models
+        that can be re-initialized): freshly initialized copies of the architecture are scanned
+        on the same data, and a layer's dead units that no specific rule explains, up to the
+        largest count among the fresh copies, are born dead. Units beyond that count died in
+        training and stay with DR013.""",
+    why="""Units dead at initialization never received a gradient: the architecture and its
+        init leave their pre-activation below zero for every input (typical with non-negative
+        inputs and PyTorch's default init). They are not a sign of a training problem, and the
+        optimizer cannot bring them back; the init or the architecture can.""",
+    fix="""Initialize for ReLU (nn.init.kaiming_normal_ with nonlinearity='relu', a small
+        positive bias), center the input (zero mean), or add normalization before the ReLU;
+        re-initialize the born-dead units of a trained model (ReDo).""",
+    example="""The shipped healthy MLP: "23 of 128 units (18%) of `net.5` (nn.ReLU) were dead
+        from initialization, not killed by training: freshly initialized copies leave 31, 29 and
+        31 units dead here on the same data, and the trained model has 23 that never fired on
+        360 samples".""",
+)
+def dead_from_initialization(ctx: Context) -> Iterator[Finding]:
+    if not ctx.init_dead:
+        return
+    covered = covered_by_initialization(ctx)
+    for view in ctx.diagnosable:
+        units = view.dead_causes.get("unexplained")
+        born = ctx.born_dead(view)
+        if units is None or view.name in covered or not born:
+            continue
+        count = min(len(units), born)
+        died = len(units) - count
+        runs = ctx.init_dead.get(view.name, [])
+        counts = ", ".join(str(n) for n in runs[:-1]) + (" and " if len(runs) > 1 else "") + \
+            str(runs[-1])
+        message = (f"{count} of {view.units} units ({pct(count / view.units)}) of {view.label} "
+                   f"were dead from initialization, not killed by training: freshly "
+                   f"initialized copies leave {counts} units dead here on the same data, and "
+                   f"the trained model has {len(units)} that never fired on "
+                   f"{plural(view.samples, 'sample')}; the fresh copies are {ctx.init_method}")
+        if died > 0:
+            message += f"; about {died} more died in training (DR013)"
+        where = view.layer_label or "the layer feeding it"
+        fixes = [f"initialize {where} for ReLU (nn.init.kaiming_normal_(weight, "
+                 "nonlinearity='relu') and a small positive bias such as 0.01), center the input "
+                 "(zero mean) or add normalization before the activation",
+                 _reinit(view, count)]
+        share = count / view.units
+        severity = Severity.WARNING if share >= ERROR_SHARE else Severity.INFO
+        yield Finding(
+            "DR015", severity, view.name, message, "initialization", "; ".join(fixes),
+            {**ctx.base_evidence(view, units), "layer": view.evidence.get("layer"),
+             "dead_at_init_runs": runs, "born_dead": count, "died_in_training": max(died, 0),
+             "init_method": ctx.init_method},
         )
