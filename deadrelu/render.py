@@ -350,32 +350,78 @@ def render_findings(report: Report) -> RenderableType:
     grid.add_column(no_wrap=True, width=2, justify="right")
     grid.add_column(overflow="fold")
     # errors and warnings in full; info findings (nothing urgent) as one line each, at the
-    # end, so a healthy model's report stays short (JSON and Markdown keep every field)
-    full = [f for f in report.findings if f.severity.value != "info"]
-    brief = [f for f in report.findings if f.severity.value == "info"]
-    for index, finding in enumerate(full):
+    # end, so a healthy model's report stays short (JSON and Markdown keep every field).
+    # One rule with one cause on several layers is one entry with a per-layer list.
+    from deadrelu.finding_groups import glossary, group_findings
+
+    groups = group_findings(report.findings)
+    full = [g for g in groups if g.first.severity.value != "info"]
+    brief = [g for g in groups if g.first.severity.value == "info"]
+    for index, group in enumerate(full):
+        finding = group.first
         severity = finding.severity.value
         style = _SEVERITY_STYLE.get(severity, "")
-        body = _finding_head(finding, style)
+        body = _group_head(group, style)
         if finding.cause and finding.cause != "unknown":
             body.append(f"  likely cause: {finding.cause.replace('_', ' ')}", style="dim")
-        body.append("\n")
-        body.append_text(inline_code(finding.message))
-        if finding.fix:
-            body.append("\nfix: ", style="bold green")
-            body.append_text(inline_code(finding.fix))
+        if len(group.findings) == 1:
+            body.append("\n")
+            body.append_text(inline_code(finding.message))
+            if finding.fix:
+                body.append("\nfix: ", style="bold green")
+                body.append_text(inline_code(finding.fix))
+        else:
+            if group.common_fix:
+                body.append(f"\nfix, all {len(group.findings)} layers: ", style="bold green")
+                body.append_text(inline_code(group.common_fix))
+            for member in group.findings:
+                body.append(f"\n• {member.layer}: ", style="bold")
+                body.append_text(inline_code(member.message))
+                own = group.own_fix(member)
+                if own:
+                    body.append("\n  fix here: ", style="green")
+                    body.append_text(inline_code(own))
         if index:
             grid.add_row("", "")  # a blank line between multi-line findings
         grid.add_row(Text(_SEVERITY_ICON.get(severity, "-"), style=style), body)
     if brief and full:
         grid.add_row("", "")
-    for finding in brief:
+    for group in brief:
         style = _SEVERITY_STYLE.get("info", "")
-        body = _finding_head(finding, style)
-        body.append("  ")
-        body.append_text(inline_code(finding.message.split("; ")[0]))
+        body = _group_head(group, style)
+        if len(group.findings) == 1:
+            body.append("  ")
+            body.append_text(inline_code(group.first.message.split("; ")[0]))
+        else:
+            for member in group.findings:
+                body.append(f"\n• {member.layer}: ", style="bold")
+                body.append_text(inline_code(member.message.split("; ")[0]))
         grid.add_row(Text(_SEVERITY_ICON.get("info", "-"), style=style), body)
-    return Group(Text(""), title, grid)
+    terms = glossary(report.findings)
+    if not terms:
+        return Group(Text(""), title, grid)
+    words = Table.grid(padding=(0, 2))
+    words.add_column(no_wrap=True, style="bold dim")
+    words.add_column(style="dim", overflow="fold")
+    for term, meaning in terms:
+        words.add_row(term, meaning)
+    from rich.padding import Padding
+
+    return Group(Text(""), title, grid, Text(""), Text(" Terms used above", style="dim"),
+                 Padding(words, (0, 0, 0, 1)))
+
+
+def _group_head(group: Any, style: str) -> Any:
+    """``DR001 error  net.1`` for one finding, ``DR001 error  3 layers: net.1, net.3, net.5``
+    for a group."""
+    from dataclasses import replace
+
+    if len(group.findings) == 1:
+        return _finding_head(group.first, style)
+    head = _finding_head(replace(group.first, layer=None), style)
+    layers = ", ".join(str(f.layer) for f in group.findings if f.layer)
+    head.append(f"  {len(group.findings)} layers: {layers}", style="bold")
+    return head
 
 
 def _finding_head(finding: Any, style: str) -> Any:

@@ -58,9 +58,8 @@ def _live(view: SiteView) -> np.ndarray:
 
 def _reinit(view: SiteView, count: int) -> str:
     where = view.layer_label or "the layer feeding it"
-    return (f"re-initialize the {count} dead unit{'s' if count != 1 else ''} "
-            f"(ReDo: re-draw their incoming weights in {where}, zero their outgoing weights, "
-            f"reset their optimizer state)")
+    return (f"re-initialize the {count} dead unit{'s' if count != 1 else ''} with ReDo "
+            f"(their incoming weights are in {where})")
 
 
 @rule(
