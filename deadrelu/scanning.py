@@ -283,6 +283,13 @@ def scan(
     if init:
         meta["init"] = dict(init)
     evidence = collect_evidence(module, sites)
+    from deadrelu.diagnose.graph_evidence import graph_evidence, is_export_graph
+
+    if is_export_graph(module):  # a torch.export program: its layers are graph nodes
+        evidence, output = graph_evidence(module, sites, evidence)
+        meta.pop("output", None)
+        if output is not None:
+            meta["output"] = output
     report = Report(tuple(sites), thresholds, meta, (), evidence)
     from dataclasses import replace
 

@@ -109,3 +109,38 @@ def test_init_baseline_keeps_the_callers_random_state_and_counts_per_run():
         out = fresh[3](fresh[2](h))
     assert baseline["layers"]["1"][0] == int((h.amax(0) <= 0).sum())
     assert baseline["layers"]["3"][0] == int((out.amax(0) <= 0).sum())
+
+
+def test_export_program_of_the_same_weights_keeps_the_diagnosis(tmp_path):
+    # Before: the exported program lost DR001 and its weight evidence, named its layers
+    # "(module)" and read the last ReLU as the output's activation (DR008).
+    import importlib.util
+
+    import numpy as np
+
+    import deadrelu
+    from deadrelu.loading import load_model
+
+    spec = importlib.util.spec_from_file_location("_sm_models_export", SM / "models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.DigitsMLP()
+    model.load_state_dict(torch.load(SM / "mlp_high_lr.pt"))
+    model.eval()
+    x = torch.from_numpy(np.load(DATA))
+    batch = torch.export.Dim("batch", min=2)
+    program = torch.export.export(model, (x[:4],), dynamic_shapes=({0: batch},))
+    torch.export.save(program, tmp_path / "mlp.pt2")
+    loaded = load_model(tmp_path / "mlp.pt2")
+    assert loaded.format == "export"
+    direct = deadrelu.scan(model, x, batch_size=60)
+    exported = deadrelu.scan(loaded.model, x, batch_size=60)
+
+    def summary(report):
+        return [(f.code, f.layer, f.cause, f.evidence.get("layer"), f.evidence.get("count"),
+                 round(f.evidence.get("weight_growth") or 0, 6),
+                 round(f.evidence.get("bias_growth") or 0, 6)) for f in report.findings]
+
+    assert summary(exported) == summary(direct)
+    assert [f.code for f in exported.findings] == ["DR001"] * 3
+    assert all("(nn.ReLU)" in f.message and "(module)" not in f.message for f in exported.findings)
