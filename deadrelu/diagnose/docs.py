@@ -26,7 +26,40 @@ is one), plus statistics of the input data and whether the output varied. Each
 dead unit is explained by at most one rule, most specific evidence first:
 output activation (DR008), BatchNorm (DR003), collapsed weights (DR002), input
 scale (DR007), large updates (DR001); the rest are covered by the model-wide
-initialization rules (DR004, DR005) or reported as unexplained (DR013).
+initialization rules (DR004, DR005), put down to initialization by a fresh-init
+comparison (DR015), or reported as unexplained (DR013).
+
+**What the training left behind.** A training checkpoint often carries its
+recipe: a Lightning `.ckpt` (`optimizer_states`, `lr_schedulers`,
+`hyper_parameters`, `global_step`), or a dict with `optimizer`/`optim`,
+`scheduler`, `epoch` and `step` entries. The loader reads it as plain data (never
+running code from the file; `deadrelu.loading.recipe`) into `meta["recipe"]`:
+the optimizer (recognised by its hyper-parameters: `betas` for the Adam family,
+`momentum`/`dampening` for SGD...), learning rate, weight decay, step, and
+whether the schedule warms up. The fixes then use it: DR001 says "trained with
+Adam, lr 3e-2 at step 460 (no warm-up found): try lr ≤ 3e-3 with a linear
+warm-up", and offers gradient clipping only under SGD-like optimizers (an
+Adam-family step is about lr in size whatever the gradient, so clipping barely
+changes it); DR002 names the weight decay's value. Without a recipe the advice
+is the generic "3–10×".
+
+**Dead from initialization or killed by training.** With `--compare-init` (on by
+default in `scan` and `check` when the model can be re-initialized — an `--arch`
+class or a module pickle — and has at most 5M parameters and 20,000 samples), three
+freshly initialized copies (`--arch` re-instantiated, or `reset_parameters()` on a
+copy) are scanned on the same data, and their dead counts per layer go into
+`meta["init"]`. A fresh copy is a new random draw, not the model's own initial
+weights, so the comparison is per layer and in counts: unexplained dead units up
+to the largest fresh count are born dead (DR015), only those beyond it stay
+unexplained (DR013, "about N died in training").
+
+**Reading a report.** The terminal report shows one rule with one cause on
+several layers as one entry (the shared fix once, then each layer's numbers and
+its own fix) and explains the terms its findings use ("row norm", "× PyTorch's
+default init", "median", "ReDo") once, below them; JSON, SARIF and the
+DataFrame keep one record per layer. A `torch.export` program is diagnosed from
+its graph's Linear/Conv nodes, under the original layer names, like the module
+it was exported from.
 
 Print this documentation with `deadrelu rules` (list) and `deadrelu rules DR001`
 (one rule). Choose rules with `select`, `ignore` and `per-layer-ignores` under
