@@ -143,6 +143,10 @@ class Monitor:
         auto_step: count one step per forward of ``model`` in train mode until the first
             :meth:`step` call; ``False``: only :meth:`step` ends a step.
         name: the model's label in report headers (default: its class name).
+        optimizer: the training loop's optimizer (and ``scheduler`` its LR scheduler):
+            read as data at each report (``deadrelu.loading.recipe``), so advice names
+            the optimizer, its learning rate and the warm-up ("trained with Adam, lr
+            3e-2 at step 4,000 (no warm-up found): try lr ≤ 3e-3 ...").
         findings: warn (:class:`DeadUnitsWarning`) and tell loggers that have
             ``log_finding(finding, step)`` once per rule and layer when a conclusive
             window's diagnosis finds dead or saturated units with a likely cause.
@@ -167,6 +171,8 @@ class Monitor:
         auto_step: bool = True,
         name: str | None = None,
         findings: bool = True,
+        optimizer: Any = None,
+        scheduler: Any = None,
     ) -> None:
         from deadrelu.integrations import as_logger
         from deadrelu.scanning import unwrap
@@ -218,6 +224,8 @@ class Monitor:
         self._window_sampled = 0
         self._window_started_at = time.perf_counter()
         self.findings = findings
+        self.optimizer = optimizer
+        self.scheduler = scheduler
         self._rows: list[dict[str, Any]] = []
         # layer -> (dead fraction, step) of its last conclusive window: the jump baseline
         self._last_dead: dict[str, tuple[float, int]] = {}
@@ -449,6 +457,9 @@ class Monitor:
         }
         if sync:
             meta["world_size"] = distributed.get_world_size()
+        recipe = self._recipe(last)
+        if recipe:
+            meta["recipe"] = recipe
         base = Report(tuple(sites), self.thresholds, meta, (), collect_evidence(self.module, sites))
         report = replace(base, findings=tuple(diagnose(base)))
         self._record(report)
@@ -463,6 +474,17 @@ class Monitor:
             self._window_started_at = time.perf_counter()
         self.last_report = report
         return report
+
+    def _recipe(self, step: int) -> dict[str, Any] | None:
+        """The optimizer's (and scheduler's) settings now, read as data, for the advice."""
+        from deadrelu.loading.recipe import read_recipe
+
+        state: dict[str, Any] = {"step": step}
+        for key, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
+            state_dict = getattr(obj, "state_dict", None)
+            if callable(state_dict):
+                state[key] = state_dict()
+        return read_recipe(state) if len(state) > 1 else None
 
     def _empty_window_reason(self, start: int, last: int) -> str:
         """Why a window recorded nothing, in the words of the likely cause."""

@@ -334,6 +334,9 @@ def merge_reports(reports: Sequence[Report]) -> Report:
 
     for key in ("input_stats", "output_stats"):
         meta.pop(key, None)
+    # fresh-init dead counts were taken per shard: units dead on every shard cannot be
+    # told from counts, so the merged report has no fresh-init comparison
+    meta.pop("init", None)
     meta.update(merge_data_meta([r.meta for r in reports]))
     base = Report(tuple(merged[n] for n in names), first.thresholds, meta, (), first.evidence)
     from deadrelu.diagnose import diagnose

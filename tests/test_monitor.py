@@ -475,3 +475,17 @@ def test_a_small_window_announces_no_finding():
         warnings.simplefilter("error", DeadUnitsWarning)
         _train(model, 2, lr=0.0, batch=8)
         monitor.report()
+
+
+def test_the_optimizer_makes_the_advice_concrete():
+    model = MLP().train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    with Monitor(model, every=1, optimizer=opt) as monitor:
+        for _ in range(2):
+            model(torch.randn(200, 6)).square().mean().backward()
+            opt.zero_grad()  # no update: the planted unit stays dead
+        with pytest.warns(DeadUnitsWarning, match=r"trained with Adam, lr 3e-2 at step 1 "
+                          r"\(no warm-up found\): try lr ≤ 3e-3"):
+            report = monitor.report()
+    assert report.meta["recipe"]["optimizer"] == "Adam"
+    assert "clip" not in next(f.fix for f in report.findings if f.code == "DR001")

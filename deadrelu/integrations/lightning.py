@@ -87,8 +87,14 @@ class DeadReluCallback(Callback):
         from deadrelu.monitor import Monitor
 
         if self.monitor is None or self.monitor.module is not pl_module:
-            self.monitor = Monitor(pl_module, every=self.every, auto_step=False,
-                                   **self.monitor_kwargs)
+            kwargs = dict(self.monitor_kwargs)
+            optimizers = getattr(trainer, "optimizers", None) or []
+            if optimizers and "optimizer" not in kwargs:
+                kwargs["optimizer"] = optimizers[0]  # for advice that names its lr
+                configs = getattr(trainer, "lr_scheduler_configs", None) or []
+                if configs:
+                    kwargs.setdefault("scheduler", getattr(configs[0], "scheduler", None))
+            self.monitor = Monitor(pl_module, every=self.every, auto_step=False, **kwargs)
         if self._restored is not None:
             self.monitor.load_state_dict(self._restored)
             self._restored = None

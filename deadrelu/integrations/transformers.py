@@ -154,7 +154,12 @@ class DeadReluTrainerCallback(TrainerCallback, ExportableState):
         if self.trainer is None and self._wants_trainer:
             self._adopt_trainer(model)
         if self.monitor is None or self.monitor.module is not model:
-            self.monitor = Monitor(model, every=self.every, auto_step=False, **self.monitor_kwargs)
+            extra = {k: kwargs[k] for k in ("optimizer", "lr_scheduler")
+                     if kwargs.get(k) is not None}  # for advice that names the lr
+            if "lr_scheduler" in extra:
+                extra["scheduler"] = extra.pop("lr_scheduler")
+            self.monitor = Monitor(model, every=self.every, auto_step=False,
+                                   **{**extra, **self.monitor_kwargs})
         saved = self._monitor_state or self._saved_state(state)
         if saved:
             self.monitor.load_state_dict(saved)
