@@ -87,6 +87,33 @@ def test_tensorboard_logger_writes_scalars(tmp_path):
         TensorBoardLogger(object())
 
 
+def test_a_finding_during_training_reaches_loggers_that_take_text():
+    # findings=True: a conclusive window with a likely cause is told once, to the
+    # loggers with log_finding (here a writer recording add_text) and as a warning
+    from deadrelu.integrations.tensorboard import TensorBoardLogger
+    from deadrelu.monitor import DeadUnitsWarning
+
+    class Writer:
+        def __init__(self):
+            self.texts = []
+
+        def add_scalar(self, tag, value, global_step=None):
+            pass
+
+        def add_text(self, tag, text, global_step=None):
+            self.texts.append((tag, global_step, text))
+
+    writer = Writer()
+    model = Net().train()
+    with pytest.warns(DeadUnitsWarning, match="likely cause"), \
+            deadrelu.Monitor(model, every=1, report_every=2, loggers=[TensorBoardLogger(writer)]):
+        for _ in range(4):
+            model(torch.randn(400, 6)).sum().backward()
+    assert len(writer.texts) == 1  # once, not at every report
+    tag, step, text = writer.texts[0]
+    assert tag == "deadrelu/findings" and step == 1 and text.startswith("DR001 act:")
+
+
 # -- Lightning -------------------------------------------------------------------------------------
 
 

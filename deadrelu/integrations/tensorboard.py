@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from deadrelu.integrations import metrics
 
 if TYPE_CHECKING:
+    from deadrelu.findings import Finding
     from deadrelu.report import Report
 
 
@@ -48,3 +49,12 @@ class TensorBoardLogger:
             self.writer.add_scalar(tag, value, global_step=step)
         if self.flush:
             self.writer.flush()
+
+    def log_finding(self, finding: Finding, step: int) -> None:
+        """A finding during training, as text (``deadrelu/findings``) when the writer has
+        ``add_text``."""
+        add_text = getattr(self.writer, "add_text", None)
+        if callable(add_text):
+            add_text(f"{self.prefix}/findings",
+                     f"{finding.code} {finding.layer}: {finding.message} — fix: {finding.fix}",
+                     global_step=step)
