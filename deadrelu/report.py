@@ -208,12 +208,12 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "deadrelu_version": __version__,
-            "meta": _jsonable(dict(self.meta)),
+            "meta": jsonable(dict(self.meta)),
             "thresholds": self.thresholds.to_dict(),
             "summary": self.summary(),
             "layers": layers,
-            "findings": [_jsonable(f.to_dict()) for f in self.findings],
-            "evidence": _jsonable(dict(self.evidence)),
+            "findings": [jsonable(f.to_dict()) for f in self.findings],
+            "evidence": jsonable(dict(self.evidence)),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -263,11 +263,13 @@ class Report:
         yield from render_report(self)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python ones and non-finite floats as
+    ``None`` (strict JSON has no NaN/Infinity); anything else unknown as its ``str``."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (float, np.floating)):

@@ -203,7 +203,8 @@ def check_command(
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                    partial_on_interrupt=False)
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
-        _emit_error(exc, output_format, model=model, output=output)
+        _emit_error(exc, output_format, model=model, output=output,
+                    inputs=[model, data, baseline, config, arch.rpartition(":")[0] if arch else None])
         raise
     report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
@@ -220,26 +221,33 @@ def check_command(
 
 
 def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
-                output: Path | None) -> None:
-    """For CI formats, say that the check could not run where CI looks for results."""
+                output: Path | None, inputs: list[Path | str | None]) -> None:
+    """Say that the check could not run where CI looks for results.
+
+    Every format has its own way to say it (:func:`deadrelu.ci.render_error`): with
+    ``-o`` it is written to that file, so a CI step that uploads it always finds one;
+    without, the machine formats print it on stdout (the one-line ``error:`` on stderr
+    follows either way). The file is not written when the error is about ``--output``
+    itself or when it would land on one of the inputs.
+    """
     import sys
 
-    from deadrelu.ci import CheckFormat
+    from deadrelu.ci import CheckFormat, render_error
 
     message = str(exc)
-    if output_format is CheckFormat.github:
-        from deadrelu.ci.github import annotation
-
-        sys.stdout.write(annotation("error", message, title="deadrelu check could not run") + "\n")
-    elif output_format is CheckFormat.junit:
-        from deadrelu.ci.junit import render_junit_error
-
-        xml = render_junit_error(display_path(model), message)
-        if output is None:
-            sys.stdout.write(xml)
-        elif "--output" not in message:  # never write over an input the error is about
-            with contextlib.suppress(OSError):
-                output.write_text(xml, encoding="utf-8")
+    text = render_error(output_format, display_path(model), message)
+    if output is None:
+        if output_format is not CheckFormat.table:
+            sys.stdout.write(text)
+        return
+    if "--output" in message or output.is_dir():
+        return
+    target = output.resolve()
+    for source in inputs:
+        if source is not None and Path(source).exists() and Path(source).resolve() == target:
+            return
+    with contextlib.suppress(OSError):
+        output.write_text(text, encoding="utf-8")
 
 
 def resolve_gates(
