@@ -35,11 +35,12 @@ def _outputs_match_their_schemas(monkeypatch):
     """Every SARIF log, JUnit document and JSON report the suite produces in-process is
     validated against the schema its consumers use (see ``tests/schemas.py``), so a
     test that only looks at one field still catches a file a real consumer rejects."""
+    import schemas
+
     import deadrelu.ci as ci
     import deadrelu.ci.junit as junit
     import deadrelu.ci.sarif as sarif
     import deadrelu.export as export
-    import schemas
     from deadrelu.report import Report
 
     def checked(module, name, validate):
