@@ -89,7 +89,7 @@ ExitZeroOpt = Annotated[bool, typer.Option(
     help="Exit 0 even when a gate fails (errors still exit 2).",
 )]
 CheckFormatOpt = Annotated[_CheckFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: gates table for a terminal; github: workflow annotations (plus a job summary "
          "in $GITHUB_STEP_SUMMARY); junit: JUnit XML; sarif: SARIF 2.1.0; json; markdown: for a "
          "PR comment. Anything but table puts only that format on stdout.",
@@ -112,14 +112,16 @@ data or baseline). --exit-zero turns 1 into 0.
       --max-dead 5% --max-dead-layer 'encoder.*=20%'
 
 [dim]# no more than 2 points worse than the last good checkpoint[/dim]
-  deadrelu scan good.pt --arch mypkg.nets:Net --data val/ --format json > baseline.json
+  deadrelu scan good.pt --arch mypkg.nets:Net --data val/ \\
+      --format json -o baseline.json
   deadrelu check new.pt --arch mypkg.nets:Net --data val/ \\
       --baseline baseline.json --max-increase 2pp
 
 [dim]# in GitHub Actions: annotations and a job summary[/dim]
   deadrelu check model.pt --data val/ --max-dead 5% --format github
 
-[dim]# with the sample models in the repository (fails: a learning-rate spike killed units)[/dim]
+[dim]# the sample models in this repository (fails: a learning-rate spike[/dim]
+[dim]# killed units)[/dim]
   deadrelu check sample_models/series/step_400.pt \\
       --arch sample_models/models.py:DigitsMLP \\
       --data sample_models/data/digits_test.npy --max-dead 20%
@@ -128,7 +130,10 @@ data or baseline). --exit-zero turns 1 into 0.
 
 def register(app: typer.Typer) -> None:
     """Add the ``check`` command to ``app``."""
-    app.command("check", help=HELP, no_args_is_help=True, rich_help_panel=None)(check_command)
+    from deadrelu.cli.help import Command
+
+    app.command("check", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(check_command)
 
 
 def check_command(

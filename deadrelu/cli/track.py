@@ -71,7 +71,7 @@ PlotOpt = Annotated[Path | None, typer.Option(
     help="Draw dead fraction per layer against step (needs pip install 'deadrelu\\[plot]').",
 )]
 TrackFormatOpt = Annotated[TrackFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: trend table, jumps and units that died; json / csv: only that on stdout.",
 )]
 
@@ -98,7 +98,10 @@ which units died between consecutive checkpoints.
 
 def register(app: typer.Typer) -> None:
     """Add the ``track`` command to ``app``."""
-    app.command("track", help=HELP, no_args_is_help=True, rich_help_panel=None)(track_command)
+    from deadrelu.cli.help import Command
+
+    app.command("track", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(track_command)
 
 
 def track_command(
