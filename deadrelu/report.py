@@ -116,16 +116,32 @@ class Report:
             })
         return rows
 
-    @cached_property
+    @property
     def layers(self) -> pd.DataFrame:
-        """One row per site in forward order (see the README for the columns)."""
+        """One row per site in forward order (see the README for the columns).
+
+        A new DataFrame on every access (built once, copied after): the report is
+        frozen, so adding or changing a column of the frame a caller got never shows
+        in what the next call returns.
+        """
+        return self._layers.copy()
+
+    @cached_property
+    def _layers(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame(self.layer_records())
 
-    @cached_property
+    @property
     def units(self) -> pd.DataFrame:
-        """One row per unit: ``layer``, ``unit``, ``fire_rate``, ``sample_fire_rate``, ``state``..."""
+        """One row per unit: ``layer``, ``unit``, ``fire_rate``, ``sample_fire_rate``, ``state``...
+
+        A new DataFrame on every access, as :attr:`layers`.
+        """
+        return self._units.copy()
+
+    @cached_property
+    def _units(self) -> pd.DataFrame:
         import pandas as pd
 
         frames = []

@@ -127,7 +127,7 @@ def render_markdown(run: CheckRun) -> str:
         lines += ["", f"<details><summary>{len(findings)} finding(s)</summary>", ""]
         for f in findings:
             lines.append(f"- **{f.code}** ({f.severity}) `{f.layer or 'model'}`: {_md(f.message)}")
-            lines.append(f"  - likely cause: {_md(f.cause.replace('_', ' '))}; fix: {_md(f.fix)}")
+            lines.append(f"  - *Likely cause:* {_md(f.cause.replace('_', ' '))}. *Fix:* {_md(f.fix)}")
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 

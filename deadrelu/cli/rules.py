@@ -53,7 +53,12 @@ def rules(
                  for r in selected]
         typer.echo(json.dumps(items[0] if code is not None else items, indent=2, ensure_ascii=False))
     elif output_format is RulesFormat.markdown:
-        typer.echo("\n".join(r.to_markdown() for r in selected).rstrip())
+        if code is None:  # the whole of docs/rules.md, introduction and table included
+            from deadrelu.diagnose import docs
+
+            typer.echo(docs.render().rstrip())
+        else:
+            typer.echo(selected[0].to_markdown().rstrip())
     elif code is not None:
         typer.echo(selected[0].to_text().rstrip())
     else:

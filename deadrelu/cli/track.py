@@ -156,6 +156,10 @@ def track_command(
 
             raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
                               f"use one of {', '.join(PLOT_SUFFIXES)}")
+        if plot is not None:  # say it before scanning every checkpoint, not after
+            from deadrelu.track import require_matplotlib
+
+            require_matplotlib()
         found, notes = discover(checkpoints)
         opts = LoadOptions.from_cli(
             model=found[0].path, data=data, arch=arch, arch_kwargs=arch_kwargs,
