@@ -57,11 +57,13 @@ def annotation(level: str, message: str, *, title: str | None = None,
 def render_annotations(run: CheckRun, environ: Mapping[str, str] | None = None) -> str:
     """The annotations of ``run``, most important first, at most 10 per type, then the verdict.
 
-    An ``::error`` per failed gate (in gate order, the largest excess first within a gate; a ``fail-on`` gate's lists
-    the findings it matched); a ``::warning`` or ``::notice`` per other finding
+    An ``::error`` per failed gate (in gate order, the largest excess first within a
+    gate; a ``fail-on`` gate's lists the findings it matched); a ``::warning`` or
+    ``::notice`` per other finding
     (errors before warnings before infos); a ``::notice`` per note. When a type has
     more than GitHub shows, the rest are counted in one closing notice.
-    ``line`` is added for a finding whose evidence names its source line.
+    (No annotation has a ``line`` yet: a site records no source line of the user's
+    code, and the model file the annotations point at is binary.)
     """
     from deadrelu.ci import finding_level
 
@@ -83,7 +85,7 @@ def render_annotations(run: CheckRun, environ: Mapping[str, str] | None = None) 
         where = f" ({f.layer})" if f.layer else ""
         by_level[level].append(annotation(
             _COMMAND[level], f"{f.message}\nFix: {f.fix}", title=f"deadrelu {f.code}{where}",
-            file=file, line=_line(f)))
+            file=file))
     by_level["note"][:0] = [annotation("notice", note, title="deadrelu")
                             for note in run.outcome.notes]
     # The closing notice takes one of the notices' places.
@@ -110,12 +112,6 @@ def _excess(result: Any) -> float:
         return float(result.excess)
     except (TypeError, ValueError):
         return 0.0
-
-
-def _line(finding: Any) -> int | None:
-    """The source line of the finding's layer, when the evidence records one."""
-    value = finding.evidence.get("source_line") if finding.evidence else None
-    return value if isinstance(value, int) and value > 0 else None
 
 
 def _full_report(environ: Mapping[str, str] | None) -> str:
