@@ -50,7 +50,7 @@ def test_cli_json_outputs_match_their_schema(args, schema):
 
 def test_the_check_schema_rejects_what_it_should():
     good = {"schema_version": 1, "tool": "deadrelu", "version": "0", "model": "m.pt",
-            "baseline": None, "error": "x", "passed": False, "failed": 0, "gates": {},
+            "baseline": None, "error": "x", "passed": False, "failed": 0, "gates": [],
             "results": [], "notes": [], "summary": None, "findings": []}
     schemas.validate_json("check", json.dumps(good))
     for broken in ({**good, "schema_version": 2}, {k: v for k, v in good.items() if k != "error"},

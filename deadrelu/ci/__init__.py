@@ -141,7 +141,7 @@ def render_json_error(model_label: str, message: str) -> str:
     doc: dict[str, Any] = {
         "schema_version": CHECK_SCHEMA_VERSION, "tool": "deadrelu", "version": __version__,
         "model": model_label, "baseline": None, "error": message, "passed": False,
-        "failed": 0, "gates": {}, "results": [], "notes": [], "summary": None, "findings": [],
+        "failed": 0, "gates": [], "results": [], "notes": [], "summary": None, "findings": [],
     }
     return strict_json(doc)
 
