@@ -28,7 +28,8 @@ UPDATE = os.environ.get("DEADRELU_UPDATE_GOLDEN") == "1"
 def _help(*command: str) -> str:
     env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb",
            "PYTHONPATH": str(ROOT)}
-    env.pop("FORCE_COLOR", None)
+    for forcing in ("FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS"):  # typer forces a terminal
+        env.pop(forcing, None)
     # As the installed `deadrelu` script: the usage line names the program as typed.
     script = "import sys; sys.argv[0] = 'deadrelu'; from deadrelu.cli import main; main()"
     done = subprocess.run([sys.executable, "-c", script, *command, "--help"], env=env,
