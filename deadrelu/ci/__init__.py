@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 #: Raised when a field changes meaning or disappears; adding a field keeps it.
 CHECK_SCHEMA_VERSION = 1
 
-#: Order of importance of levels, most important first.
-LEVELS = ("error", "warning", "note")
-
 
 class CheckFormat(str, Enum):
     """The ``--format`` values of ``deadrelu check``."""
@@ -143,7 +140,8 @@ def render_json_error(model_label: str, message: str) -> str:
         "model": model_label, "baseline": None, "error": message, "passed": False,
         "failed": 0, "gates": [], "results": [], "notes": [], "summary": None, "findings": [],
     }
-    return strict_json(doc)
+    # no number in it: plain json, so an early error never waits for numpy/torch to import
+    return json.dumps(doc, indent=2, allow_nan=False)
 
 
 def render_error(fmt: CheckFormat | str, model_label: str, message: str) -> str:
