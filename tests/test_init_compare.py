@@ -64,11 +64,11 @@ def test_healthy_sample_gets_a_born_dead_statement_and_no_unknown_cause_for_them
 
 def test_compare_init_can_be_turned_off_and_works_on_module_pickles(capsys):
     off = _json(capsys, "scan", SM / "mlp_healthy.pt", *MLP, "--data", DATA, "--format", "json",
-                "--no-progress", "--no-compare-init")
+                "--no-progress", "--compare-init", "off")
     assert "init" not in off["meta"] and not _by_code(off, "DR015")
     pickled = _json(capsys, "scan", SM / "mlp_healthy_full.pt", "--import-path", SM,
                     "--trust-checkpoint", "--data", DATA, "--format", "json", "--no-progress",
-                    "--compare-init")
+                    "--compare-init", "on")
     assert "reset_parameters" in pickled["meta"]["init"]["method"]
     assert _by_code(pickled, "DR015")
 

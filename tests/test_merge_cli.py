@@ -75,13 +75,13 @@ def test_cli_merge_of_shard_scans_equals_whole_scan(cli, tmp_path):
     for i, shard in enumerate(shards):
         np.save(tmp_path / f"shard{i}.npy", shard)
         out = tmp_path / f"s{i}.json"
-        # --no-compare-init: fresh-init counts are per shard and do not merge (merge drops them)
+        # --compare-init off: fresh-init counts are per shard and do not merge (merge drops them)
         result = cli("scan", SM / "mlp_high_lr.pt", *MLP, "--data", tmp_path / f"shard{i}.npy",
-                     "--format", "json", "--output", out, "--quiet", "--no-compare-init")
+                     "--format", "json", "--output", out, "--quiet", "--compare-init", "off")
         assert result.code == 0, result.err
         paths.append(out)
     whole = cli("scan", SM / "mlp_high_lr.pt", *MLP, "--data", SM / "data" / "digits_test.npy",
-                "--format", "json", "--quiet", "--no-compare-init")
+                "--format", "json", "--quiet", "--compare-init", "off")
     assert whole.code == 0, whole.err
 
     merged = cli("merge", *paths, "--format", "json")

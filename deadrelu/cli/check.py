@@ -27,6 +27,7 @@ from deadrelu.cli.options import (
     ArchOpt,
     BatchSizeOpt,
     ChannelsOpt,
+    CompareInit,
     CompareInitOpt,
     ConfigOpt,
     DataOpt,
@@ -144,7 +145,7 @@ def check_command(
     arch_kwargs: ArchKwargsOpt = None,
     import_path: ImportPathOpt = None,
     trust_checkpoint: TrustCheckpointOpt = False,
-    compare_init: CompareInitOpt = None,
+    compare_init: CompareInitOpt = CompareInit.auto,
     device: DeviceOpt = None,
     data: DataOpt,
     batch_size: BatchSizeOpt = None,
@@ -208,7 +209,7 @@ def check_command(
             if output is not None:
                 check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
-                                   partial_on_interrupt=False, compare_init=compare_init)
+                                   partial_on_interrupt=False, compare_init=compare_init.wanted())
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
         _emit_error(exc, output_format, model=model, output=output,
                     inputs=[model, data, baseline, config, arch.rpartition(":")[0] if arch else None])

@@ -98,11 +98,23 @@ TrustCheckpointOpt = Annotated[bool, typer.Option(
     help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
          "stored in the file: only for files you trust.",
 )]
-CompareInitOpt = Annotated[bool | None, typer.Option(
-    "--compare-init/--no-compare-init", show_default=False, rich_help_panel=MODEL_PANEL,
-    help="Also scan freshly initialized copies of the architecture on the same data, to tell "
-         "units dead from initialization from units killed by training \\[default: on when "
-         "the model can be re-initialized and has ≤5M parameters and ≤20,000 samples].",
+class CompareInit(str, Enum):
+    """When to scan freshly initialized copies (see :mod:`deadrelu.init_compare`)."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+    def wanted(self) -> bool | None:
+        """``True``/``False`` for on/off, ``None`` for auto (when cheap)."""
+        return None if self is CompareInit.auto else self is CompareInit.on
+
+
+CompareInitOpt = Annotated[CompareInit, typer.Option(
+    "--compare-init", rich_help_panel=MODEL_PANEL, case_sensitive=False,
+    help="Scan freshly initialized copies on the same data to tell units dead from "
+         "initialization from units killed by training; auto: when the model can be "
+         "re-initialized, has ≤5M parameters and ≤20,000 samples.",
 )]
 BatchSizeOpt = Annotated[int | None, typer.Option(
     "--batch-size", "-b", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,

@@ -21,6 +21,7 @@ from deadrelu.cli.options import (
     ArchOpt,
     BatchSizeOpt,
     ChannelsOpt,
+    CompareInit,
     CompareInitOpt,
     ConfigOpt,
     DataOpt,
@@ -100,7 +101,7 @@ def scan_command(
     arch_kwargs: ArchKwargsOpt = None,
     import_path: ImportPathOpt = None,
     trust_checkpoint: TrustCheckpointOpt = False,
-    compare_init: CompareInitOpt = None,
+    compare_init: CompareInitOpt = CompareInit.auto,
     device: DeviceOpt = None,
     data: DataOpt,
     batch_size: BatchSizeOpt = None,
@@ -151,7 +152,7 @@ def scan_command(
         if output is not None and main_rank:
             check_output_path(output, opts.input_paths())
         report = load_and_scan(opts, settings, progress=not no_progress and main_rank,
-                               quiet=quiet, sharded=sharded, compare_init=compare_init)
+                               quiet=quiet, sharded=sharded, compare_init=compare_init.wanted())
     if not main_rank:
         return
     report = exclude_layers(report, settings.config)

@@ -43,9 +43,10 @@ Adam-family step is about lr in size whatever the gradient, so clipping barely
 changes it); DR002 names the weight decay's value. Without a recipe the advice
 is the generic "3–10×".
 
-**Dead from initialization or killed by training.** With `--compare-init` (on by
-default in `scan` and `check` when the model can be re-initialized — an `--arch`
-class or a module pickle — and has at most 5M parameters and 20,000 samples), three
+**Dead from initialization or killed by training.** With `--compare-init on` (or
+`auto`, the default in `scan` and `check`: when the model can be re-initialized —
+an `--arch` class or a module pickle — and has at most 5M parameters and 20,000
+samples), three
 freshly initialized copies (`--arch` re-instantiated, or `reset_parameters()` on a
 copy) are scanned on the same data, and their dead counts per layer go into
 `meta["init"]`. A fresh copy is a new random draw, not the model's own initial

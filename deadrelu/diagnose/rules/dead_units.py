@@ -326,7 +326,7 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
     causes=("initialization",),
     severity="warning when the born-dead units are ≥25% of the layer, else info",
     summary="Dead units that were already dead in a freshly initialized copy of the model.",
-    checks="""With a fresh-init comparison (`--compare-init`, on by default for small models
+    checks="""With a fresh-init comparison (`--compare-init`, `auto` by default: on for small models
         that can be re-initialized): freshly initialized copies of the architecture are scanned
         on the same data, and a layer's dead units that no specific rule explains, up to the
         largest count among the fresh copies, are born dead. Units beyond that count died in
