@@ -12,6 +12,7 @@ github      workflow annotations (:mod:`deadrelu.ci.github`)
 junit       JUnit XML, one test case per gate and layer (:mod:`deadrelu.ci.junit`)
 sarif       SARIF 2.1.0 for code-scanning dashboards (:mod:`deadrelu.ci.sarif`)
 json        the outcome as JSON (below)
+html        one offline page: gates, then the report with charts (:mod:`deadrelu.html`)
 ==========  =================================================================
 """
 
@@ -36,6 +37,7 @@ class CheckFormat(str, Enum):
     junit = "junit"
     sarif = "sarif"
     markdown = "markdown"
+    html = "html"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,10 @@ def render(fmt: CheckFormat | str, run: CheckRun, *, width: int | None = None) -
         from deadrelu.ci.sarif import render_sarif
 
         return render_sarif(run)
+    if fmt is CheckFormat.html:
+        from deadrelu.html import check_page
+
+        return check_page(run)
     from deadrelu.ci.text import render_markdown, render_table_text
 
     if fmt is CheckFormat.markdown:

@@ -61,6 +61,7 @@ class OutputFormat(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 # -- typer aliases ---------------------------------------------------------------------------
@@ -180,7 +181,8 @@ DebugOpt = Annotated[bool, typer.Option(
 FormatOpt = Annotated[OutputFormat, typer.Option(
     "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: the terminal report; json: the full report (Report.to_dict schema), nothing "
-         "else on stdout; csv: the per-layer table; markdown: header, layer table and findings.",
+         "else on stdout; csv: the per-layer table; markdown: header, layer table and findings; "
+         "html: one self-contained page with charts (use with --output report.html).",
 )]
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", metavar="FILE", show_default=False, rich_help_panel=OUTPUT_PANEL,
