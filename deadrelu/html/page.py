@@ -217,11 +217,11 @@ def _findings(report: Report, level: int) -> str:
     rows: list[list[Cell]] = []
     for f in report.findings:
         sev = f.severity.value
-        evidence = json.dumps(dict(f.evidence), default=str, sort_keys=True)
+        evidence = json.dumps(_brief(dict(f.evidence)), default=str, sort_keys=True)
         rows.append([
             (sev, rank.get(sev, 0), f"sev-{sev}"), (_esc(f.code), None, ""),
             (_esc(f.layer or "(model)"), None, ""), (_esc(f.cause.replace("_", " ")), None, ""),
-            (f"{_esc(f.message)}<details><summary>evidence</summary><pre>{_esc(evidence)}</pre>"
+            (f"{_esc(f.message)}<details><summary>evidence</summary><pre>{_esc(evidence, quote=False)}</pre>"
              "</details>", None, ""),
             (_esc(f.fix), None, ""),
         ])
@@ -315,6 +315,24 @@ def _table(heads: Sequence[str], rows: Sequence[Sequence[Cell]], *, caption: str
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (f"<table class='sortable'><caption class='note'>{_esc(caption)}</caption>"
             f"<thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+#: Items of an evidence list shown on the page (the JSON report keeps them all).
+EVIDENCE_ITEMS = 16
+
+
+def _brief(value: Any) -> Any:
+    """Evidence for reading: long lists cut to their first items, floats to 4 digits."""
+    if isinstance(value, dict):
+        return {k: _brief(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_brief(v) for v in value[:EVIDENCE_ITEMS]]
+        if len(value) > EVIDENCE_ITEMS:
+            items.append(f"... {len(value) - EVIDENCE_ITEMS} more")
+        return items
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if math.isfinite(value) else str(value)
+    return value
 
 
 def _number(value: float) -> str:
