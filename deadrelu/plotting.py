@@ -32,6 +32,7 @@ def dead_fraction_figure(table: pd.DataFrame, *, total: str | None, jump_steps: 
         ConfigError: matplotlib is not installed.
     """
     try:
+        import matplotlib  # noqa: F401  (the package first: a cached submodule would hide its absence)
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ConfigError("plotting needs matplotlib, which is not installed",
@@ -53,4 +54,25 @@ def dead_fraction_figure(table: pd.DataFrame, *, total: str | None, jump_steps: 
     if len(table) <= 20:  # a legend of a hundred layers hides the plot
         ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
+    _show_in_notebook()
     return fig
+
+
+def _show_in_notebook() -> None:
+    """Make Jupyter draw a returned ``Figure`` as PNG even before pyplot was imported.
+
+    IPython registers its figure formatter only when the inline backend starts (the
+    first pyplot import); a figure returned earlier would show as ``<Figure ...>``.
+    """
+    from deadrelu.progress import in_notebook
+
+    if not in_notebook():
+        return
+    from IPython import get_ipython
+    from IPython.core.pylabtools import select_figure_formats
+    from matplotlib.figure import Figure
+
+    shell = get_ipython()
+    png = shell.display_formatter.formatters["image/png"]
+    if Figure not in png.type_printers:
+        select_figure_formats(shell, {"png"})

@@ -82,8 +82,10 @@ def trend_page(trend: Trend, source: str) -> str:
 
     steps = trend.steps
     wide = trend.table()
-    series = {str(layer): [None if v != v else float(v) for v in (row.get(s) for s in steps)]
-              for layer, row in wide.iterrows()}
+    series: dict[str, list[float | None]] = {}
+    for layer, row in wide.iterrows():
+        values = [row.get(s) for s in steps]
+        series[str(layer)] = [None if v is None or v != v else float(v) for v in values]
     jumped = [t.layer for t in trend.jumps]
     chart, colors = svg.trend_chart(steps, series, jumped, MODEL, trend.jump_step)
     key = "".join(f'<li><span class="sw" style="background:{c}"></span>{_esc(n)}</li>'
