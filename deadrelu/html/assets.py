@@ -43,6 +43,14 @@ CSS = """
 .deadrelu .layerbody{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start;margin-top:6px}
 .deadrelu canvas.units{display:block;max-width:100%;image-rendering:pixelated}
 .deadrelu .unitinfo{font-size:12px;color:#333;min-height:1.4em}
+.deadrelu table.findings{table-layout:fixed}
+.deadrelu table.findings td{overflow-wrap:anywhere}
+.deadrelu table.findings th:nth-child(1){width:8%}
+.deadrelu table.findings th:nth-child(2){width:7%}
+.deadrelu table.findings th:nth-child(3){width:11%}
+.deadrelu table.findings th:nth-child(4){width:9%}
+.deadrelu table.findings th:nth-child(5){width:36%}
+.deadrelu table.findings th:nth-child(6){width:29%}
 .deadrelu pre{white-space:pre-wrap;font-size:12px;margin:4px 0}
 .deadrelu a{color:#0057a0}
 """

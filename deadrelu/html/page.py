@@ -229,7 +229,8 @@ def _findings(report: Report, level: int) -> str:
         ])
     return (f"<{h} id='findings'>Findings ({len(rows)})</{h}>"
             + _table(["severity", "code", "layer", "cause", "evidence", "fix"], rows,
-                     caption="Diagnosed problems with their cause, evidence and fix"))
+                     caption="Diagnosed problems with their cause, evidence and fix",
+                     cls="findings"))
 
 
 def _layer_table(report: Report, records: Sequence[dict[str, Any]]) -> str:
@@ -302,20 +303,20 @@ def _unit_view(ident: str, name: str, fire: np.ndarray, states: np.ndarray) -> s
 
 
 def _table(heads: Sequence[str], rows: Sequence[Sequence[Cell]], *, caption: str,
-           numeric: set[int] | None = None) -> str:
+           numeric: set[int] | None = None, cls: str = "") -> str:
     numeric = numeric or set()
     th = "".join(f"<th scope='col'{' class=n' if i in numeric else ''}><button type='button'>"
                  f"{_esc(h)}</button></th>" for i, h in enumerate(heads))
     body = []
     for row in rows:
         cells = []
-        for text, key, cls in row:
-            attrs = f" class='{cls}'" if cls else ""
+        for text, key, cell_class in row:
+            attrs = f" class='{cell_class}'" if cell_class else ""
             if key is not None:
                 attrs += f" data-v='{key:.10g}'"
             cells.append(f"<td{attrs}>{text}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f"<table class='sortable'><caption class='note'>{_esc(caption)}</caption>"
+    return (f"<table class='sortable {cls}'><caption class='note'>{_esc(caption)}</caption>"
             f"<thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 

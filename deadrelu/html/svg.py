@@ -57,7 +57,8 @@ def overview_chart(records: Sequence[Mapping[str, Any]], *, width: int = 900) ->
         records: :meth:`Report.layer_records` rows.
         width: drawing width in px (the page scales it down on narrow screens).
     """
-    row, label_w, right_w = 16, 250, 90
+    longest = max((len(str(r["layer"])) for r in records), default=8)
+    row, label_w, right_w = 16, min(250, 24 + 7 * min(longest, 38)), 90
     bar_w = width - label_w - right_w
     top = 18
     height = top + row * max(1, len(records)) + 6
