@@ -101,6 +101,13 @@ def test_big_pages_render(browser, tmp_path):
     report = deadrelu.scan(deep_mlp(120), torch.randn(200, 32))
     charts = open_page(browser, tmp_path / "deep.html", report_page(report))
     assert sum(c["cls"] == "units" for c in charts) == 120
+    # layers of thousands of units wrap into rows of 880 one-pixel bars
+    report = deadrelu.scan(deep_mlp(2, 3000, dead_every=2), torch.randn(64, 3000))
+    charts = open_page(browser, tmp_path / "wide.html", report_page(report))
+    wide = [c for c in charts if c["cls"] == "units"]
+    assert len(wide) == 2 and all(c["height"] == 4 * 40 for c in wide)
+    # the state band alone paints 6 px under each of the 3,000 units
+    assert all(c["drawn"] >= 3000 * 6 for c in wide)
 
 
 def test_trend_and_check_pages_render(browser, tmp_path):
