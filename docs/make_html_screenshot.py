@@ -47,7 +47,7 @@ def main() -> None:
         page.write_text(report_page(report), encoding="utf-8")
         browser.open(page)
         # show the per-layer views next to the overview: fold the findings' evidence away
-        browser.evaluate("document.querySelectorAll('#findings + table details')"
+        browser.evaluate("document.querySelectorAll('table.findings details')"
                          ".forEach(d => d.open = false)")
         browser.screenshot(out)
         if browser.console_errors or browser.requests != [page.resolve().as_uri()]:

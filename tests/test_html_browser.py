@@ -66,7 +66,7 @@ def test_tables_sort_when_a_heading_is_clicked(browser, tmp_path):
     open_page(browser, tmp_path / "sort.html", report_page(report))
     script = """
     (() => {
-      const table = document.querySelector("#layers + table");
+      const table = document.querySelector("table.layers");
       const col = [...table.tHead.rows[0].cells].findIndex(th => th.textContent.trim() === "dead");
       const keys = () => [...table.tBodies[0].rows].map(r => parseFloat(r.cells[col].dataset.v));
       const before = keys();
@@ -80,6 +80,16 @@ def test_tables_sort_when_a_heading_is_clicked(browser, tmp_path):
     assert result["up"] == sorted(result["before"])
     assert result["down"] == sorted(result["before"], reverse=True)
     assert result["sort"] == "descending"
+    # a layer link opens its folded details (layer 0 has no dead units, so it starts closed)
+    opened = browser.evaluate("""
+    (() => {
+      const d = document.getElementById("layer-0");
+      d.open = false;
+      document.querySelector("table.layers a[href='#layer-0']").click();
+      return new Promise(r => setTimeout(() => r(d.open), 100));
+    })()
+    """)
+    assert opened is True
     assert browser.console_errors == []
 
 

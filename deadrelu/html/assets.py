@@ -43,6 +43,8 @@ CSS = """
 .deadrelu .layerbody{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start;margin-top:6px}
 .deadrelu canvas.units{display:block;max-width:100%;image-rendering:pixelated}
 .deadrelu .unitinfo{font-size:12px;color:#333;min-height:1.4em}
+.deadrelu .scroll{overflow-x:auto}
+.deadrelu table.layers td:nth-child(2){overflow-wrap:anywhere;min-width:10em}
 .deadrelu table.findings{table-layout:fixed}
 .deadrelu table.findings td{overflow-wrap:anywhere}
 .deadrelu table.findings th:nth-child(1){width:8%}
@@ -114,6 +116,13 @@ JS = r"""
       draw(c);
     });
   });
+  // a link from the layer table opens the folded layer it points to
+  function openTarget() {
+    var t = location.hash && document.getElementById(location.hash.slice(1));
+    if (t && t.tagName === "DETAILS") t.open = true;
+  }
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
   function key(td) {
     var v = td.getAttribute("data-v");
     return v !== null ? parseFloat(v) : td.textContent.trim().toLowerCase();

@@ -254,7 +254,7 @@ def _layer_table(report: Report, records: Sequence[dict[str, Any]]) -> str:
     heads = ["#", "layer", "kind", "units", "dead", "rare", "saturated", "always on", "healthy",
              "dead %", "mean fire rate", "positions", "verdict"]
     return _table(heads, rows, caption="Per layer, forward order (click a heading to sort)",
-                  numeric={0, *range(3, 12)})
+                  numeric={0, *range(3, 12)}, cls="layers")
 
 
 def _layer_details(report: Report, records: Sequence[dict[str, Any]]) -> Iterable[str]:
@@ -316,8 +316,9 @@ def _table(heads: Sequence[str], rows: Sequence[Sequence[Cell]], *, caption: str
                 attrs += f" data-v='{key:.10g}'"
             cells.append(f"<td{attrs}>{text}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f"<table class='sortable {cls}'><caption class='note'>{_esc(caption)}</caption>"
-            f"<thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    return (f"<div class='scroll'><table class='sortable {cls}'><caption class='note'>"
+            f"{_esc(caption)}</caption><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody>"
+            "</table></div>")
 
 
 #: Items of an evidence list shown on the page (the JSON report keeps them all).
