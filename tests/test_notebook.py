@@ -5,6 +5,8 @@ Executed with nbclient and ipykernel (the ``dev`` extra); skipped where they are
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,11 +39,19 @@ CELLS = [
 ]
 
 
-def test_notebook_shows_the_report_the_bar_and_the_plot(tmp_path):
+def test_notebook_shows_the_report_the_bar_and_the_plot(tmp_path, monkeypatch):
+    # a kernel spec of our own: the kernel is this interpreter, whatever "python3" means here
+    spec = tmp_path / "jupyter" / "kernels" / "deadrelu-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "deadrelu test", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
     client = nbclient.NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+        nb, timeout=180, kernel_name="deadrelu-test",
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()
     outputs = [cell.outputs for cell in nb.cells]
