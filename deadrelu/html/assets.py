@@ -60,10 +60,8 @@ CSS = """
 JS = r"""
 (function () {
   "use strict";
-  var COLOR = {n: "#000000", d: "#D55E00", r: "#E69F00", s: "#CC79A7", a: "#0072B2",
-               h: "#C8C8C8"};
-  var NAME = {n: "NaN/Inf", d: "dead", r: "rare", s: "saturated", a: "always on",
-              h: "healthy"};
+  // state code -> colour and name, filled in from deadrelu.html.svg.STATES
+  var COLOR = __STATE_COLORS__, NAME = __STATE_NAMES__;
   function bytes(b64) {
     var s = atob(b64), a = new Uint8Array(s.length);
     for (var i = 0; i < s.length; i++) a[i] = s.charCodeAt(i);

@@ -161,12 +161,20 @@ def report_fragment(report: Report) -> str:
 # -- sections --------------------------------------------------------------------------------
 
 
+def _script() -> str:
+    """The page script with the state colours and names of :data:`svg.STATES` filled in."""
+    colors = {svg.STATE_CODE[key]: color for key, _, color in svg.STATES}
+    names = {svg.STATE_CODE[key]: label for key, label, _ in svg.STATES}
+    return (JS.replace("__STATE_COLORS__", json.dumps(colors))
+            .replace("__STATE_NAMES__", json.dumps(names)))
+
+
 def _document(title: str, body: str) -> str:
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>"
-            f"<main class='deadrelu'>{body}</main><script>{JS}</script></body></html>\n")
+            f"<main class='deadrelu'>{body}</main><script>{_script()}</script></body></html>\n")
 
 
 def _report_body(report: Report, level: int = 2) -> str:

@@ -28,7 +28,6 @@ STATES: tuple[tuple[str, str, str], ...] = (
     ("always_on", "always on", "#0072B2"),
     ("healthy", "healthy", "#C8C8C8"),
 )
-STATE_COLOR = {key: color for key, _, color in STATES}
 #: One character per state in the unit-view data (see assets.JS).
 STATE_CODE = {"nonfinite": "n", "dead": "d", "rare": "r", "saturated": "s", "always_on": "a",
               "healthy": "h"}
