@@ -73,7 +73,7 @@ PlotOpt = Annotated[Path | None, typer.Option(
     help="Draw dead fraction per layer against step (needs pip install 'deadrelu\\[plot]').",
 )]
 TrackFormatOpt = Annotated[TrackFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: trend table, jumps and units that died; json / csv: only that on stdout; "
          "html: one offline page with the trend chart and the last checkpoint's report "
          "(use with --output trend.html).",
@@ -99,14 +99,18 @@ which units died between consecutive checkpoints.
       --arch mypkg.nets:Net --data val/ --csv trend.csv --json trend.json
 
 [dim]# one offline HTML page: trend chart, jumps, the last checkpoint's report[/dim]
-  deadrelu track sample_models/series --arch sample_models/models.py:DigitsMLP \\
+  deadrelu track sample_models/series \\
+      --arch sample_models/models.py:DigitsMLP \\
       --data sample_models/data/digits_test.npy --format html -o trend.html
 """
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``track`` command to ``app``."""
-    app.command("track", help=HELP, no_args_is_help=True, rich_help_panel=None)(track_command)
+    from deadrelu.cli.help import Command
+
+    app.command("track", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(track_command)
 
 
 def track_command(
@@ -162,6 +166,10 @@ def track_command(
 
             raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
                               f"use one of {', '.join(PLOT_SUFFIXES)}")
+        if plot is not None:  # say it before scanning every checkpoint, not after
+            from deadrelu.track import require_matplotlib
+
+            require_matplotlib()
         found, notes = discover(checkpoints)
         opts = LoadOptions.from_cli(
             model=found[0].path, data=data, arch=arch, arch_kwargs=arch_kwargs,

@@ -8,6 +8,12 @@ only, so HTML needs no extra: how the page is built is in ``docs/html.md``.
 
 from __future__ import annotations
 
-from deadrelu.html.page import check_page, report_fragment, report_page, trend_page
+from deadrelu.html.page import (
+    check_error_page,
+    check_page,
+    report_fragment,
+    report_page,
+    trend_page,
+)
 
-__all__ = ["check_page", "report_fragment", "report_page", "trend_page"]
+__all__ = ["check_error_page", "check_page", "report_fragment", "report_page", "trend_page"]

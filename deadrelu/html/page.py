@@ -75,6 +75,14 @@ def check_page(run: CheckRun) -> str:
     return _document(f"deadrelu check: {run.model_label}", body)
 
 
+def check_error_page(model_label: str, message: str) -> str:
+    """The page ``deadrelu check --format html`` leaves when the check could not run."""
+    body = (f"<h1>deadrelu check</h1><p class='partial'>the check could not run</p>"
+            f"<dl class='head'><dt>model</dt><dd>{_esc(model_label)}</dd>"
+            f"<dt>error</dt><dd>{_esc(message)}</dd></dl>")
+    return _document(f"deadrelu check could not run: {model_label}", body)
+
+
 def trend_page(trend: Trend, source: str) -> str:
     """A whole HTML document for ``deadrelu track``: trend chart, table, jumps, latest report."""
     from deadrelu.gates import units_list
