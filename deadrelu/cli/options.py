@@ -411,19 +411,23 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
         CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
     """
     from deadrelu.loading import check_fit, load_model, open_data
+    from deadrelu.loading.checkpoint import sniff_format
 
-    loaded = load_model(
-        opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
-        import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
-    )
-    if loaded.format == "torchscript":  # say so before any data is read or checked
+    # Decided from the file's content, before any torch loader runs: loading a
+    # TorchScript archive runs its code, and it could not be scanned anyway.
+    if sniff_format(opts.model) == "torchscript":
         from deadrelu.errors import ModelError
 
         raise ModelError(
             f"{opts.model} is a TorchScript archive: it runs compiled graph code with no Python "
-            "forward to observe, so its activations cannot be seen",
+            "forward to observe, so its activations cannot be seen (deadrelu did not load it: "
+            "loading TorchScript runs code from the file)",
             "scan the original nn.Module checkpoint (or a torch.export .pt2 program) instead",
         )
+    loaded = load_model(
+        opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
+        import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
+    )
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
