@@ -107,7 +107,8 @@ def _check_names(
             raise CheckpointError(
                 f"refusing to load {path}: the archive holds the name {name} {what}, so torch "
                 "and a checker could read different records",
-                "re-save the checkpoint with torch.save; a real one never repeats a name",
+                "re-save the checkpoint with torch.save (a real one never repeats a name), or "
+                "pass --trust-checkpoint if you trust the file",
             )
         seen[key] = name
     folder = names[0].partition("/")[0]
@@ -119,7 +120,8 @@ def _check_names(
             raise CheckpointError(
                 f"refusing to load {path}: member {name} is outside the archive folder "
                 f"{folder}/, where torch never looks",
-                "re-save the checkpoint with torch.save; a real one keeps every record in one folder",
+                "re-save the checkpoint with torch.save (a real one keeps every record in one "
+                "folder), or pass --trust-checkpoint if you trust the file",
             )
         member = member_for(fmt, rest)
         if member is None:

@@ -485,14 +485,24 @@ def torch_quiet() -> Iterator[None]:
     another layout, and other loaders log warnings; deadrelu reports a load in
     one line of its own, so the records are dropped.
     """
-    logger = logging.getLogger("torch")
-    saved = logger.handlers[:], logger.propagate
-    logger.handlers = [logging.NullHandler()]
-    logger.propagate = False
+    root = logging.getLogger("torch")
+    # torch's loggers may carry handlers of their own (torch._logging sets some up):
+    # silence each one that exists, and catch records of any created meanwhile at the root.
+    loggers = [root] + [
+        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith("torch.") and isinstance(logger, logging.Logger)
+    ]
+    disabled = [logger.disabled for logger in loggers]
+    saved = root.handlers[:], root.propagate
+    root.handlers, root.propagate = [logging.NullHandler()], False
+    for logger in loggers:
+        logger.disabled = True
     try:
         yield
     finally:
-        logger.handlers, logger.propagate = saved
+        root.handlers, root.propagate = saved
+        for logger, was in zip(loggers, disabled):
+            logger.disabled = was
 
 
 def _check_initialised(model: nn.Module, path: Path) -> None:
