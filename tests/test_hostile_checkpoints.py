@@ -528,3 +528,92 @@ def test_opaque_constant_is_refused_even_when_its_member_is_named_custom(tmp_pat
     _plain_zip(path, members)
     with pytest.raises(CheckpointError, match="not a raw tensor record"):
         load_model(path)
+
+
+# --- bounded reads, half-built objects, what may be imported ---------------------------------
+
+
+_MAX_RSS = """
+import resource, sys
+from deadrelu.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _scan_rss(model: Path, data: Path) -> tuple[int, int, str]:
+    """Exit code, peak resident memory (KiB) and stderr of a scan in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", _MAX_RSS, "scan", str(model), "--data", str(data),
+                           "--no-progress"], capture_output=True, text=True, check=True,
+                          cwd=ROOT)
+    code, rss = done.stdout.split()[-2:]
+    return int(code), int(rss), done.stderr
+
+
+def test_a_decompression_bomb_is_refused_without_reading_it(tmp_path, data):
+    bomb = tmp_path / "bomb.pt"
+    _torch_save_zip(bomb, [])
+    chunk = b"N" * (1 << 20)  # NONE opcodes: a valid pickle prefix, 300 MiB of it
+    with (zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
+          archive.open("archive/data.pkl", "w", force_zip64=True) as stream):
+        for _ in range(300):
+            stream.write(chunk)
+    assert bomb.stat().st_size < 5 << 20
+    small = tmp_path / "small.pt"
+    _torch_save_zip(small, [("data.pkl", _exec_pickle("pass"))])
+    code, rss, err = _scan_rss(bomb, data)
+    assert code == 2 and "decompresses to more than 64 MiB" in err, err
+    assert len(err.strip().splitlines()) == 1
+    _, baseline, _ = _scan_rss(small, data)  # the same process refusing a small file
+    assert rss < baseline + 100 * 1024, (rss, baseline)
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_module_allocated_without_its_state_is_one_line(command, trusted, cli, tmp_path, data):
+    path = tmp_path / "half.pt"
+    _torch_save_zip(path, [("data.pkl", b"\x80\x02" + _global("torch.nn.modules.linear", "Linear")
+                            + b")\x81.")])
+    args = _command(command, Hostile(path, tmp_path / "unused"), data, tmp_path)
+    result = cli(*args, *(["--trust-checkpoint"] if trusted else []))
+    assert result.code == 2, result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "never initialised" in errors[0], result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("module", "import_paths", "arch", "allowed"),
+    [
+        ("torch.nn.modules.linear", [], None, True),
+        ("matplotlib.pyplot", [], None, False),  # installed, but not the user's code
+        ("antigravity", [], None, False),
+        ("mynets.blocks", [], "mynets.models:Net", True),
+        ("othernets", [], "mynets.models:Net", False),
+        ("models", [], f"{SM / 'models.py'}:DigitsMLP", True),
+        ("train", [], f"{SM / 'models.py'}:DigitsMLP", False),  # a sibling of the --arch file
+        ("models", [SM], None, True),
+        ("train", [SM], None, True),  # the user named the folder
+        ("nosuchmodule", [SM], None, False),
+    ],
+)
+def test_may_import_is_decided_from_the_name_alone(module, import_paths, arch, allowed):
+    from deadrelu.loading.allowlist import may_import
+
+    before = set(sys.modules)
+    assert may_import(module, import_paths=import_paths, arch=arch) is allowed
+    assert set(sys.modules) == before  # deciding imported nothing
+
+
+def test_the_working_directory_is_not_searched_for_pickled_classes(tmp_path, workdir):
+    # train.Anything next to the checkpoint: refused by name, train.py never runs.
+    canary = tmp_path / "canary"
+    (workdir / "train.py").write_text(f"open({str(canary)!r}, 'w').write('pwned')\n")
+    path = workdir / "model.pt"
+    _torch_save_zip(path, [("data.pkl", b"\x80\x02" + _global("train", "Anything") + b")\x81.")])
+    with pytest.raises(CheckpointError, match="--import-path"):
+        load_model(path)
+    assert not canary.exists() and "train" not in sys.modules

@@ -501,7 +501,7 @@ def torch_quiet() -> Iterator[None]:
         yield
     finally:
         root.handlers, root.propagate = saved
-        for logger, was in zip(loggers, disabled):
+        for logger, was in zip(loggers, disabled, strict=True):
             logger.disabled = was
 
 
