@@ -91,12 +91,13 @@ ArchKwargsOpt = Annotated[str | None, typer.Option(
 ImportPathOpt = Annotated[list[Path] | None, typer.Option(
     "--import-path", "-I", metavar="DIR", show_default=False, rich_help_panel=MODEL_PANEL,
     help="Directory searched first for the model's code (repeatable); needed for whole-model "
-         "pickles whose classes live next to the checkpoint.",
+         "pickles whose classes live next to the checkpoint (-I . for the working directory).",
 )]
 TrustCheckpointOpt = Annotated[bool, typer.Option(
     "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
-    help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
-         "stored in the file: only for files you trust.",
+    help="Load the model file with torch's own, unchecked loaders (torch.load "
+         "weights_only=False, torch.export.load). This runs code stored in the file: only for "
+         "files you trust.",
 )]
 BatchSizeOpt = Annotated[int | None, typer.Option(
     "--batch-size", "-b", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,

@@ -123,6 +123,8 @@ def _check_names(
                 "re-save the checkpoint with torch.save (a real one keeps every record in one "
                 "folder), or pass --trust-checkpoint if you trust the file",
             )
+        if rest == "" or (rest.endswith("/") and info.file_size == 0):
+            continue  # a folder entry, as zip tools add when an archive is re-zipped
         member = member_for(fmt, rest)
         if member is None:
             raise CheckpointError(
