@@ -617,3 +617,25 @@ def test_the_working_directory_is_not_searched_for_pickled_classes(tmp_path, wor
     with pytest.raises(CheckpointError, match="--import-path"):
         load_model(path)
     assert not canary.exists() and "train" not in sys.modules
+
+
+def test_a_trusted_file_calling_sys_exit_is_one_line(cli, tmp_path, data):
+    path = tmp_path / "exits.pt"
+    _torch_save_zip(path, [("data.pkl", _exec_pickle("import sys; sys.exit(7)"))])
+    result = cli("scan", path, "--data", data, "--trust-checkpoint")
+    assert result.code == 2, result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "sys.exit(7)" in errors[0], result.err
+
+
+def test_a_model_class_reaching_a_call_through_a_memoised_list_counts_as_called(tmp_path):
+    # The class goes into a list after the list is memoised; the list, fetched back from
+    # the memo, is then the argument of a call: the class is called with it.
+    module = "torch.nn.modules.linear"
+    data = (b"\x80\x02]q\x00" + _global(module, "Linear") + b"a"  # [] memo 0, append Linear
+            + _global("torch._tensor", "_rebuild_from_type_v2")
+            + b"h\x00\x85R.")  # _rebuild_from_type_v2(memo[0])
+    path = tmp_path / "memo.pt"
+    _torch_save_zip(path, [("data.pkl", data)])
+    with pytest.raises(CheckpointError, match="Linear \\(a model class, but called"):
+        load_model(path)

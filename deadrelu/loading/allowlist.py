@@ -89,8 +89,8 @@ ZIP_FORMATS: dict[str, tuple[Member, ...]] = {
 TRUST_ONLY = {
     "torchscript": "torch.jit.load runs code stored in the archive (its scripted methods, "
     "such as __setstate__) while loading",
-    "legacy export": "torch.export.load reads this pre-2.8 layout by retrying a failed safe "
-    "load with weights_only=False",
+    "legacy export": "torch.export.load reads it by retrying a failed safe load with "
+    "weights_only=False",
 }
 
 #: Most entries the static pickle reader keeps on its simulated stack: real

@@ -309,11 +309,20 @@ def _load_pickle(
             f"{path} looks truncated or corrupt: torch.load failed ({one_line(exc)})",
             "re-save or re-download the checkpoint",
         ) from exc
+    except SystemExit as exc:  # a trusted file's code may call sys.exit
+        raise _exited(path, exc) from None
     except Exception as exc:  # unpickling user classes can raise anything
         raise CheckpointError(
             f"loading {path} raised {type(exc).__name__}: {one_line(exc)}",
             "check that the model's code is the version the file was saved with",
         ) from exc
+
+
+def _exited(path: Path, exc: SystemExit) -> CheckpointError:
+    return CheckpointError(
+        f"loading {path} called sys.exit({exc.code!r}): code in the file stopped the load",
+        "do not load this file, or load it in Python to see what it runs",
+    )
 
 
 _TRUST_FIX = (
@@ -362,6 +371,8 @@ def _load_torchscript(path: Path, map_location: Any) -> nn.Module:
     try:
         with torch_quiet():
             return torch.jit.load(str(path), map_location=_device_of(map_location))
+    except SystemExit as exc:
+        raise _exited(path, exc) from None
     except Exception as exc:
         raise CheckpointError(
             f"{path} is a TorchScript archive that cannot be loaded ({one_line(exc)})",
@@ -376,6 +387,8 @@ def _load_export(path: Path) -> nn.Module:
         with torch_quiet():
             program = torch.export.load(str(path))
             return program.module()
+    except SystemExit as exc:
+        raise _exited(path, exc) from None
     except Exception as exc:
         raise CheckpointError(
             f"{path} is a torch.export program that cannot be loaded ({one_line(exc)})",

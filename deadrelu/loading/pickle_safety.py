@@ -63,6 +63,7 @@ _GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 _EXT_OPS = frozenset({"EXT1", "EXT2", "EXT4"})
 # Opcodes that put items into the container below them on the stack.
 _FILL_OPS = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
+_NEW_CONTAINER_OPS = frozenset({"EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "LIST", "DICT", "FROZENSET"})
 _TUPLE_SIZES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
 _MARK = object()
 _MAX_PICKLES_LEGACY = 5  # magic, protocol, sys info, the object, storage keys
@@ -250,6 +251,12 @@ class _Simulator:
         elif name == "TUPLE":
             items = self.pop_to_mark()
             stack.append(_built(items, len(items)))
+        elif name in _NEW_CONTAINER_OPS:
+            # Always an object of its own, even when empty: the memo shares it, and
+            # whatever is put into it later must be seen wherever it is used.
+            items = self.pop_to_mark() if name in ("LIST", "DICT", "FROZENSET") else []
+            container = _built(items) or _Built(set())
+            stack.append(container)
         elif name in _FILL_OPS:
             if name in ("APPENDS", "SETITEMS", "ADDITEMS"):
                 items = self.pop_to_mark()
@@ -407,6 +414,12 @@ def allowed_globals(
         )
     if unimportable:
         ref, reason = unimportable[0]
+        if reason == _NOT_IMPORTED:
+            raise CheckpointError(
+                f"{path} pickles class {ref.dotted}, and deadrelu does not import {ref.module} on "
+                "a file's behalf (only torch and your --import-path/--arch code)",
+                _import_fix(ref, reason),
+            )
         raise CheckpointError(
             f"{path} pickles class {ref.dotted}, which cannot be imported ({reason})",
             _import_fix(ref, reason),
@@ -418,7 +431,7 @@ _TRUST_FIX = (
     "pass --trust-checkpoint to unpickle it fully (this runs code from the file; "
     "only do it if you trust where it came from), or load a state dict with --arch instead"
 )
-_NOT_IMPORTED = "deadrelu imports only torch and your --import-path/--arch code to check a file"
+_NOT_IMPORTED = "not the user's code"
 
 
 def _import_fix(ref: PickleGlobal, reason: str) -> str:
@@ -449,7 +462,7 @@ def _resolve(
             # No stdlib module defines a model class; never import one for a file.
             return False, None, "unsafe"
         if not may_import(ref.module, import_paths=import_paths, arch=arch):
-            return False, None, f"not imported: {_NOT_IMPORTED}"
+            return False, None, _NOT_IMPORTED
         try:
             module = importlib.import_module(ref.module)
         except Exception as exc:
