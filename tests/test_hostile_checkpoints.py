@@ -346,8 +346,38 @@ def extension_code(tmp: Path, exported: Path) -> Hostile:
     )
 
 
+def zip_appended_to_legacy(tmp: Path, exported: Path) -> Hostile:
+    """A legacy (pre-1.6) pickle with a harmless zip checkpoint appended: torch.load reads the
+    pickle (it looks at the first bytes), Python's zipfile the zip (it looks at the end)."""
+    canary = tmp / "canary"
+    folder, name = _code_folder(tmp, """
+        from torch import nn
+
+        class Writer(nn.Module):
+            def __init__(self, path=None):
+                super().__init__()
+                if path:
+                    open(path, "w").write("pwned")
+    """)
+    import pickle
+
+    sys_info = {"protocol_version": 1001, "little_endian": True,
+                "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    header = b"".join(pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001, sys_info))
+    call = (b"\x80\x02" + _global("torch._tensor", "_rebuild_from_type_v2") + b"("
+            + _global(name, "Writer") + _global(name, "Writer")
+            + _unicode(str(canary)) + b"\x85}tR.")
+    harmless = tmp / "harmless.pt"  # allocates Writer only, which a check alone would allow
+    _torch_save_zip(harmless, [("data.pkl", b"\x80\x02" + _global(name, "Writer") + b")\x81.")])
+    path = tmp / "polyglot.pt"
+    path.write_bytes(header + call + pickle.dumps([], protocol=2) + harmless.read_bytes())
+    harmless.unlink()
+    return Hostile(path, canary, [folder], [folder], teardown=lambda: sys.modules.pop(name, None))
+
+
 BUILDERS = [aotinductor, legacy_export, program_by_case, opaque_constant, torchscript,
-            rebuild_from_type, import_side_effect, duplicate_member, case_member, extension_code]
+            rebuild_from_type, import_side_effect, duplicate_member, case_member, extension_code,
+            zip_appended_to_legacy]
 
 
 # --- running the CLI ---------------------------------------------------------------------
@@ -496,6 +526,7 @@ def test_torchscript_payload_is_live_when_loaded_trusted(tmp_path, exported):
         # Removing the branch that refuses extension codes leaves torch's own
         # rejection, which does not say this.
         (extension_code, "uses pickle extension codes"),
+        (zip_appended_to_legacy, "Writer (a model class, but called with arguments from the file)"),
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )

@@ -24,6 +24,10 @@ from deadrelu.errors import CheckpointError
 from deadrelu.loading.allowlist import TRUST_ONLY, Member, Role, member_for
 from deadrelu.loading.imports import one_line
 
+#: How torch.load tells a zip checkpoint from a legacy pickle: the first four bytes
+#: only (a pickle with a zip appended is a pickle to torch, a zip to ``zipfile``).
+ZIP_MAGIC = b"PK\x03\x04"
+
 TRUST_FIX = (
     "pass --trust-checkpoint to load it anyway (this may run code from the file; only do it "
     "if you trust where it came from)"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import CheckpointError, ConfigError
+from deadrelu.loading.archive import ZIP_MAGIC
 from deadrelu.loading.imports import extra_sys_path, one_line, resolve_object
 
 if TYPE_CHECKING:
@@ -186,7 +187,15 @@ def _sniff(path: Path) -> str:
     with path.open("rb") as stream:
         head = stream.read(16)
     size = path.stat().st_size
-    if head.startswith(b"PK"):
+    if head.startswith(b"PK") and not head.startswith(ZIP_MAGIC):
+        # torch.load reads such a file as a legacy pickle, zipfile as an archive:
+        # no check could read it the way torch will.
+        raise CheckpointError(
+            f"{path} looks truncated or corrupt: it starts like a zip archive but not with a "
+            "file record, as torch.save writes it",
+            "re-save or re-download the checkpoint",
+        )
+    if head.startswith(ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()

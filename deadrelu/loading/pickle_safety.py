@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 
 from deadrelu.errors import CheckpointError
 from deadrelu.loading.allowlist import MAX_PICKLE_STACK, Role, may_import
-from deadrelu.loading.archive import open_checked
+from deadrelu.loading.archive import ZIP_MAGIC, open_checked
 from deadrelu.loading.imports import extra_sys_path, one_line
 
 _STRING_OPS = frozenset(
@@ -113,8 +113,9 @@ def scan_checkpoint(path: Path) -> PickleScan:
 def scan_stream(stream: BinaryIO, name: str) -> PickleScan:
     """Like :func:`scan_checkpoint`, for an open binary stream; ``name`` is used in messages."""
     try:
-        if zipfile.is_zipfile(stream):
-            stream.seek(0)
+        start = stream.read(len(ZIP_MAGIC))
+        stream.seek(0)
+        if start == ZIP_MAGIC:  # decided as torch.load decides, not as zipfile would
             with open_checked(stream, "pickle", name) as archive:
                 pickles = archive.names(Role.PICKLE)
                 if not pickles:
