@@ -670,3 +670,24 @@ def test_a_model_class_reaching_a_call_through_a_memoised_list_counts_as_called(
     _torch_save_zip(path, [("data.pkl", data)])
     with pytest.raises(CheckpointError, match="Linear \\(a model class, but called"):
         load_model(path)
+
+
+def test_a_module_whose_parameter_is_not_a_tensor_is_one_line(cli, tmp_path, data):
+    state = (b"}(" + _unicode("_parameters") + b"}" + _unicode("weight") + _unicode("x") + b"s"
+             + _unicode("_buffers") + b"}" + _unicode("_modules") + b"}u")
+    path = tmp_path / "odd.pt"
+    _torch_save_zip(path, [("data.pkl", b"\x80\x02" + _global("torch.nn.modules.linear", "Linear")
+                            + b")\x81" + state + b"b.")])
+    result = cli("scan", path, "--data", data)
+    assert result.code == 2, result.err
+    assert result.err.startswith("error: ") and "parameter 'weight' is a str" in result.err
+
+
+def test_a_deeply_nested_program_is_one_line(cli, tmp_path, data, exported):
+    members = [(n, b"[" * 200_000 + b"]" * 200_000 if n.endswith("models/model.json") else d)
+               for n, d in _export_members(exported)]
+    path = tmp_path / "deep.pt2"
+    _plain_zip(path, members)
+    result = cli("scan", path, "--data", data)
+    assert result.code == 2, result.err
+    assert len(result.err.strip().splitlines()) == 1 and "torch.export archive" in result.err

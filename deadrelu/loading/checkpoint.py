@@ -535,6 +535,7 @@ def _check_initialised(model: nn.Module, path: Path) -> None:
     fails far from the cause. Walks the tables directly (``__dict__``), since
     the object's own methods cannot be trusted to work.
     """
+    import torch
     from torch import nn
 
     seen: set[int] = set()
@@ -554,6 +555,15 @@ def _check_initialised(model: nn.Module, path: Path) -> None:
                 "re-save it with torch.save(model) from a constructed model, or save its state "
                 "dict and use --arch",
             )
+        for table in ("_parameters", "_buffers"):
+            odd = [k for k, v in state[table].items() if v is not None and not isinstance(v, torch.Tensor)]
+            if odd:
+                where = f"{name}.{odd[0]}" if name else str(odd[0])
+                raise CheckpointError(
+                    f"{path} holds a model whose {table[1:-1]} {where!r} is a "
+                    f"{type(state[table][odd[0]]).__name__}, not a tensor",
+                    "re-save it with torch.save(model) from a constructed model",
+                )
         for child_name, child in state["_modules"].items():
             if child is None:
                 continue

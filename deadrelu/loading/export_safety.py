@@ -86,7 +86,7 @@ def check_export_archive(path: Path) -> None:
                 _check_nested_pickle(path, name, archive.read(name))
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, RecursionError) as exc:
         raise CheckpointError(
             f"{path} looks truncated or corrupt: its torch.export archive cannot be read "
             f"({one_line(exc)})",
@@ -151,7 +151,7 @@ def _safe_expression(expr: str) -> bool:
     """Whether evaluating ``expr`` (as sympify does) can only build math objects."""
     try:
         tree = ast.parse(expr, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return False
     allowed = _math_names()
     for node in ast.walk(tree):
