@@ -99,6 +99,10 @@ MAX_PICKLE_STACK = 1_000_000
 
 #: Top-level packages whose modules may be imported to look up a pickled class.
 ALWAYS_IMPORTABLE = frozenset({"torch"})
+#: Module name parts never imported on a file's behalf, even inside torch: a
+#: ``__main__`` module runs a program when imported, and torch's test helpers
+#: read the command line and change global state.
+NEVER_IMPORTED_PARTS = frozenset({"__main__", "testing"})
 
 
 def member_for(fmt: str, name: str) -> Member | None:
@@ -119,10 +123,12 @@ def may_import(
     ``--import-path`` directories; the package of the user's ``--arch`` spec
     (``mypkg.models:Net`` allows ``mypkg.*``; ``dir/models.py:Net`` allows
     ``models`` found in ``dir``). Nothing else: not the working directory, not
-    installed packages, not the standard library.
+    installed packages, not the standard library, and never a ``__main__`` or
+    ``testing`` module (:data:`NEVER_IMPORTED_PARTS`).
     """
-    top = module.split(".")[0]
-    if not top.isidentifier():
+    parts = module.split(".")
+    top = parts[0]
+    if not all(part.isidentifier() for part in parts) or NEVER_IMPORTED_PARTS & set(parts):
         return False
     if top in ALWAYS_IMPORTABLE:
         return True
