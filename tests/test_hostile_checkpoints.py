@@ -695,3 +695,24 @@ def test_a_deeply_nested_program_is_one_line(cli, tmp_path, data, exported):
     result = cli("scan", path, "--data", data)
     assert result.code == 2, result.err
     assert len(result.err.strip().splitlines()) == 1 and "torch.export archive" in result.err
+
+
+def test_a_class_allowed_through_an_arch_file_is_imported_from_that_file(tmp_path, workdir):
+    # models.py beside --arch is the user's; a models.py in the working directory is not,
+    # and must not be the one imported.
+    canary = tmp_path / "canary"
+    name = f"hostile_{uuid.uuid4().hex[:10]}"
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / f"{name}.py").write_text("from torch import nn\n\nclass Net(nn.Module):\n    pass\n")
+    (workdir / f"{name}.py").write_text(f"open({str(canary)!r}, 'w').write('pwned')\n")
+    path = tmp_path / "model.pt"
+    state = (b"}(" + _unicode("_parameters") + b"}" + _unicode("_buffers") + b"}"
+             + _unicode("_modules") + b"}u")
+    _torch_save_zip(path, [("data.pkl", b"\x80\x02" + _global(name, "Net") + b")\x81" + state
+                            + b"b.")])
+    try:
+        loaded = load_model(path, arch=f"{code / name}.py:Net")
+    finally:
+        sys.modules.pop(name, None)
+    assert type(loaded.model).__name__ == "Net" and not canary.exists()

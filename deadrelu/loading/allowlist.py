@@ -132,16 +132,27 @@ def may_import(
         return False
     if top in ALWAYS_IMPORTABLE:
         return True
+    arch_module = arch.rpartition(":")[0] if arch else ""
+    if arch_module and not arch_module.endswith(".py") and arch_module.split(".")[0] == top:
+        return True
+    return any(_found_in(top, folder) for folder in code_folders(import_paths, arch, top))
+
+
+def code_folders(
+    import_paths: Sequence[str | Path], arch: str | None, top: str | None = None
+) -> list[Path]:
+    """The folders of the user's code, to search first when importing for a checkpoint.
+
+    ``--import-path`` folders, then the folder of an ``--arch path/to/file.py:Class``
+    file (for ``top``, only when ``top`` is that file's own name), so that a name
+    :func:`may_import` allowed is imported from where it was found.
+    """
     folders = [Path(p) for p in import_paths]
     if arch:
         head = arch.rpartition(":")[0]
-        if head.endswith(".py"):
-            file = Path(head)
-            if file.stem == top:
-                folders.append(file.parent)
-        elif head.split(".")[0] == top:
-            return True
-    return any(_found_in(top, folder) for folder in folders)
+        if head.endswith(".py") and (top is None or Path(head).stem == top):
+            folders.append(Path(head).parent)
+    return folders
 
 
 def _found_in(top: str, folder: Path) -> bool:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from deadrelu.errors import CheckpointError
-from deadrelu.loading.allowlist import MAX_PICKLE_STACK, Role, may_import
+from deadrelu.loading.allowlist import MAX_PICKLE_STACK, Role, code_folders, may_import
 from deadrelu.loading.archive import ZIP_MAGIC, open_checked
 from deadrelu.loading.imports import extra_sys_path, one_line
 
@@ -388,7 +388,7 @@ def allowed_globals(
     allowed: list[tuple[Callable[..., Any], str]] = []
     unsafe: list[str] = []
     unimportable: list[tuple[PickleGlobal, str]] = []
-    with extra_sys_path(import_paths):
+    with extra_sys_path(code_folders(import_paths, arch)):
         for ref in scan.globals:
             if ref.dotted in allowed_by_torch:
                 continue
