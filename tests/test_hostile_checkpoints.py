@@ -523,8 +523,8 @@ def test_torchscript_payload_is_live_when_loaded_trusted(tmp_path, exported):
         (torchscript, "TorchScript"),
         (rebuild_from_type, "Writer (a model class, but called with arguments from the file)"),
         (import_side_effect, "--import-path"),
-        (duplicate_member, "archive/data.pkl twice"),
-        (case_member, "as archive/data.pkl and archive/DATA.PKL"),
+        (duplicate_member, "the name archive/data.pkl twice"),
+        (case_member, "archive/data.pkl and archive/DATA.PKL, names that differ only by case"),
         # Removing the branch that refuses extension codes leaves torch's own
         # rejection, which does not say this.
         (extension_code, "uses pickle extension codes"),

@@ -107,10 +107,11 @@ def _check_names(
     for name in names:
         key = name.lower()
         if key in seen:
-            what = "twice" if seen[key] == name else f"as {seen[key]} and {name}"
+            what = (f"the name {name} twice" if seen[key] == name else
+                    f"{seen[key]} and {name}, names that differ only by case")
             raise CheckpointError(
-                f"refusing to load {path}: the archive holds the name {name} {what}, so torch "
-                "and a checker could read different records",
+                f"refusing to load {path}: the archive holds {what}, so torch and a checker "
+                "could read different records",
                 "re-save the checkpoint with torch.save (a real one never repeats a name), or "
                 "pass --trust-checkpoint if you trust the file",
             )
