@@ -716,3 +716,26 @@ def test_a_class_allowed_through_an_arch_file_is_imported_from_that_file(tmp_pat
     finally:
         sys.modules.pop(name, None)
     assert type(loaded.model).__name__ == "Net" and not canary.exists()
+
+
+def test_a_refused_file_never_imports_the_users_modules(tmp_path, workdir):
+    # The file names the user's own module (allowed to be imported) and builtins.exec:
+    # refused for exec before the user's module is imported for the other name.
+    canary = tmp_path / "canary"
+    folder, name = _code_folder(tmp_path, f"""
+        from torch import nn
+        open({str(canary)!r}, "w").write("imported")
+
+        class Net(nn.Module):
+            pass
+    """)
+    data = (b"\x80\x02(" + _global(name, "Net") + b")\x81"
+            + _global("builtins", "exec") + _unicode("pass") + b"\x85Rl.")
+    path = tmp_path / "mixed.pt"
+    _torch_save_zip(path, [("data.pkl", data)])
+    try:
+        with pytest.raises(CheckpointError, match="builtins.exec"):
+            load_model(path, import_paths=[folder])
+    finally:
+        sys.modules.pop(name, None)
+    assert not canary.exists()

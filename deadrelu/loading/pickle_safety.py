@@ -19,8 +19,9 @@ We widen the list per file, and only as far as that file needs:
   ``NEWOBJ`` with arguments for its ``__new__``;
 * a module is imported to look a name up only if
   :func:`deadrelu.loading.allowlist.may_import` allows it from the name alone
-  (torch, the user's ``--import-path`` / ``--arch`` code); a module that is
-  already imported is looked up without importing anything;
+  (torch, the user's ``--import-path`` / ``--arch`` code), and only after every
+  name that needs no import has passed, so a refused file imports nothing; a
+  module that is already imported is looked up without importing anything;
 * everything else (``posix.system``, ``builtins.eval``, ``subprocess.Popen``...)
   is refused and named in the error.
 
@@ -388,24 +389,44 @@ def allowed_globals(
     allowed: list[tuple[Callable[..., Any], str]] = []
     unsafe: list[str] = []
     unimportable: list[tuple[PickleGlobal, str]] = []
-    with extra_sys_path(code_folders(import_paths, arch)):
-        for ref in scan.globals:
-            if ref.dotted in allowed_by_torch:
-                continue
-            found, obj, reason = _resolve(ref, import_paths=import_paths, arch=arch)
-            if not found:
-                if reason == "unsafe":
-                    unsafe.append(ref.dotted)
-                else:
-                    unimportable.append((ref, reason))
-                continue
-            if not (_is_module_class(obj) or _is_functional(obj)):
+
+    def classify(ref: PickleGlobal, found: bool, obj: Any, reason: str) -> None:
+        if not found:
+            if reason == "unsafe":
                 unsafe.append(ref.dotted)
-            elif ref in scan.called:
-                what = "a model class" if _is_module_class(obj) else "a function"
-                unsafe.append(f"{ref.dotted} ({what}, but called with arguments from the file)")
             else:
-                allowed.append((obj, ref.dotted))
+                unimportable.append((ref, reason))
+        elif not (_is_module_class(obj) or _is_functional(obj)):
+            unsafe.append(ref.dotted)
+        elif ref in scan.called:
+            what = "a model class" if _is_module_class(obj) else "a function"
+            unsafe.append(f"{ref.dotted} ({what}, but called with arguments from the file)")
+        else:
+            allowed.append((obj, ref.dotted))
+
+    # First everything that can be decided without importing: a file refused for
+    # one global never gets to run the import of the user's module for another.
+    to_import: list[PickleGlobal] = []
+    for ref in scan.globals:
+        if ref.dotted in allowed_by_torch:
+            continue
+        if ref.module in sys.modules or not may_import(
+            ref.module, import_paths=import_paths, arch=arch
+        ):
+            classify(ref, *_resolve(ref, allow_import=False))
+        else:
+            to_import.append(ref)
+    _raise_if_refused(path, unsafe, unimportable)
+    with extra_sys_path(code_folders(import_paths, arch)):
+        for ref in to_import:
+            classify(ref, *_resolve(ref, allow_import=True))
+    _raise_if_refused(path, unsafe, unimportable)
+    return allowed
+
+
+def _raise_if_refused(
+    path: Path | str, unsafe: list[str], unimportable: list[tuple[PickleGlobal, str]]
+) -> None:
     if unsafe:
         listed = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
         raise CheckpointError(
@@ -425,7 +446,6 @@ def allowed_globals(
             f"{path} pickles class {ref.dotted}, which cannot be imported ({reason})",
             _import_fix(ref, reason),
         )
-    return allowed
 
 
 _TRUST_FIX = (
@@ -453,16 +473,15 @@ def _import_fix(ref: PickleGlobal, reason: str) -> str:
     )
 
 
-def _resolve(
-    ref: PickleGlobal, *, import_paths: Sequence[str | Path], arch: str | None
-) -> tuple[bool, Any, str]:
-    """Look ``ref`` up without running code deadrelu may not run; (found, object, reason-if-not)."""
+def _resolve(ref: PickleGlobal, *, allow_import: bool) -> tuple[bool, Any, str]:
+    """Look ``ref`` up; (found, object, reason-if-not). Imports only when ``allow_import``
+    (the caller has checked :func:`may_import`); an imported module is only read."""
     module = sys.modules.get(ref.module)
     if module is None:
         if ref.module.split(".")[0] in sys.stdlib_module_names:
             # No stdlib module defines a model class; never import one for a file.
             return False, None, "unsafe"
-        if not may_import(ref.module, import_paths=import_paths, arch=arch):
+        if not allow_import:
             return False, None, _NOT_IMPORTED
         try:
             module = importlib.import_module(ref.module)
