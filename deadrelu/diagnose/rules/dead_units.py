@@ -289,7 +289,7 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
             continue  # all of them within what a fresh init leaves dead: DR015
         parts = [ctx.dead_phrase(view, len(units))]
         if born:
-            parts.append(f"a freshly initialized copy has up to {born} dead here, so about "
+            parts.append(f"freshly initialized copies have up to {born} dead here, so about "
                          f"{died} died in training")
         gw = view.weight_growth
         if view.layer_label and gw is not None:
