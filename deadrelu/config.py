@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from deadrelu.errors import ConfigError
+from deadrelu.files import require_regular
 
 _THRESHOLD_KEYS = ("rare", "always_on", "saturated", "dormancy", "tau", "dohare")
 _CHECK_KEYS = ("max_dead", "max_dead_layer", "fail_on", "baseline", "max_increase", "exit_zero")
@@ -96,9 +97,14 @@ def _toml_load(path: Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
+    require_regular(path, what="config file", error=ConfigError)
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r})",
+                          "save it as UTF-8, as TOML requires") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}", "check the path") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -143,6 +149,7 @@ def load_config(path: str | Path | None = None, *, start: Path | None = None) ->
     """
     if path is not None:
         p = Path(path)
+        require_regular(p, what="config file", error=ConfigError)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist", "check the --config path")
         data = _toml_load(p)

@@ -170,12 +170,12 @@ def check_command(
     from deadrelu.ci import CheckRun
     from deadrelu.cli.options import (
         LoadOptions,
-        check_output_path,
         exclude_layers,
         load_and_scan,
         load_settings,
         warnings_to_stderr,
     )
+    from deadrelu.cli.outputs import guard_paths
     from deadrelu.errors import DeadReluError
     from deadrelu.gates import evaluate
 
@@ -190,7 +190,6 @@ def check_command(
                                          fail_on=fail_on or [], max_increase=max_increase,
                                          baseline=baseline)
             baseline_path = baseline or _config_baseline(cfg)
-            base_report = _load_baseline(baseline_path) if baseline_path is not None else None
             exit_zero = exit_zero or bool(cfg.check.get("exit_zero", False))
             opts = LoadOptions.from_cli(
                 model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
@@ -198,8 +197,9 @@ def check_command(
                 image_size=image_size, normalize=normalize, target=target, channels=channels,
                 config=cfg,
             )
-            if output is not None:
-                check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
+            guard_paths([*opts.input_paths(), *filter(None, [baseline_path])],
+                        {"--output": output, "$GITHUB_STEP_SUMMARY": _step_summary(output_format)})
+            base_report = _load_baseline(baseline_path) if baseline_path is not None else None
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                    partial_on_interrupt=False)
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
@@ -240,6 +240,16 @@ def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
         elif "--output" not in message:  # never write over an input the error is about
             with contextlib.suppress(OSError):
                 output.write_text(xml, encoding="utf-8")
+
+
+def _step_summary(output_format: CheckFormat) -> Path | None:
+    """The job summary file ``--format github`` appends to, if any."""
+    import os
+
+    from deadrelu.ci import CheckFormat
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    return Path(target) if target and output_format is CheckFormat.github else None
 
 
 def resolve_gates(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deadrelu.errors import ConfigError, DataError
+from deadrelu.files import require_regular
 from deadrelu.loading.arrays import TENSOR_SUFFIXES, open_arrays
 from deadrelu.loading.images import IMAGE_SUFFIXES, list_images, open_images
 from deadrelu.loading.imports import extra_sys_path, is_object_spec, one_line, resolve_object
@@ -151,6 +152,8 @@ def _open(
                 f"--data takes {_SUPPORTED}",
             )
         files, kind = [path], file_kind
+    for file in files:  # a FIFO or device would block the first read forever
+        require_regular(file, what="data file", error=DataError)
     if kind == "images":
         source = open_images(
             path,
@@ -186,7 +189,8 @@ def _classify_folder(path: Path) -> tuple[list[Path], str]:
     files = sorted(
         p
         for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        # FIFOs and devices are kept, to be refused by name below rather than skipped
+        if p.exists() and not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
     if not files:
         raise DataError(f"data folder {path} is empty", f"point --data at {_SUPPORTED}")
