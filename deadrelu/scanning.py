@@ -208,6 +208,10 @@ def scan(
                     raise
                 except DeadReluError:
                     raise
+                except SystemExit as exc:  # the model's code exiting would end the caller silently
+                    raise ModelError(f"the model's forward called sys.exit({exc.code!r}) on batch "
+                                     f"{index}", "remove the sys.exit call from the model's code"
+                                     ) from None
                 except Exception as exc:
                     raise _forward_error(exc, index, collector) from exc
                 data_stats.update_output(output)
