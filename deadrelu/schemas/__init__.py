@@ -1,0 +1,172 @@
+"""JSON Schemas of the files deadrelu writes and reads back, and a strict validator for them.
+
+The schemas (``*.schema.json`` in this folder, JSON Schema 2020-12) are the
+single description of each format: docs and other tools can use them as they
+are, the tests check deadrelu's real outputs against them with the
+``jsonschema`` package, and :func:`validate` checks a file read back (a report
+for ``merge`` or ``check --baseline``) against the same schema before any of it
+is used, so a malformed file is one line naming the bad field
+(``layers[2].counters.active[5]``), never a crash deep inside.
+
+:func:`validate` implements the subset of JSON Schema the schemas use (``type``,
+``const``, ``enum``, ``properties``, ``required``, ``additionalProperties``,
+``items``, ``minimum``, ``maximum``, local ``$ref``), with the standard library
+only: ``import deadrelu`` stays light. It walks the schema, not the data, so its
+recursion is bounded by the schema; the data's own depth is bounded first
+(:data:`MAX_DEPTH`), since free-form parts (a finding's evidence) are not walked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from deadrelu.errors import DeadReluError, ReportError
+
+__all__ = ["MAX_DEPTH", "load_schema", "validate"]
+
+#: Deepest nesting accepted in a file read back; deadrelu's own reports use under 10.
+MAX_DEPTH = 32
+
+
+@cache
+def load_schema(name: str) -> Mapping[str, Any]:
+    """The schema ``deadrelu/schemas/<name>.schema.json`` as a dict."""
+    text = resources.files(__name__).joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+    schema: Mapping[str, Any] = json.loads(text)
+    return schema
+
+
+def validate(
+    data: Any,
+    name: str,
+    *,
+    what: str = "report",
+    error: type[DeadReluError] = ReportError,
+    fix: str = "pass a JSON file written by `deadrelu scan --format json`",
+) -> None:
+    """Check ``data`` (parsed JSON) against the schema ``name``.
+
+    Args:
+        data: the parsed document.
+        name: the schema's file stem, e.g. ``"report"``.
+        what: how messages name the document.
+        error: the exception class to raise.
+        fix: the fix the message suggests.
+
+    Raises:
+        error: the first problem found, naming the path of the bad field.
+    """
+    _check_depth(data, what, error, fix)
+    schema = load_schema(name)
+    problem = _check(data, schema, "", schema)
+    if problem is not None:
+        raise error(f"{what} {problem}", fix)
+
+
+def _check_depth(data: Any, what: str, error: type[DeadReluError], fix: str) -> None:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise error(f"{what} is nested deeper than {MAX_DEPTH} levels", fix)
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+_TYPES: dict[str, Any] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+_NAMES = {"object": "an object", "array": "a list", "string": "a string",
+          "boolean": "true or false", "null": "null", "integer": "an integer",
+          "number": "a number"}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _child(path: str, key: str) -> str:
+    """``layers[0].site`` style; keys that are not names (layer paths like ``net.0``) quoted."""
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
+
+
+def _where(path: str) -> str:
+    return f"field {path.lstrip('.')}" if path else "document"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1``."""
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def _check(value: Any, schema: Mapping[str, Any], path: str, root: Mapping[str, Any]) -> str | None:
+    """The first problem with ``value`` at ``path``, or ``None``."""
+    ref = schema.get("$ref")
+    if ref is not None:
+        schema = root["$defs"][ref.removeprefix("#/$defs/")]
+    if "const" in schema and not _same(value, schema["const"]):
+        return f"{_where(path)} is {_describe(value)}, expected {json.dumps(schema['const'])}"
+    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+        return (f"{_where(path)} is {_describe(value)}, expected one of "
+                f"{', '.join(json.dumps(e) for e in schema['enum'])}")
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        if not any(_TYPES[t](value) for t in names):
+            return (f"{_where(path)} is {_describe(value)}, expected "
+                    f"{' or '.join(_NAMES[t] for t in names)}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{_where(path)} is {_describe(value)}, below the minimum {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{_where(path)} is {_describe(value)}, above the maximum {schema['maximum']}"
+    if isinstance(value, dict):
+        return _check_object(value, schema, path, root)
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problem = _check(item, schema["items"], f"{path}[{i}]", root)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _check_object(value: dict[str, Any], schema: Mapping[str, Any], path: str,
+                  root: Mapping[str, Any]) -> str | None:
+    for key in schema.get("required", ()):
+        if key not in value:
+            return f"{_where(path)} lacks the required field {key!r}"
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    for key, item in value.items():
+        sub = properties.get(key)
+        if sub is None:
+            if extra is False:
+                return f"{_where(path)} has an unknown field {key!r}"
+            if extra is True:
+                continue
+            sub = extra
+        problem = _check(item, sub, _child(path, key), root)
+        if problem is not None:
+            return problem
+    return None
