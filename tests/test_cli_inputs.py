@@ -292,3 +292,25 @@ def test_sys_exit_in_user_code_is_one_line(cli, work, monkeypatch, command, arch
             "--data", data or "digits.npy", "-q"]
     line = cli(*args).one_error_line()
     assert words in line
+
+
+@pytest.mark.parametrize("link", ["same", "hard"])
+def test_junit_error_file_never_lands_on_an_input(cli, work, link):
+    # An error before the files were compared (a bad --rare) used to write the JUnit
+    # error report to --output even when that was the checkpoint itself.
+    out = work / "model.pt"
+    if link == "hard":
+        out = work / "results.xml"
+        os.link(work / "model.pt", out)
+    before = _digest(work / "model.pt")
+    line = cli("check", work / "model.pt", *MLP, "--data", work / "digits.npy", "--rare", "zz",
+               "-f", "junit", "-o", out).one_error_line()
+    assert "--rare" in line
+    assert _digest(work / "model.pt") == before
+
+
+def test_junit_error_file_is_still_written_elsewhere(cli, work):
+    out = work / "results.xml"
+    cli("check", work / "model.pt", *MLP, "--data", work / "digits.npy", "--rare", "zz",
+        "-f", "junit", "-o", out).one_error_line()
+    assert "<testsuite" in out.read_text()

@@ -203,7 +203,11 @@ def check_command(
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                    partial_on_interrupt=False)
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
-        _emit_error(exc, output_format, model=model, output=output)
+        # The error may come before the files were compared: compare what is known now.
+        known = LoadOptions(model=model, data=data, arch=arch,
+                            import_paths=tuple(import_path or ()), config_file=config)
+        _emit_error(exc, output_format, model=model, output=output,
+                    inputs=[*known.input_paths(), *filter(None, [baseline])])
         raise
     report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
@@ -220,11 +224,16 @@ def check_command(
 
 
 def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
-                output: Path | None) -> None:
-    """For CI formats, say that the check could not run where CI looks for results."""
+                output: Path | None, inputs: list[Path]) -> None:
+    """For CI formats, say that the check could not run where CI looks for results.
+
+    The JUnit file is written only where :func:`guard_paths` allows (never over an input).
+    """
     import sys
 
     from deadrelu.ci import CheckFormat
+    from deadrelu.cli.outputs import guard_paths
+    from deadrelu.errors import DeadReluError
 
     message = str(exc)
     if output_format is CheckFormat.github:
@@ -237,9 +246,13 @@ def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
         xml = render_junit_error(display_path(model), message)
         if output is None:
             sys.stdout.write(xml)
-        elif "--output" not in message:  # never write over an input the error is about
-            with contextlib.suppress(OSError):
-                output.write_text(xml, encoding="utf-8")
+            return
+        try:
+            guard_paths(inputs, {"--output": output})
+        except DeadReluError:
+            return  # never write over an input (or where that cannot be told)
+        with contextlib.suppress(OSError):
+            output.write_text(xml, encoding="utf-8")
 
 
 def _step_summary(output_format: CheckFormat) -> Path | None:
