@@ -283,7 +283,10 @@ class Report:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ReportError(f"cannot read report {p}: {exc}",
                               "pass a JSON file written by `deadrelu scan --format json`") from exc
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ReportError as exc:  # name the file
+            raise ReportError(f"{p}: {exc.problem}", exc.fix) from exc
 
     def __rich_console__(self, console: Any, options: Any) -> Iterable[Any]:
         from deadrelu.render import render_report
