@@ -161,6 +161,12 @@ MUTATIONS = {
     "counter-string": (_set("layers[0].counters.active[2]", "x"), "layers[0].counters.active[2]",
                        True),
     "counter-negative": (_set("layers[0].counters.samples", -3), "below the minimum", True),
+    "counter-list-negative": (_set("layers[0].counters.active[4]", -1),
+                              "layers[0].counters.active[4] is -1, below the minimum", True),
+    "counter-list-bool": (_set("layers[0].counters.nonfinite[1]", True),
+                          "layers[0].counters.nonfinite[1] is true", True),
+    "sum-list-string": (_set("layers[0].counters.sum[5]", "0.5"), "layers[0].counters.sum[5]",
+                        True),
     "counter-missing": (lambda d: d["layers"][0]["counters"].pop("max"), "lacks the required "
                         "field 'max'", True),
     "site-units-bool": (_set("layers[0].site.units", True), "layers[0].site.units", True),

@@ -75,8 +75,8 @@ def _check_depth(data: Any, what: str, error: type[DeadReluError], fix: str) -> 
             raise error(f"{what} is nested deeper than {MAX_DEPTH} levels", fix)
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, list) and not _CONTAINERS.isdisjoint(map(type, value)):
+            stack.extend((v, depth + 1) for v in value)  # lists of numbers are skipped above
 
 
 _TYPES: dict[str, Any] = {
@@ -88,6 +88,14 @@ _TYPES: dict[str, Any] = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
 }
+_CONTAINERS = frozenset({dict, list})
+#: Exact Python types per JSON type, for the fast check of long lists (json.loads makes these).
+_EXACT: dict[str, frozenset[type]] = {
+    "object": frozenset({dict}), "array": frozenset({list}), "string": frozenset({str}),
+    "boolean": frozenset({bool}), "null": frozenset({type(None)}), "integer": frozenset({int}),
+    "number": frozenset({int, float}),
+}
+_LEAF_KEYS = frozenset({"type", "minimum", "maximum", "description"})
 _NAMES = {"object": "an object", "array": "a list", "string": "a string",
           "boolean": "true or false", "null": "null", "integer": "an integer",
           "number": "a number"}
@@ -120,11 +128,34 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
 
 
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = schema.get("$ref")
+    return root["$defs"][ref.removeprefix("#/$defs/")] if ref is not None else schema
+
+
+def _all_plain(values: list[Any], items: Mapping[str, Any]) -> bool:
+    """Whether every item is valid under a leaf ``items`` schema, checked at C speed.
+
+    ``False`` means "not shown valid": the caller then checks item by item (with
+    ``isinstance``, so subclasses such as numpy floats pass) and names the first bad one.
+    """
+    if "type" not in items or not _LEAF_KEYS.issuperset(items):
+        return False
+    names = [items["type"]] if isinstance(items["type"], str) else items["type"]
+    allowed = frozenset().union(*(_EXACT[n] for n in names))
+    if not set(map(type, values)) <= allowed:
+        return False
+    lo, hi = items.get("minimum"), items.get("maximum")
+    if (lo is None and hi is None) or not values:
+        return True
+    if type(None) in allowed:
+        return False
+    return (lo is None or min(values) >= lo) and (hi is None or max(values) <= hi)
+
+
 def _check(value: Any, schema: Mapping[str, Any], path: str, root: Mapping[str, Any]) -> str | None:
     """The first problem with ``value`` at ``path``, or ``None``."""
-    ref = schema.get("$ref")
-    if ref is not None:
-        schema = root["$defs"][ref.removeprefix("#/$defs/")]
+    schema = _resolve(schema, root)
     if "const" in schema and not _same(value, schema["const"]):
         return f"{_where(path)} is {_describe(value)}, expected {json.dumps(schema['const'])}"
     if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
@@ -144,6 +175,8 @@ def _check(value: Any, schema: Mapping[str, Any], path: str, root: Mapping[str, 
     if isinstance(value, dict):
         return _check_object(value, schema, path, root)
     if isinstance(value, list) and "items" in schema:
+        if _all_plain(value, _resolve(schema["items"], root)):
+            return None  # the common case (per-unit counters): no per-item calls
         for i, item in enumerate(value):
             problem = _check(item, schema["items"], f"{path}[{i}]", root)
             if problem is not None:
