@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from deadrelu.errors import ConfigError
-from deadrelu.files import require_regular
 
 _THRESHOLD_KEYS = ("rare", "always_on", "saturated", "dormancy", "tau", "dohare")
 _CHECK_KEYS = ("max_dead", "max_dead_layer", "fail_on", "baseline", "max_increase", "exit_zero")
@@ -97,7 +96,6 @@ def _toml_load(path: Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
-    require_regular(path, what="config file", error=ConfigError)
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -149,9 +147,12 @@ def load_config(path: str | Path | None = None, *, start: Path | None = None) ->
     """
     if path is not None:
         p = Path(path)
-        require_regular(p, what="config file", error=ConfigError)
-        if not p.is_file():
+        # Not is_file(): /dev/null or a pipe (<(echo ...)) is a fine, if unusual, config.
+        if not p.exists():
             raise ConfigError(f"config file {p} does not exist", "check the --config path")
+        if p.is_dir():
+            raise ConfigError(f"config file {p} is a directory",
+                              "pass a pyproject.toml or TOML file, e.g. --config pyproject.toml")
         data = _toml_load(p)
         table = data.get("tool", {}).get("deadrelu", data if p.name != "pyproject.toml" else None)
         if table is None:

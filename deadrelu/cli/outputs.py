@@ -12,7 +12,8 @@ once. An output is refused when it
   image of the data set);
 * is a folder, or the same file as another output.
 
-Inputs are also checked to be regular files or folders (see :mod:`deadrelu.files`).
+Inputs are also checked to be regular files or folders (see :mod:`deadrelu.files`),
+except a config given as a stream (``--config <(...)``, ``/dev/null``).
 
 Comparing inodes costs one ``stat`` per input; walking input folders happens only
 when an output already exists with more than one name (``st_nlink > 1``): a file
@@ -34,21 +35,30 @@ __all__ = ["guard_paths"]
 _FIX = "write it somewhere else; deadrelu never modifies its inputs"
 
 
-def guard_paths(inputs: Sequence[Path], outputs: Mapping[str, Path | None] | None = None) -> None:
+def guard_paths(
+    inputs: Sequence[Path],
+    outputs: Mapping[str, Path | None] | None = None,
+    *,
+    streams: Sequence[Path | None] = (),
+) -> None:
     """Refuse inputs that are not regular files or folders, and outputs that touch an input.
 
     Args:
         inputs: every file and folder the command reads (missing ones are skipped:
             the loader reports them).
         outputs: option name (``"--output"``) → the file it writes, or ``None`` when not given.
+        streams: inputs that may also be a pipe or a device, read once to the end
+            (``--config <(...)`` or ``--config /dev/null``); still compared with the outputs.
 
     Raises:
         LoadError: an input is a FIFO, socket or device.
         ConfigError: an output would overwrite, or write into, an input; a folder as output;
             two outputs naming one file.
     """
+    exempt = {p for p in streams if p is not None}
     for source in inputs:
-        require_regular(source, what="input", error=LoadError, folders=True)
+        if source not in exempt:
+            require_regular(source, what="input", error=LoadError, folders=True)
     chosen = [(option, path) for option, path in (outputs or {}).items() if path is not None]
     seen: dict[tuple[int, int] | Path, str] = {}
     for option, output in chosen:

@@ -86,7 +86,10 @@ go to stderr. Exits 0 whatever it finds (use `deadrelu check` to gate CI),
 
 def register(app: typer.Typer) -> None:
     """Add the ``scan`` command to ``app``."""
-    app.command("scan", help=HELP, no_args_is_help=True, rich_help_panel=None)(scan_command)
+    from deadrelu.cli.help import Command
+
+    app.command("scan", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(scan_command)
 
 
 def scan_command(
@@ -144,7 +147,7 @@ def scan_command(
             config=settings.config,
         )
         if main_rank:
-            guard_paths(opts.input_paths(), {"--output": output})
+            guard_paths(opts.input_paths(), {"--output": output}, streams=[opts.config_file])
         report = load_and_scan(opts, settings, progress=not no_progress and main_rank,
                                quiet=quiet, sharded=sharded)
     if not main_rank:

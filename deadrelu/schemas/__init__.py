@@ -1,6 +1,9 @@
-"""JSON Schemas of the files deadrelu writes and reads back, and a strict validator for them.
+"""JSON Schemas of deadrelu's JSON outputs, shipped with the package, and a strict validator.
 
-The schemas (``*.schema.json`` in this folder, JSON Schema 2020-12) are the
+``report.schema.json`` describes the scan report (``deadrelu scan --format json``,
+:meth:`deadrelu.report.Report.to_dict`), ``check.schema.json`` ``deadrelu check
+--format json``. Read one with :func:`load_schema` (or ``importlib.resources.files(
+"deadrelu.schemas") / NAME``). The schemas (JSON Schema 2020-12) are the
 single description of each format: docs and other tools can use them as they
 are, the tests check deadrelu's real outputs against them with the
 ``jsonschema`` package, and :func:`validate` checks a file read back (a report
@@ -10,7 +13,7 @@ is used, so a malformed file is one line naming the bad field
 
 :func:`validate` implements the subset of JSON Schema the schemas use (``type``,
 ``const``, ``enum``, ``properties``, ``required``, ``additionalProperties``,
-``items``, ``minimum``, ``maximum``, local ``$ref``), with the standard library
+``items``, ``minimum``, ``maximum``, ``pattern``, local ``$ref``), with the standard library
 only: ``import deadrelu`` stays light. It walks the schema, not the data, so its
 recursion is bounded by the schema; the data's own depth is bounded first
 (:data:`MAX_DEPTH`), since free-form parts (a finding's evidence) are not walked.
@@ -19,6 +22,7 @@ recursion is bounded by the schema; the data's own depth is bounded first
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -172,6 +176,8 @@ def _check(value: Any, schema: Mapping[str, Any], path: str, root: Mapping[str, 
             return f"{_where(path)} is {_describe(value)}, below the minimum {schema['minimum']}"
         if "maximum" in schema and value > schema["maximum"]:
             return f"{_where(path)} is {_describe(value)}, above the maximum {schema['maximum']}"
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        return f"{_where(path)} is {_describe(value)}, which does not match {schema['pattern']}"
     if isinstance(value, dict):
         return _check_object(value, schema, path, root)
     if isinstance(value, list) and "items" in schema:
