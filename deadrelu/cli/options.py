@@ -61,6 +61,7 @@ class OutputFormat(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 # -- typer aliases ---------------------------------------------------------------------------
@@ -181,7 +182,8 @@ DebugOpt = Annotated[bool, typer.Option(
 FormatOpt = Annotated[OutputFormat, typer.Option(
     "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: the terminal report; json: the full report (Report.to_dict schema), nothing "
-         "else on stdout; csv: the per-layer table; markdown: header, layer table and findings.",
+         "else on stdout; csv: the per-layer table; markdown: header, layer table and findings; "
+         "html: one self-contained page with charts (use with --output report.html).",
 )]
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", metavar="FILE", show_default=False, rich_help_panel=OUTPUT_PANEL,
@@ -559,34 +561,9 @@ def run_scan(
 @contextlib.contextmanager
 def _progress_bar(*, enabled: bool, total: int | None) -> Iterator[Any]:
     """Yields a ``progress(done, total)`` callback for :func:`deadrelu.scan`, or ``None``."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from deadrelu.progress import progress_bar
 
-    console = stderr_console()
-    if not console.is_terminal:
-        # Nothing to animate in a log file or a pipe; a bar there is only noise.
-        yield None
-        return
-    columns: list[Any] = [SpinnerColumn(), TextColumn("scanning"), BarColumn(),
-                          MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn()]
-    if total:
-        columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("scan", total=total)
-
-        def update(done: int, known_total: int | None) -> None:
-            bar.update(task, completed=done, total=known_total or total)
-
+    with progress_bar(total=total, enabled=enabled) as update:
         yield update
 
 
