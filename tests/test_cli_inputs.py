@@ -128,7 +128,7 @@ def test_output_hard_linked_to_a_file_inside_the_data_folder_is_refused(cli, wor
     assert _digest(work / "shards" / "b.npy") == before
 
 
-@pytest.mark.parametrize("option", ["--csv", "--json", "--plot"])
+@pytest.mark.parametrize("option", ["--csv", "--json", "--plot", "--output"])
 def test_track_outputs_linked_to_a_checkpoint_are_refused(cli, work, option):
     target = work / "series" / "step_300.pt"
     out = work / ("trend.png" if option == "--plot" else "trend.out")
