@@ -92,12 +92,13 @@ ArchKwargsOpt = Annotated[str | None, typer.Option(
 ImportPathOpt = Annotated[list[Path] | None, typer.Option(
     "--import-path", "-I", metavar="DIR", show_default=False, rich_help_panel=MODEL_PANEL,
     help="Directory searched first for the model's code (repeatable); needed for whole-model "
-         "pickles whose classes live next to the checkpoint.",
+         "pickles whose classes live next to the checkpoint (-I . for the working directory).",
 )]
 TrustCheckpointOpt = Annotated[bool, typer.Option(
     "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
-    help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
-         "stored in the file: only for files you trust.",
+    help="Load the model file with torch's own, unchecked loaders (torch.load "
+         "weights_only=False, torch.export.load). This runs code stored in the file: only for "
+         "files you trust.",
 )]
 BatchSizeOpt = Annotated[int | None, typer.Option(
     "--batch-size", "-b", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,
@@ -417,19 +418,23 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
         CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
     """
     from deadrelu.loading import check_fit, load_model, open_data
+    from deadrelu.loading.checkpoint import sniff_format
 
-    loaded = load_model(
-        opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
-        import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
-    )
-    if loaded.format == "torchscript":  # say so before any data is read or checked
+    # Decided from the file's content, before any torch loader runs: loading a
+    # TorchScript archive runs its code, and it could not be scanned anyway.
+    if sniff_format(opts.model) == "torchscript":
         from deadrelu.errors import ModelError
 
         raise ModelError(
             f"{opts.model} is a TorchScript archive: it runs compiled graph code with no Python "
-            "forward to observe, so its activations cannot be seen",
+            "forward to observe, so its activations cannot be seen (deadrelu did not load it: "
+            "loading TorchScript runs code from the file)",
             "scan the original nn.Module checkpoint (or a torch.export .pt2 program) instead",
         )
+    loaded = load_model(
+        opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
+        import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
+    )
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
