@@ -47,6 +47,7 @@ from torch.utils.hooks import RemovableHandle
 
 from deadrelu import native
 from deadrelu.errors import ConfigError, ModelError
+from deadrelu.guard import ForwardGuard
 from deadrelu.kinds import FUNCTIONS, MODULES, ActivationKind, make_kind
 from deadrelu.stats import UnitStats, scratch_size
 
@@ -255,6 +256,7 @@ class Collector:
         self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
         self._calls: dict[str, int] = {}
         self._mode: _Mode | None = None
+        self._guard: ForwardGuard | None = None
         self._batch = 0
         self._tracing = False
         self._traced_once = False
@@ -282,6 +284,8 @@ class Collector:
             self._handles.append(
                 (id(module), module.register_forward_hook(self._post_hook, always_call=True))
             )
+        # A KeyboardInterrupt skips the always_call hooks: the guard leaves the forward then.
+        self._guard = ForwardGuard(self.model, self._leave_forward)
         return self
 
     def detach(self) -> None:
@@ -289,6 +293,9 @@ class Collector:
         for _, handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self._guard is not None:
+            self._guard.remove()
+            self._guard = None
         self._leave_forward()
 
     def _quiet_leaves(self) -> None:

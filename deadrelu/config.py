@@ -99,6 +99,10 @@ def _toml_load(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r})",
+                          "save it as UTF-8, as TOML requires") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}", "check the path") from exc
     except tomllib.TOMLDecodeError as exc:

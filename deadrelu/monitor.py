@@ -45,6 +45,7 @@ from torch.utils.hooks import RemovableHandle
 from deadrelu.analyzer import Thresholds
 from deadrelu.collector import Collector
 from deadrelu.errors import ConfigError
+from deadrelu.guard import ForwardGuard
 from deadrelu.report import Report
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ class Monitor:
         self._warned_submodule = False
         self._handles: list[RemovableHandle] = []
         self._post_handle: RemovableHandle | None = None
+        self._guard: ForwardGuard | None = None
         self._window_start = 0
         self._window_sampled = 0
         self._window_started_at = time.perf_counter()
@@ -278,6 +280,8 @@ class Monitor:
             outer.register_forward_pre_hook(self._outer_pre, prepend=True),
             outer.register_forward_hook(self._outer_always, always_call=True),
         ]
+        # _outer_always is skipped by a KeyboardInterrupt; the guard runs it then.
+        self._guard = ForwardGuard(outer, lambda: self._outer_always(outer, (), None))
         self._sync_hooks()
         return self
 
@@ -289,7 +293,10 @@ class Monitor:
         if self._post_handle is not None:
             self._post_handle.remove()
             self._post_handle = None
-        self.collector.detach()
+        self.collector.detach()  # its guard (if on the same module) goes first
+        if self._guard is not None:
+            self._guard.remove()
+            self._guard = None
         self._leave_stance()
         self._attached = False
         self._recording = False

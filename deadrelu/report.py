@@ -10,6 +10,7 @@ and two reports of disjoint data shards merge exactly by adding counters.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -20,7 +21,7 @@ import numpy as np
 
 from deadrelu.analyzer import Thresholds, UnitState, UnitVerdicts, classify
 from deadrelu.collector import Site, SiteInfo
-from deadrelu.errors import ReportError
+from deadrelu.errors import DeadReluError, ReportError
 from deadrelu.findings import Finding
 from deadrelu.stats import UnitStats
 
@@ -238,40 +239,70 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
-        """Rebuild a report from :meth:`to_dict` output; raises :class:`ReportError` if malformed."""
+        """Rebuild a report from :meth:`to_dict` output.
+
+        The data is checked against ``deadrelu/schemas/report.schema.json`` first, and
+        the per-unit lists against each site's unit count, so that nothing malformed
+        reaches the code that merges, diagnoses or renders it.
+
+        Raises:
+            ReportError: not a report, an unsupported schema version, or a malformed
+                field (the message gives its path, e.g. ``layers[0].counters.active``).
+        """
+        from deadrelu.schemas import validate
+
         if not isinstance(data, Mapping) or "schema_version" not in data:
             raise ReportError("not a deadrelu report (no schema_version)",
                               "pass a JSON file written by `deadrelu scan --format json`")
         version = data["schema_version"]
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION or isinstance(version, bool):
             raise ReportError(
-                f"report schema version {version} is not supported (this deadrelu reads {SCHEMA_VERSION})",
+                f"report schema version {json.dumps(version)[:40]} is not supported (this "
+                f"deadrelu reads {SCHEMA_VERSION})",
                 "re-run the scan with this version of deadrelu",
             )
+        data = dict(data)
+        validate(data, "report")
+        _check_lengths(data)
+        sites = tuple(
+            Site(SiteInfo.from_dict(layer["site"]), UnitStats.from_dict(layer["counters"]))
+            for layer in data["layers"]
+        )
         try:
-            sites = tuple(
-                Site(SiteInfo.from_dict(layer["site"]), UnitStats.from_dict(layer["counters"]))
-                for layer in data["layers"]
-            )
             thresholds = Thresholds.from_dict(dict(data.get("thresholds") or {}))
-            findings = tuple(Finding.from_dict(f) for f in data.get("findings") or [])
-        except (KeyError, TypeError) as exc:
-            raise ReportError(f"report is missing field {exc}", "re-run the scan to get a complete report") from exc
-        return cls(sites, thresholds, dict(data.get("meta") or {}), findings,
-                   dict(data.get("evidence") or {}))
+        except DeadReluError as exc:
+            raise ReportError(f"report field thresholds: {exc.problem}",
+                              "re-run the scan, or fix the thresholds in the file") from exc
+        findings = tuple(Finding.from_dict(f) for f in data.get("findings") or [])
+        meta = dict(data.get("meta") or {})
+        for key in ("input_stats", "output_stats"):  # strict JSON wrote non-finite values as null
+            if isinstance(meta.get(key), dict):
+                meta[key] = {k: [math.nan if x is None else x for x in v] if isinstance(v, list)
+                             and k not in ("shape", "count") else v
+                             for k, v in meta[key].items()}
+        return cls(sites, thresholds, meta, findings, dict(data.get("evidence") or {}))
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
-        """Read a JSON report file."""
+        """Read a JSON report file (a regular file; see :meth:`from_dict` for the checks)."""
+        from deadrelu.files import require_regular
+
         p = Path(path)
+        require_regular(p, what="report file", error=ReportError)
         try:
-            data = json.loads(p.read_text())
+            data = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ReportError(f"report file {p} does not exist", "check the path") from exc
+        except RecursionError as exc:
+            raise ReportError(f"report {p} is nested too deeply to be a report",
+                              "pass a JSON file written by `deadrelu scan --format json`") from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ReportError(f"cannot read report {p}: {exc}",
                               "pass a JSON file written by `deadrelu scan --format json`") from exc
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ReportError as exc:  # name the file
+            raise ReportError(f"{p}: {exc.problem}", exc.fix) from exc
 
     def __rich_console__(self, console: Any, options: Any) -> Iterable[Any]:
         from deadrelu.render import render_report
@@ -291,6 +322,30 @@ class Report:
         from deadrelu.html import report_fragment
 
         return report_fragment(self)
+
+
+def _check_lengths(data: Mapping[str, Any]) -> None:
+    """Per-unit lists the schema cannot size: each as long as its site's (or layer's) units."""
+    fix = "the report file is corrupt or was edited; re-run the scan"
+    for i, layer in enumerate(data["layers"]):
+        site, counters = layer["site"], layer["counters"]
+        if site["units"] != counters["units"]:
+            raise ReportError(f"report field layers[{i}]: the site has {site['units']} units but "
+                              f"its counters {counters['units']}", fix)
+    layers = (data.get("evidence") or {}).get("layers") or {}
+    for name, entry in layers.items():
+        for key, values in entry.items():
+            if isinstance(values, list) and len(values) != entry["units"]:
+                raise ReportError(f"report field evidence.layers[{json.dumps(name)}].{key} has "
+                                  f"{len(values)} values for {entry['units']} units", fix)
+    meta = data.get("meta") or {}
+    for key in ("input_stats", "output_stats"):
+        stats = meta.get(key)
+        if isinstance(stats, dict):
+            sizes = {k: len(v) for k, v in stats.items() if isinstance(v, list) and k != "shape"}
+            if len(set(sizes.values())) > 1:
+                raise ReportError(f"report field meta.{key}: its lists differ in length "
+                                  f"({', '.join(f'{k} {n}' for k, n in sizes.items())})", fix)
 
 
 def jsonable(value: Any) -> Any:

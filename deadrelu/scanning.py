@@ -90,22 +90,37 @@ def model_signature(model: nn.Module) -> str:
 
 
 def weights_fingerprint(model: nn.Module) -> str:
-    """Cheap hash of the weights, to refuse merging reports of different checkpoints.
+    """Hash of the exact bytes of every parameter and buffer, to refuse merging reports
+    of different checkpoints.
 
-    Per floating tensor, its sum and its dot product with itself: two reductions with
-    no copy (converting every weight to float64 first cost more than the scan of a
-    small model).
+    Exact and deterministic: the same weights give the same fingerprint whatever
+    the thread count, device or torch version (a float reduction, as used before,
+    sums in an order that depends on the thread count). One pass over the weights,
+    no float conversion; a CUDA tensor is copied to the host one at a time.
     """
+    h = hashlib.sha256()
     with torch.no_grad():
-        parts = []
-        for t in model.state_dict().values():
-            if t.is_floating_point() and t.numel():
-                flat = t.detach().reshape(-1)
-                if flat.dtype not in (torch.float32, torch.float64):
-                    flat = flat.float()  # CPU dot has no half-precision kernel
-                parts.append(torch.stack([flat.sum(), torch.dot(flat, flat)]).double())
-        values = torch.cat(parts).cpu().tolist() if parts else []
-    return hashlib.sha1(repr([float(f"{v:.6g}") for v in values]).encode()).hexdigest()[:16]
+        for name, t in model.state_dict().items():
+            if not isinstance(t, torch.Tensor):
+                continue  # extra state
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            data = _raw_bytes(t)
+            if data is not None:
+                h.update(data)
+    return h.hexdigest()[:16]
+
+
+def _raw_bytes(t: torch.Tensor) -> memoryview | None:
+    """The values of ``t`` in logical (row-major) order as bytes; ``None`` for meta tensors."""
+    t = t.detach()
+    if t.is_meta:
+        return None
+    if t.is_quantized:
+        t = t.int_repr()
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    t = t.resolve_conj().resolve_neg().cpu().contiguous()  # no copy when already so
+    return t.reshape(-1).view(torch.uint8).numpy().data
 
 
 def scan(
@@ -230,6 +245,10 @@ def scan(
                     raise
                 except DeadReluError:
                     raise
+                except SystemExit as exc:  # the model's code exiting would end the caller silently
+                    raise ModelError(f"the model's forward called sys.exit({exc.code!r}) on batch "
+                                     f"{index}", "remove the sys.exit call from the model's code"
+                                     ) from None
                 except Exception as exc:
                     raise _forward_error(exc, index, collector) from exc
                 data_stats.update_output(output)

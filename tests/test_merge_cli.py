@@ -218,3 +218,59 @@ def test_merging_monitor_windows_of_one_checkpoint(cli, tmp_path):
     result = cli("merge", *paths, "-f", "json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["summary"]["samples"] == 300
+
+
+def _wide_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                         nn.Linear(512, 10)).eval()
+
+
+def test_merge_of_scans_taken_with_different_thread_counts(cli, tmp_path):
+    # The fingerprint was a float sum per tensor; with 8 threads it came out different
+    # from 1 thread for this model, so merge refused two shards of one checkpoint.
+    model = _wide_mlp()
+    x = torch.randn(64, 256)
+    before = torch.get_num_threads()
+    paths = []
+    try:
+        for i, threads in enumerate((1, 8)):
+            torch.set_num_threads(threads)
+            report = deadrelu.scan(model, [x[i * 32:(i + 1) * 32]])
+            paths.append(tmp_path / f"s{i}.json")
+            paths[-1].write_text(report.to_json())
+    finally:
+        torch.set_num_threads(before)
+    result = cli("merge", *paths, "--format", "json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["summary"]["samples"] == 64
+
+
+def test_weights_fingerprint_is_exact_over_dtypes_and_layouts():
+    from deadrelu.scanning import weights_fingerprint
+
+    model = _wide_mlp()
+    base = weights_fingerprint(model)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 3, 8):
+            torch.set_num_threads(n)
+            assert weights_fingerprint(model) == base
+    finally:
+        torch.set_num_threads(threads)
+    # one ulp in one weight changes it
+    nudged = _wide_mlp()
+    with torch.no_grad():
+        w = nudged[2].weight
+        w[7, 9] = torch.nextafter(w[7, 9], torch.tensor(float("inf")))
+    assert weights_fingerprint(nudged) != base
+    # a non-contiguous parameter hashes as its values, not its storage
+    strided = _wide_mlp()
+    with torch.no_grad():
+        strided[2].weight = nn.Parameter(strided[2].weight.detach().t().contiguous().t())
+    assert not strided[2].weight.is_contiguous()
+    assert weights_fingerprint(strided) == base
+    # half and bfloat16 hash their own bytes (no float conversion), and differ from float32
+    prints = {weights_fingerprint(_wide_mlp().to(d)) for d in (torch.float16, torch.bfloat16)}
+    assert len(prints) == 2 and base not in prints
+    assert weights_fingerprint(_wide_mlp().bfloat16()) == weights_fingerprint(_wide_mlp().bfloat16())

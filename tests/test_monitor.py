@@ -489,3 +489,69 @@ def test_the_optimizer_makes_the_advice_concrete():
             report = monitor.report()
     assert report.meta["recipe"]["optimizer"] == "Adam"
     assert "clip" not in next(f.fix for f in report.findings if f.code == "DR001")
+
+
+class _Interrupted(nn.Module):
+    """Raises KeyboardInterrupt after its first activation when ``boom`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)
+        self.act1 = nn.ReLU()
+        self.act2 = nn.ReLU()
+        self.fc2 = nn.Linear(8, 2)
+        self.boom = False
+
+    def forward(self, x):
+        h = self.act1(self.fc1(x))
+        if self.boom:
+            raise KeyboardInterrupt
+        return self.fc2(F.relu(self.act2(h)))
+
+
+@pytest.mark.parametrize("wrap", ["plain", "dataparallel"])
+def test_interrupt_caught_by_the_loop_leaves_no_forward_state(wrap: str) -> None:
+    # torch skips always_call hooks for a BaseException: before the guard, the next
+    # steps recorded bogus sites act1#1, act1#2 (the stack and mode stayed entered).
+    torch.manual_seed(0)
+    inner = _Interrupted().train()
+    model = nn.DataParallel(inner) if wrap == "dataparallel" else inner
+    x = torch.randn(16, 4)
+    with Monitor(model, every=1) as monitor:
+        for step in range(4):
+            inner.boom = step == 1
+            try:
+                model(x).sum().backward()
+            except KeyboardInterrupt:
+                assert not torch._C._is_torch_function_mode_enabled()
+            # outside the forward, nothing is intercepted (the loss, the optimizer)
+            assert not torch._C._is_torch_function_mode_enabled()
+            assert not monitor.collector._stack
+        report = monitor.report()
+    names = [s.info.name for s in report.sites]
+    assert names == ["act1", "act2", "<model>:relu"]
+    # three complete forwards and the interrupted one's first activation
+    assert report.site("act1").stats.samples == 4 * 16
+    assert report.site("act2").stats.samples == 3 * 16
+    assert type(inner).forward is _Interrupted.forward and "forward" not in inner.__dict__
+
+
+def test_guard_keeps_forward_signature_and_copies_unwatched() -> None:
+    import inspect
+    import pickle
+
+    model = _Interrupted().train()
+    before = inspect.signature(model.forward)
+    with Monitor(model, every=1) as monitor:
+        assert "forward" in model.__dict__  # the guard is in place
+        assert inspect.signature(model.forward) == before
+        ema = copy.deepcopy(model)  # an EMA copy made while watched: its own, unwatched forward
+        clone = pickle.loads(pickle.dumps(model))
+        for other in (ema, clone):
+            assert other.forward.__self__ is other
+            other.boom = True  # runs the copy's own forward, not the watched model's
+            with pytest.raises(KeyboardInterrupt):
+                other(torch.randn(3, 4))
+        model(torch.randn(5, 4))
+        assert monitor.report().site("act1").stats.samples == 5
+    assert "forward" not in model.__dict__

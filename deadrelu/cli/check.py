@@ -178,12 +178,12 @@ def check_command(
     from deadrelu.ci import CheckRun
     from deadrelu.cli.options import (
         LoadOptions,
-        check_output_path,
         exclude_layers,
         load_and_scan,
         load_settings,
         warnings_to_stderr,
     )
+    from deadrelu.cli.outputs import guard_paths
     from deadrelu.errors import DeadReluError
     from deadrelu.gates import evaluate
 
@@ -198,7 +198,6 @@ def check_command(
                                          fail_on=fail_on or [], max_increase=max_increase,
                                          baseline=baseline)
             baseline_path = baseline or _config_baseline(cfg)
-            base_report = _load_baseline(baseline_path) if baseline_path is not None else None
             exit_zero = exit_zero or bool(cfg.check.get("exit_zero", False))
             opts = LoadOptions.from_cli(
                 model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
@@ -206,13 +205,18 @@ def check_command(
                 image_size=image_size, normalize=normalize, target=target, channels=channels,
                 config=cfg,
             )
-            if output is not None:
-                check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])
+            guard_paths([*opts.input_paths(), *filter(None, [baseline_path])],
+                        {"--output": output, "$GITHUB_STEP_SUMMARY": _step_summary(output_format)},
+                        streams=[opts.config_file])
+            base_report = _load_baseline(baseline_path) if baseline_path is not None else None
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                    partial_on_interrupt=False, compare_init=compare_init.wanted())
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
+        # The error may come before the files were compared: compare what is known now.
+        known = LoadOptions(model=model, data=data, arch=arch,
+                            import_paths=tuple(import_path or ()), config_file=config)
         _emit_error(exc, output_format, model=model, output=output,
-                    inputs=[model, data, baseline, config, arch.rpartition(":")[0] if arch else None])
+                    inputs=[*known.input_paths(), *filter(None, [baseline])])
         raise
     report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
@@ -229,18 +233,21 @@ def check_command(
 
 
 def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
-                output: Path | None, inputs: list[Path | str | None]) -> None:
+                output: Path | None, inputs: list[Path]) -> None:
     """Say that the check could not run where CI looks for results.
 
     Every format has its own way to say it (:func:`deadrelu.ci.render_error`): with
     ``-o`` it is written to that file, so a CI step that uploads it always finds one;
     without, the machine formats print it on stdout (the one-line ``error:`` on stderr
     follows either way). The file is not written when the error is about ``--output``
-    itself or when it would land on one of the inputs.
+    itself or where :func:`~deadrelu.cli.outputs.guard_paths` refuses it (an input,
+    under any name).
     """
     import sys
 
     from deadrelu.ci import CheckFormat, render_error
+    from deadrelu.cli.outputs import guard_paths
+    from deadrelu.errors import DeadReluError
 
     message = str(exc)
     text = render_error(output_format, display_path(model), message)
@@ -248,14 +255,24 @@ def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
         if output_format is not CheckFormat.table:
             sys.stdout.write(text)
         return
-    if "--output" in message or output.is_dir():
+    if "--output" in message:
         return
-    target = output.resolve()
-    for source in inputs:
-        if source is not None and Path(source).exists() and Path(source).resolve() == target:
-            return
+    try:
+        guard_paths(inputs, {"--output": output}, streams=inputs)
+    except DeadReluError:
+        return  # never write over an input (or where that cannot be told)
     with contextlib.suppress(OSError):
         output.write_text(text, encoding="utf-8")
+
+
+def _step_summary(output_format: CheckFormat) -> Path | None:
+    """The job summary file ``--format github`` appends to, if any."""
+    import os
+
+    from deadrelu.ci import CheckFormat
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    return Path(target) if target and output_format is CheckFormat.github else None
 
 
 def resolve_gates(

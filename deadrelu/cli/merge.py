@@ -85,10 +85,9 @@ def merge_files(paths: list[Path], *, output: Path | None = None) -> Report:
         if path in resolved[:i]:
             raise ConfigError(f"{paths[i]} is given twice",
                               "pass each shard's report once; a shard merged twice counts twice")
-    if output is not None:
-        from deadrelu.cli.options import check_output_path
+    from deadrelu.cli.outputs import guard_paths
 
-        check_output_path(output, paths)
+    guard_paths(paths, {"--output": output})
     loaded = []
     for path in paths:
         try:

@@ -479,7 +479,8 @@ def _first_image(path: Path) -> Path | None:
     if path.is_dir():
         for sub in (path, *sorted(p for p in path.iterdir() if p.is_dir())[:3]):
             for entry in sorted(sub.iterdir()):
-                if entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
+                if (entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith(".")
+                        and entry.is_file()):  # never open a FIFO: open_data refuses it
                     return entry
     return None
 
@@ -614,25 +615,6 @@ __all__ = [
     "load_settings", "parse_arch_kwargs", "parse_share", "run_scan", "stderr_console",
     "warnings_to_stderr",
 ]
-
-
-def check_output_path(output: Path, inputs: list[Path]) -> None:
-    """Refuse an ``--output`` that would overwrite (or write into) an input."""
-    from deadrelu.errors import ConfigError
-
-    target = output.resolve()
-    for source in inputs:
-        if not source.exists():
-            continue  # loading will report it
-        resolved = source.resolve()
-        if target == resolved or (resolved.is_dir() and resolved in target.parents):
-            raise ConfigError(
-                f"--output {output} would overwrite the input {source}"
-                if target == resolved else f"--output {output} is inside the input folder {source}",
-                "write the report somewhere else; deadrelu never modifies its inputs",
-            )
-    if output.is_dir():
-        raise ConfigError(f"--output {output} is a directory", "pass a file name, e.g. report.json")
 
 
 def write_output(output: Path, text: str) -> None:

@@ -133,12 +133,12 @@ def scan_command(
     from deadrelu import distributed
     from deadrelu.cli.options import (
         LoadOptions,
-        check_output_path,
         exclude_layers,
         load_and_scan,
         load_settings,
         warnings_to_stderr,
     )
+    from deadrelu.cli.outputs import guard_paths
 
     # Under torchrun (WORLD_SIZE > 1) every rank joins the process group and scans every
     # WORLD_SIZE-th batch; scan() reduces the counters across ranks and rank 0 prints.
@@ -154,8 +154,8 @@ def scan_command(
             image_size=image_size, normalize=normalize, target=target, channels=channels,
             config=settings.config,
         )
-        if output is not None and main_rank:
-            check_output_path(output, opts.input_paths())
+        if main_rank:
+            guard_paths(opts.input_paths(), {"--output": output}, streams=[opts.config_file])
         report = load_and_scan(opts, settings, progress=not no_progress and main_rank,
                                quiet=quiet, sharded=sharded, compare_init=compare_init.wanted())
     if not main_rank:

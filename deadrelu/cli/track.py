@@ -145,12 +145,12 @@ def track_command(
 
     from deadrelu.cli.options import (
         LoadOptions,
-        check_output_path,
         load_model_and_data,
         load_settings,
         run_scan,
         warnings_to_stderr,
     )
+    from deadrelu.cli.outputs import guard_paths
     from deadrelu.gates import parse_points
     from deadrelu.track import PLOT_SUFFIXES, discover, track
 
@@ -177,10 +177,9 @@ def track_command(
             limit=limit, image_size=image_size, normalize=normalize, target=target,
             channels=channels, config=settings.config,
         )
-        inputs = [*opts.input_paths(), *(c.path for c in found)]
-        for out in (csv, json, plot, output):
-            if out is not None:
-                check_output_path(out, inputs)
+        guard_paths([*opts.input_paths(), *(c.path for c in found)],
+                    {"--csv": csv, "--json": json, "--plot": plot, "--output": output},
+                    streams=[opts.config_file])
         loaded, source = load_model_and_data(opts)
 
         def announce(index: int, total: int, ckpt: Any) -> None:

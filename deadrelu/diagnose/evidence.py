@@ -165,7 +165,9 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
     nonfinite: dict[str, int] = {}
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if param.is_floating_point():
+            # A finite sum means every value is finite (a NaN or inf makes the sum so): one
+            # cheap reduction per tensor, the exact count only for the rare tensor that fails.
+            if param.is_floating_point() and not bool(torch.isfinite(param.detach().sum())):
                 bad = int((~torch.isfinite(param.detach())).sum())
                 if bad:
                     nonfinite[name] = bad

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.loading.archive import ZIP_MAGIC
-from deadrelu.loading.imports import extra_sys_path, one_line, resolve_object
+from deadrelu.loading.imports import exits_refused, extra_sys_path, one_line, resolve_object
 
 if TYPE_CHECKING:
     import torch
@@ -490,15 +490,17 @@ def build_arch(
             "point --arch at a Module class or a function that returns one",
         )
     kwargs = dict(arch_kwargs or {})
-    try:
-        with extra_sys_path(import_paths):
-            model = factory(**kwargs)
-    except Exception as exc:
-        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ConfigError(
-            f"--arch {arch!r}: calling it with ({shown}) raised {type(exc).__name__}: {one_line(exc)}",
-            "check --arch-kwargs against its signature",
-        ) from exc
+    with exits_refused(f"--arch {arch!r}", ConfigError):
+        try:
+            with extra_sys_path(import_paths):
+                model = factory(**kwargs)
+        except Exception as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            raise ConfigError(
+                f"--arch {arch!r}: calling it with ({shown}) raised {type(exc).__name__}: "
+                f"{one_line(exc)}",
+                "check --arch-kwargs against its signature",
+            ) from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"--arch {arch!r} returned a value of type {type(model).__name__}, not an nn.Module",

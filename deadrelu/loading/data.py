@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from deadrelu.errors import ConfigError, DataError
+from deadrelu.files import require_regular
 from deadrelu.loading.arrays import TENSOR_SUFFIXES, open_arrays
 from deadrelu.loading.images import IMAGE_SUFFIXES, list_images, open_images
-from deadrelu.loading.imports import extra_sys_path, is_object_spec, one_line, resolve_object
+from deadrelu.loading.imports import (
+    exits_refused,
+    extra_sys_path,
+    is_object_spec,
+    one_line,
+    resolve_object,
+)
 from deadrelu.loading.source import Batch, DataSource, limited
 from deadrelu.loading.tables import TABLE_SUFFIXES, open_tables
 
@@ -151,6 +158,8 @@ def _open(
                 f"--data takes {_SUPPORTED}",
             )
         files, kind = [path], file_kind
+    for file in files:  # a FIFO or device would block the first read forever
+        require_regular(file, what="data file", error=DataError)
     if kind == "images":
         source = open_images(
             path,
@@ -186,7 +195,8 @@ def _classify_folder(path: Path) -> tuple[list[Path], str]:
     files = sorted(
         p
         for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        # FIFOs and devices are kept, to be refused by name below rather than skipped
+        if p.exists() and not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
     if not files:
         raise DataError(f"data folder {path} is empty", f"point --data at {_SUPPORTED}")
@@ -225,14 +235,15 @@ def _open_function(spec: str, *, batch_size: int, import_paths: Sequence[str | P
 
     def call() -> Any:
         kwargs = {"batch_size": batch_size} if _accepts_batch_size(function) else {}
-        try:
-            with extra_sys_path(import_paths):
-                return function(**kwargs)
-        except Exception as exc:
-            raise DataError(
-                f"--data {spec!r} raised {type(exc).__name__}: {one_line(exc)}",
-                "fix the data function, or check that it runs on its own",
-            ) from exc
+        with exits_refused(f"--data {spec!r}", DataError):
+            try:
+                with extra_sys_path(import_paths):
+                    return function(**kwargs)
+            except Exception as exc:
+                raise DataError(
+                    f"--data {spec!r} raised {type(exc).__name__}: {one_line(exc)}",
+                    "fix the data function, or check that it runs on its own",
+                ) from exc
 
     result = call()
     if isinstance(result, torch.Tensor) or (
@@ -258,16 +269,17 @@ def _open_function(spec: str, *, batch_size: int, import_paths: Sequence[str | P
         iterator = iter(current)
         index = 0
         while True:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise DataError(
-                    f"--data {spec!r}: producing batch {index} raised {type(exc).__name__}: "
-                    f"{one_line(exc)}",
-                    "fix the data function, or check that it runs on its own",
-                ) from exc
+            with exits_refused(f"--data {spec!r}: producing batch {index}", DataError):
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    raise DataError(
+                        f"--data {spec!r}: producing batch {index} raised {type(exc).__name__}: "
+                        f"{one_line(exc)}",
+                        "fix the data function, or check that it runs on its own",
+                    ) from exc
             yield _as_batch(batch, spec, index)
             index += 1
 
@@ -312,17 +324,19 @@ def _peek_shape(result: Any, spec: str, pending: list[Iterable[Any]]) -> tuple[i
         sample = sample[0] if isinstance(sample, (tuple, list)) and sample else sample
         return tuple(sample.shape) if isinstance(sample, torch.Tensor) else None
     iterator = iter(result)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        raise DataError(
-            f"--data {spec!r} returned no batches", "return at least one batch"
-        ) from None
-    except Exception as exc:
-        raise DataError(
-            f"--data {spec!r}: getting the first batch raised {type(exc).__name__}: {one_line(exc)}",
-            "fix the data function, or check that it runs on its own",
-        ) from exc
+    with exits_refused(f"--data {spec!r}: getting the first batch", DataError):
+        try:
+            first = next(iterator)
+        except StopIteration:
+            raise DataError(
+                f"--data {spec!r} returned no batches", "return at least one batch"
+            ) from None
+        except Exception as exc:
+            raise DataError(
+                f"--data {spec!r}: getting the first batch raised {type(exc).__name__}: "
+                f"{one_line(exc)}",
+                "fix the data function, or check that it runs on its own",
+            ) from exc
     if iterator is result:  # one-shot: put the peeked batch back in front
         pending[:] = [itertools.chain([first], iterator)]
     batch = _as_batch(first, spec, 0)

@@ -86,7 +86,7 @@ def resolve_object(
             f"write e.g. {option} mypkg.models:Net or {option} models.py:Net",
         )
     head, _, attr_path = spec.rpartition(":")
-    with extra_sys_path(import_paths):
+    with extra_sys_path(import_paths), exits_refused(f"{option} {spec!r}: importing {head}", error):
         if head.endswith(".py"):
             module = _import_file(Path(head), spec=spec, option=option, error=error)
         else:
@@ -172,3 +172,22 @@ def one_line(exc: BaseException) -> str:
     """``str(exc)`` squeezed onto one short line, for embedding in an error message."""
     text = " ".join(str(exc).split())
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextlib.contextmanager
+def exits_refused(what: str, error: type[DeadReluError]) -> Iterator[None]:
+    """Run the user's code (``what``: its import, an ``--arch`` factory, a data function)
+    so that a ``sys.exit(n)`` inside it is one error line naming it, not a silent exit n.
+
+    ``SystemExit`` is not an ``Exception``, so the ``except Exception`` around user
+    code lets it through; a script whose module body ends in ``sys.exit(main())``
+    would otherwise end deadrelu with that script's exit code and no message.
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        raise error(
+            f"{what} called sys.exit({exc.code!r})",
+            "deadrelu imports and calls this code: put a script's entry point under "
+            "`if __name__ == \"__main__\":` and do not exit from a factory or data function",
+        ) from None
