@@ -38,50 +38,19 @@ import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
-from deadrelu import native
+from deadrelu import layout, native
 from deadrelu.errors import ConfigError, ModelError
 from deadrelu.kinds import FUNCTIONS, MODULES, ActivationKind, make_kind
 from deadrelu.stats import UnitStats, scratch_size
 
 ROOT = "<model>"
-
-_CHANNEL_PRODUCERS: tuple[type[nn.Module], ...] = (
-    nn.modules.conv._ConvNd,
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.GroupNorm,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-)
-_FEATURE_PRODUCERS: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.RMSNorm,
-)
-#: Functional ops whose output has channels in dim 1, or features in the last dim.
-_CHANNEL_FUNCS = frozenset(
-    f"{op}{d}d" for op in ("conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool",
-                           "adaptive_max_pool", "lp_pool", "fractional_max_pool")
-    for d in (1, 2, 3)
-) | {"batch_norm", "instance_norm", "group_norm", "max_pool2d_with_indices"}
-_FEATURE_FUNCS = frozenset({"linear", "bilinear", "layer_norm", "rms_norm", "embedding"})
-#: Ops that regroup dimensions: they keep the units only if the unit dim is untouched.
-_REGROUPING_FUNCS = frozenset({
-    "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
-})
-#: Ops that move dimensions: their output's axes mean something new.
-_MOVING_FUNCS = frozenset({
-    "transpose", "transpose_", "permute", "t", "t_", "movedim", "moveaxis", "swapaxes",
-    "swapdims", "matmul", "bmm", "mm", "einsum", "__matmul__",
-})
-
 
 @dataclass(frozen=True)
 class SiteInfo:
@@ -141,6 +110,60 @@ class Site:
 
     info: SiteInfo
     stats: UnitStats
+
+
+@dataclass(slots=True)
+class Frame:
+    """One module running in the forward (the collector keeps a stack of them)."""
+
+    module: nn.Module
+    path: str
+    #: the op of an activation module (its own call is the site), else None
+    op: str | None
+    #: activation calls made while this module was the innermost one
+    calls: int = 0
+
+
+class Producer(NamedTuple):
+    """Where a tensor came from: the site or module path that made it."""
+
+    path: str
+    #: made by that module itself, with no op in between
+    direct: bool
+
+
+class Failure(NamedTuple):
+    """The innermost module whose forward raised, and the shape of its first input."""
+
+    path: str
+    module: nn.Module
+    shape: tuple[int, ...] | None
+
+
+_T = TypeVar("_T")
+
+
+class TensorNotes(Generic[_T]):
+    """A note per tensor of one forward, keyed by identity.
+
+    A freed tensor's id can be reused by a new one, so a note is only read back
+    for the very tensor it was written for (a weak reference checks that).
+    """
+
+    def __init__(self) -> None:
+        self._notes: dict[int, tuple[weakref.ref[Tensor], _T]] = {}
+
+    def set(self, tensor: Tensor, value: _T) -> None:
+        self._notes[id(tensor)] = (weakref.ref(tensor), value)
+
+    def get(self, tensor: Any) -> _T | None:
+        if not isinstance(tensor, Tensor):
+            return None
+        known = self._notes.get(id(tensor))
+        return known[1] if known is not None and known[0]() is tensor else None
+
+    def clear(self) -> None:
+        self._notes.clear()
 
 
 def _op_label(func: Any) -> str:
@@ -235,10 +258,10 @@ class Collector:
         self.last_site: str | None = None
         #: (module path, module, shape of its first input) of the innermost module whose
         #: forward raised during the last forward, if one did; read by scan's error message.
-        self.failure: tuple[str, nn.Module, tuple[int, ...] | None] | None = None
+        self.failure: Failure | None = None
         #: (site name or module path, direct) that produced the model's output on the
         #: first forward, if known; read by the diagnosis (a ReLU on the output).
-        self.output_producer: tuple[str, bool] | None = None
+        self.output_producer: Producer | None = None
         self._names: dict[int, str] = {}
         for name, m in model.named_modules(remove_duplicate=False):
             # a torch.compile'd submodule is named by its path in the user's code
@@ -252,15 +275,15 @@ class Collector:
         self._hosts: set[int] = set()
         # built-in leaf modules that need no hooks once the first forward is done
         self._quiet: frozenset[int] = frozenset()
-        self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
+        self._stack: list[Frame] = []
         self._calls: dict[str, int] = {}
         self._mode: _Mode | None = None
         self._batch = 0
         self._tracing = False
         self._traced_once = False
-        self._producers: dict[int, tuple[weakref.ref[Tensor], str, bool]] = {}
-        # id → (tensor, "channel" | "feature" | "other"): what the tensor's dims mean
-        self._layouts: dict[int, tuple[weakref.ref[Tensor], str]] = {}
+        self._producers: TensorNotes[Producer] = TensorNotes()
+        #: what each tensor's dims mean (see deadrelu.layout)
+        self._layouts: TensorNotes[str] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -342,40 +365,39 @@ class Collector:
         op = MODULES.get(type(module))
         if self._tracing:
             self._ran.add(id(module))
-        self._stack.append([module, self._names.get(id(module), "?"), op, 0])
+        self._stack.append(Frame(module, self._names.get(id(module), "?"), op))
 
     def _starts_forward(self, module: nn.Module) -> bool:
         """Whether a forward entered through ``module`` is recorded (subclasses narrow it)."""
         return True
 
     def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not self._stack or self._stack[-1][0] is not module:
+        if not self._stack or self._stack[-1].module is not module:
             return
-        _, path, _, _ = self._stack.pop()
+        path = self._stack.pop().path
         error = sys.exc_info()[1]
         if output is None and self.failure is None and error is not None:
             # always_call hooks run (with the call's args) while an exception unwinds the
             # forward: the first hooked module to see it raised, or a quiet one inside it
             first = _first_tensor(args, {})
-            self.failure = (path or ROOT, module, tuple(first.shape) if first is not None else None)
+            self.failure = Failure(path or ROOT, module,
+                                   tuple(first.shape) if first is not None else None)
             if self._quiet:
                 self.failure = self._quiet_failure(error) or self.failure
         if self._tracing and not self._stack:  # before the root module claims the output
-            self.output_producer = self._producer_of(_first_tensor((output,), {}))
+            self.output_producer = self._producers.get(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
             self._note_producer(output, path, True)
-            if isinstance(module, _CHANNEL_PRODUCERS):
-                self._set_layout(output, "channel")
-            elif isinstance(module, _FEATURE_PRODUCERS):
-                self._set_layout(output, "feature")
+            made = layout.module_layout(module)
+            if made is not None:
+                self._layouts.set(output, made)
         if not self._stack:
             complete = self._tracing and error is None
             self._leave_forward()
             if complete:
                 self._quiet_leaves()
 
-    def _quiet_failure(self, error: BaseException
-                       ) -> tuple[str, nn.Module, tuple[int, ...] | None] | None:
+    def _quiet_failure(self, error: BaseException) -> Failure | None:
         """(path, module, input shape) of the quiet module the traceback ends in, if any."""
         found = None
         tb = error.__traceback__
@@ -386,7 +408,7 @@ class Collector:
                 code = frame.f_code
                 arg = frame.f_locals.get(code.co_varnames[1]) if code.co_argcount > 1 else None
                 shape = tuple(arg.shape) if isinstance(arg, Tensor) else None
-                found = (self._names.get(id(owner), "?"), owner, shape)
+                found = Failure(self._names.get(id(owner), "?"), owner, shape)
             tb = tb.tb_next
         return found
 
@@ -415,19 +437,10 @@ class Collector:
     # -- provenance (first forward only) ------------------------------------------------------
 
     def _note_producer(self, tensor: Tensor, path: str, direct: bool) -> None:
-        key = id(tensor)
-        known = self._producers.get(key)
-        if direct and known is not None and known[2] and known[0]() is tensor:
+        known = self._producers.get(tensor)
+        if direct and known is not None and known.direct:
             return  # nested modules returning one tensor: the innermost module wins
-        self._producers[key] = (weakref.ref(tensor), path, direct)
-
-    def _producer_of(self, tensor: Any) -> tuple[str, bool] | None:
-        if not isinstance(tensor, Tensor):
-            return None
-        known = self._producers.get(id(tensor))
-        if known is None or known[0]() is not tensor:
-            return None
-        return known[1], known[2]
+        self._producers.set(tensor, Producer(path, direct))
 
     def _propagate(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                    out: Tensor) -> None:
@@ -436,30 +449,15 @@ class Collector:
         # any operand may carry the provenance: in `x + bn(conv(x))` or `gain * conv(h)`
         # the first one is the raw input or a parameter
         operands = list(_tensors(args, kwargs))
-        src = next((p for t in operands if (p := self._producer_of(t)) is not None), None)
+        src = next((p for t in operands if (p := self._producers.get(t)) is not None), None)
         if src is not None:
-            self._producers[id(out)] = (weakref.ref(out), src[0], False)
-        x, layout = next(((t, lay) for t in operands if (lay := self._layout_of(t)) is not None),
-                         (None, None))
-        # what out's dims mean: set by convs/linears, kept through ops that keep the
-        # dims in place (dropout, padding, upsampling, a residual add, torch.cat),
-        # lost through ops that move them (transpose, view...)
-        name = getattr(func, "__name__", "")
-        if name in _CHANNEL_FUNCS:
-            self._set_layout(out, "channel")
-        elif name in _FEATURE_FUNCS:
-            self._set_layout(out, "feature")
-        elif x is not None and layout is not None:
-            kept = name not in _MOVING_FUNCS and _keeps_units(layout, x, out,
-                                                              name in _REGROUPING_FUNCS)
-            self._set_layout(out, layout if kept else "other")
-
-    def _set_layout(self, tensor: Tensor, layout: str) -> None:
-        self._layouts[id(tensor)] = (weakref.ref(tensor), layout)
-
-    def _layout_of(self, tensor: Any) -> str | None:
-        known = self._layouts.get(id(tensor)) if isinstance(tensor, Tensor) else None
-        return known[1] if known is not None and known[0]() is tensor else None
+            self._producers.set(out, Producer(src.path, False))
+        x, known = next(((t, lay) for t in operands if (lay := self._layouts.get(t)) is not None),
+                        (None, None))
+        made = layout.follow(getattr(func, "__name__", ""), known,
+                             tuple(x.shape) if x is not None else (), tuple(out.shape))
+        if made is not None:
+            self._layouts.set(out, made)
 
     # -- activations ---------------------------------------------------------------------------
 
@@ -486,14 +484,14 @@ class Collector:
         """(name, op label, owner, call index) of this call; counts it."""
         frame = self._stack[-1]
         if self._tracing:
-            self._hosts.add(id(frame[0]))
-        if frame[2] is not None and frame[3] == 0:
-            base, label, owner = frame[1], "module", frame[1]
+            self._hosts.add(id(frame.module))
+        if frame.op is not None and frame.calls == 0:
+            base, label, owner = frame.path, "module", frame.path
         elif self._graph_paths and len(self._stack) == 1:
             base, label, owner = self._graph_site(func, op)
         else:
-            base, label, owner = f"{frame[1] or ROOT}:{op}", _op_label(func), frame[1] or ROOT
-        frame[3] += 1
+            base, label, owner = f"{frame.path or ROOT}:{op}", _op_label(func), frame.path or ROOT
+        frame.calls += 1
         index = self._calls.get(base, 0)
         self._calls[base] = index + 1
         return (base if index == 0 else f"{base}#{index}"), label, owner, index
@@ -532,10 +530,10 @@ class Collector:
     def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor) -> None:
         self.last_site = site.info.name
         if self._tracing:  # whatever consumes this output was fed by this site
-            self._producers[id(out)] = (weakref.ref(out), site.info.name, True)
-            layout = self._layout_of(args[0] if args else None)
-            if layout is not None:  # elementwise: the dims keep their meaning
-                self._set_layout(out, layout)
+            self._producers.set(out, Producer(site.info.name, True))
+            known = self._layouts.get(args[0] if args else None)
+            if known is not None:  # elementwise: the dims keep their meaning
+                self._layouts.set(out, known)
         info = site.info
         with torch.no_grad():  # during training: never part of the autograd graph
             y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
@@ -580,9 +578,9 @@ class Collector:
         x: Any,
         out: Tensor,
     ) -> Site:
-        producer = self._producer_of(x)
-        unit_axis = self._unit_axis_for(name, out, producer[0] if producer else None,
-                                        self._layout_of(x))
+        producer = self._producers.get(x)
+        unit_axis = self._unit_axis_for(name, out, producer.path if producer else None,
+                                        self._layouts.get(x))
         sample_axis = self._guess_sample_axis(out, unit_axis)
         if out.ndim >= 2 and unit_axis == sample_axis:
             raise ConfigError(
@@ -597,8 +595,8 @@ class Collector:
         stats = UnitStats.zeros(units, out.device)
         info = SiteInfo(
             name=name, order=len(self.sites), kind=kind.name, op=label, module=owner,
-            call_index=index, input_layer=producer[0] if producer else None,
-            input_direct=bool(producer and producer[1]), unit_axis=unit_axis if nd > 0 else 0,
+            call_index=index, input_layer=producer.path if producer else None,
+            input_direct=bool(producer and producer.direct), unit_axis=unit_axis if nd > 0 else 0,
             sample_axis=sample_axis, shape=shape or (units,), units=units, level=kind.level,
             sat_low=kind.sat_low, sat_high=kind.sat_high, can_die=kind.can_die, nonneg=kind.nonneg,
         )
@@ -607,7 +605,7 @@ class Collector:
         return site
 
     def _unit_axis_for(self, name: str, out: Tensor, producer: str | None,
-                       layout: str | None = None) -> int:
+                       known: str | None = None) -> int:
         nd = out.ndim
         for pattern, axis in self.unit_axis.items():
             if fnmatch.fnmatchcase(name, pattern):
@@ -617,20 +615,7 @@ class Collector:
                         f"use a dimension between {-nd} and {nd - 1}",
                     )
                 return axis % nd if nd else 0
-        if nd <= 2:
-            return nd - 1 if nd else 0
-        if layout == "channel":
-            return 1
-        if layout == "feature":
-            return nd - 1
-        if layout == "other":  # dims were moved after the producing layer: default rule
-            return 1 if nd >= 4 else nd - 1
-        module = self._module_at(producer)
-        if isinstance(module, _CHANNEL_PRODUCERS):
-            return 1
-        if isinstance(module, _FEATURE_PRODUCERS):
-            return nd - 1
-        return 1 if nd >= 4 else nd - 1
+        return layout.unit_axis(nd, known, self._module_at(producer))
 
     def _guess_sample_axis(self, out: Tensor, unit_axis: int) -> int:
         if out.ndim <= 1 or out.shape[0] == self._batch:
@@ -655,20 +640,6 @@ class Collector:
             buf = torch.empty(n, dtype=torch.float32, device=y3.device)
             self._scratch[y3.device] = buf
         return buf
-
-
-def _keeps_units(layout: str, x: Tensor, out: Tensor, regrouping: bool) -> bool:
-    """Whether ``out`` still has ``x``'s unit dim where ``layout`` puts it.
-
-    True for ops that keep the dims in place (elementwise, dropout, padding,
-    upsampling, ``torch.cat``), and for regroupings that leave the batch and unit
-    dims alone (``view(N, C, -1)`` of a conv output, ``flatten(0, 1)`` of features).
-    """
-    if not regrouping and out.ndim == x.ndim and out.ndim >= 2 and out.shape[0] == x.shape[0]:
-        return True
-    if layout == "channel":
-        return out.ndim >= 3 and x.ndim >= 2 and tuple(out.shape[:2]) == tuple(x.shape[:2])
-    return out.ndim >= 2 and x.ndim >= 1 and out.shape[-1] == x.shape[-1]
 
 
 def _graph_module_paths(model: nn.Module) -> dict[Any, list[tuple[str, bool]]]:
