@@ -23,10 +23,13 @@ Site names: the module path for activation modules (``layer1.0.relu``), else the
 calling module's path plus the op (``layer1.0:relu``; ``<model>:relu`` for the
 top-level forward), with ``#k`` for the k-th repeat within one forward.
 
-Unit axis rule (per site, decided at its first call): the channel dim (1) when
-the tensor has ≥3 dims and came from a conv, pooling or batch/instance/group
-norm layer, or has ≥4 dims and an unknown producer; otherwise the last dim
-(features of Linear layers, also for ``(N, T, C)`` sequences). ``unit_axis``
+Unit axis (per site, decided at its first call; the rules live in
+:mod:`deadrelu.layout`): the dim that holds the units of the layer that made the
+tensor (channels of a conv, pooling or batch/instance/group norm; features of a
+Linear), followed through every op in between (transposes, permutes, views that
+keep it, normalizations, elementwise ops, ``cat``/``stack``/``chunk``...). Only where
+that is lost or unknown does the default rule apply (dim 1 from 4 dims up, else the
+last dim), and the site's ``unit_axis_source`` says ``guessed``. ``unit_axis``
 overrides by site-name glob.
 """
 
@@ -68,6 +71,10 @@ class SiteInfo:
             through elementwise ops such as a residual add), if known.
         input_direct: the input came straight from ``input_layer`` with no op between.
         unit_axis: dimension of the activation tensor holding units.
+        unit_axis_source: how it was decided: ``known`` (followed from the layer that
+            made the tensor), ``config`` (the ``unit_axis`` option) or ``guessed`` (the
+            default rule; see :mod:`deadrelu.layout`). ``unrecorded`` in reports
+            written before deadrelu recorded it.
         sample_axis: dimension holding samples.
         shape: shape of one sample's activation (sample axis removed).
         units: number of units.
@@ -91,6 +98,7 @@ class SiteInfo:
     sat_high: float | None
     can_die: bool
     nonneg: bool
+    unit_axis_source: str = "unrecorded"
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -99,7 +107,7 @@ class SiteInfo:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SiteInfo:
-        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d or k != "unit_axis_source"}
         fields["shape"] = tuple(fields["shape"])
         return cls(**fields)
 
@@ -204,7 +212,7 @@ class _Mode(TorchFunctionMode):
         if op is not None and c._stack:
             return c._activation(func, op, args, kwargs)
         out = func(*args, **kwargs)
-        if c._tracing and isinstance(out, Tensor) and args:
+        if c._tracing and args and isinstance(out, (Tensor, tuple, list)):
             c._propagate(func, args, kwargs, out)
         return out
 
@@ -282,8 +290,8 @@ class Collector:
         self._tracing = False
         self._traced_once = False
         self._producers: TensorNotes[Producer] = TensorNotes()
-        #: what each tensor's dims mean (see deadrelu.layout)
-        self._layouts: TensorNotes[str] = TensorNotes()
+        #: each tensor's unit dim, where it is known (see deadrelu.layout)
+        self._layouts: TensorNotes[int] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -388,9 +396,13 @@ class Collector:
             self.output_producer = self._producers.get(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
             self._note_producer(output, path, True)
-            made = layout.module_layout(module)
-            if made is not None:
-                self._layouts.set(output, made)
+        if self._tracing:
+            first_out = _first_tensor((output,), {})
+            if first_out is not None:
+                made = layout.module_layout(module, self._layouts.get(_first_tensor(args, {})),
+                                            first_out.ndim)
+                if made is not None:
+                    self._layouts.set(first_out, made)
         if not self._stack:
             complete = self._tracing and error is None
             self._leave_forward()
@@ -443,21 +455,34 @@ class Collector:
         self._producers.set(tensor, Producer(path, direct))
 
     def _propagate(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-                   out: Tensor) -> None:
-        # out = op(x, ...): out inherits x's producer, marked indirect (e.g. a residual add).
-        # An in-place op (out is x) also makes x's producer indirect.
-        # any operand may carry the provenance: in `x + bn(conv(x))` or `gain * conv(h)`
-        # the first one is the raw input or a parameter
+                   out: Any) -> None:
+        """What the output(s) of one torch call of the first forward came from.
+
+        The producer: out = op(x, ...) inherits x's producer, marked indirect (e.g. a
+        residual add); an in-place op (out is x) makes x's producer indirect too. Any
+        operand may carry it: in ``x + bn(conv(x))`` or ``gain * conv(h)`` the first
+        one is the raw input or a parameter. The layout: see :func:`layout.follow`.
+        ``chunk``/``split``/``unbind`` return several tensors; each gets both.
+        """
+        outs = [out] if isinstance(out, Tensor) else [t for t in out if isinstance(t, Tensor)]
         operands = list(_tensors(args, kwargs))
         src = next((p for t in operands if (p := self._producers.get(t)) is not None), None)
-        if src is not None:
-            self._producers.set(out, Producer(src.path, False))
         x, known = next(((t, lay) for t in operands if (lay := self._layouts.get(t)) is not None),
                         (None, None))
-        made = layout.follow(getattr(func, "__name__", ""), known,
-                             tuple(x.shape) if x is not None else (), tuple(out.shape))
-        if made is not None:
-            self._layouts.set(out, made)
+        name = layout.op_name(func)
+        head = args[0] if args else None
+        first = x is not None and (x is head or (isinstance(head, (tuple, list))
+                                                 and any(t is x for t in head)))
+        for o in outs:
+            if src is not None:
+                self._producers.set(o, Producer(src.path, False))
+            made = layout.produced(name, known, o.ndim)
+            if made is None and x is not None and known is not None:
+                made = layout.LOST if known == layout.LOST else layout.follow(
+                    name, args, kwargs, known, tuple(x.shape), tuple(o.shape), first=first)
+                made = layout.LOST if made is None else made
+            if made is not None:
+                self._layouts.set(o, made)
 
     # -- activations ---------------------------------------------------------------------------
 
@@ -579,8 +604,8 @@ class Collector:
         out: Tensor,
     ) -> Site:
         producer = self._producers.get(x)
-        unit_axis = self._unit_axis_for(name, out, producer.path if producer else None,
-                                        self._layouts.get(x))
+        unit_axis, source = self._unit_axis_for(name, out, producer.path if producer else None,
+                                                self._layouts.get(x))
         sample_axis = self._guess_sample_axis(out, unit_axis)
         if out.ndim >= 2 and unit_axis == sample_axis:
             raise ConfigError(
@@ -597,6 +622,7 @@ class Collector:
             name=name, order=len(self.sites), kind=kind.name, op=label, module=owner,
             call_index=index, input_layer=producer.path if producer else None,
             input_direct=bool(producer and producer.direct), unit_axis=unit_axis if nd > 0 else 0,
+            unit_axis_source=str(source),
             sample_axis=sample_axis, shape=shape or (units,), units=units, level=kind.level,
             sat_low=kind.sat_low, sat_high=kind.sat_high, can_die=kind.can_die, nonneg=kind.nonneg,
         )
@@ -605,7 +631,7 @@ class Collector:
         return site
 
     def _unit_axis_for(self, name: str, out: Tensor, producer: str | None,
-                       known: str | None = None) -> int:
+                       known: int | None = None) -> tuple[int, layout.AxisSource]:
         nd = out.ndim
         for pattern, axis in self.unit_axis.items():
             if fnmatch.fnmatchcase(name, pattern):
@@ -614,7 +640,7 @@ class Collector:
                         f"unit_axis {axis} for site {name!r} is out of range for its {nd}-d output",
                         f"use a dimension between {-nd} and {nd - 1}",
                     )
-                return axis % nd if nd else 0
+                return (axis % nd if nd else 0), layout.AxisSource.CONFIG
         return layout.unit_axis(nd, known, self._module_at(producer))
 
     def _guess_sample_axis(self, out: Tensor, unit_axis: int) -> int:

@@ -242,7 +242,7 @@ def render_header(report: Report) -> RenderableType:
             f"{report.samples:,} samples", style="bold red"))
     for label, value in header_rows(report):
         grid.add_row(label, value)
-    notes = [str(n) for n in report.meta.get("notes") or ()]
+    notes = report.notes
     for i, note in enumerate(notes):
         grid.add_row("notes" if i == 0 else "", Text(note, style="dim"))
     return Panel(grid, title="deadrelu report", title_align="left", box=box.ROUNDED,
