@@ -36,6 +36,7 @@ overrides by site-name glob.
 from __future__ import annotations
 
 import fnmatch
+import math
 import sys
 import weakref
 from collections.abc import Iterator, Mapping
@@ -78,7 +79,9 @@ class SiteInfo:
         sample_axis: dimension holding samples.
         shape: shape of one sample's activation (sample axis removed).
         units: number of units.
-        level, sat_low, sat_high, can_die, nonneg: see :class:`deadrelu.kinds.ActivationKind`.
+        level, sat_low, sat_high, can_die, nonneg, input_level: see
+            :class:`deadrelu.kinds.ActivationKind` (``input_level`` set: firing was read
+            from the activation's input).
     """
 
     name: str
@@ -99,6 +102,7 @@ class SiteInfo:
     can_die: bool
     nonneg: bool
     unit_axis_source: str = "unrecorded"
+    input_level: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -107,7 +111,8 @@ class SiteInfo:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SiteInfo:
-        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d or k != "unit_axis_source"}
+        optional = ("unit_axis_source", "input_level")  # added later: older reports lack them
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional}
         fields["shape"] = tuple(fields["shape"])
         return cls(**fields)
 
@@ -496,13 +501,21 @@ class Collector:
             if out is not None:
                 self.last_site = name
                 return out
+        kind = make_kind(op, args, kwargs, self.saturation_margin) if site is None else None
+        level = site.info.input_level if site is not None else kind.input_level if kind else None
+        x = args[0] if args else kwargs.get("input")
+        fired = None
+        if level is not None and isinstance(x, Tensor):
+            # firing is the input's sign here (see deadrelu.kinds): read it before the
+            # call, which may write its output into x
+            with torch.no_grad():
+                fired = torch.gt(x.detach(), level)
         out = func(*args, **kwargs)
         if isinstance(out, Tensor):
-            if site is None:
-                kind = make_kind(op, args, kwargs, self.saturation_margin)
-                site = self._new_site(name, kind, label, owner, index,
-                                      args[0] if args else None, out)
-            self._on_activation(site, args, out)
+            if kind is not None:
+                site = self._new_site(name, kind, label, owner, index, x, out)
+            if site is not None:
+                self._on_activation(site, args, out, fired)
         return out
 
     def _site_key(self, func: Any, op: str) -> tuple[str, str, str, int]:
@@ -552,7 +565,10 @@ class Collector:
             torch.autograd.graph.increment_version(x)  # as torch.relu_ would
         return out
 
-    def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor) -> None:
+    def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor,
+                       fired: Tensor | None = None) -> None:
+        """Record one activation output; ``fired`` (bool, like ``out``) where the
+        input, not the output, says where the units fired."""
         self.last_site = site.info.name
         if self._tracing:  # whatever consumes this output was fed by this site
             self._producers.set(out, Producer(site.info.name, True))
@@ -561,9 +577,17 @@ class Collector:
                 self._layouts.set(out, known)
         info = site.info
         with torch.no_grad():  # during training: never part of the autograd graph
-            y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
+            sample_axis = self._sample_axis(out, info)
+            y3, rd = _layout(out.detach(), info.unit_axis, sample_axis)
             scratch = self._scratch_for(y3)
-            site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)
+            if fired is None or fired.shape != out.shape:
+                site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg,
+                                  scratch)
+                return
+            # the output says nothing about firing: no value exceeds an infinite level,
+            # so update() counts none, and the input's mask is added instead
+            site.stats.update(y3, rd, math.inf, info.sat_low, info.sat_high, info.nonneg, scratch)
+            site.stats.add_firing(*_layout(fired, info.unit_axis, sample_axis))
 
     def _graph_site(self, func: Any, op: str) -> tuple[str, str, str]:
         # An exported graph runs its nodes in order, so the k-th call of an op in this
@@ -625,6 +649,7 @@ class Collector:
             unit_axis_source=str(source),
             sample_axis=sample_axis, shape=shape or (units,), units=units, level=kind.level,
             sat_low=kind.sat_low, sat_high=kind.sat_high, can_die=kind.can_die, nonneg=kind.nonneg,
+            input_level=kind.input_level,
         )
         site = Site(info, stats)
         self.sites[name] = site

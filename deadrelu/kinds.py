@@ -6,14 +6,17 @@ Invariants:
   :data:`FUNCTIONS` (``nn.ReLU`` calls ``F.relu``, ``nn.ReLU6`` calls
   ``F.hardtanh``, ``x.relu_()`` is ``Tensor.relu_``...). A callable is registered
   once; registering it twice is a bug and raises.
-* A unit *fires* at a position when its pre-activation is > 0. Every registered
-  activation is non-decreasing at 0 with its output strictly greater than
-  ``f(0)`` exactly when the input is > 0, so firing is read off the *output* as
-  ``y > level`` with ``level = f(0)``. Reading the output (not the input) keeps
-  in-place activations correct: by the time we look, the input is overwritten.
-  (PReLU/RReLU with a negative slope break this, as do ``F.threshold`` with a
-  replacement value above its threshold and ``F.softplus`` with a linear-region
-  threshold below log 2; we document it rather than pay for a second tensor.)
+* A unit *fires* at a position when its pre-activation is > 0 (above the
+  threshold for ``F.threshold``, above the lower bound for a clipping
+  ``hardtanh`` with bound ≥ 0). Where the output tells that exactly — ``y > level``
+  with ``level = f(0)``, for ReLU, ReLU6, GELU, SiLU, ELU... — it is read off the
+  *output*: that keeps in-place activations correct and costs nothing extra (the
+  fused ReLU path depends on it). Where it does not, the kind has an
+  ``input_level`` and firing is read off the *input*, ``x > input_level``, before
+  the call runs: PReLU and RReLU (learned or random slopes, negative ones
+  included), leaky ReLU, ELU and CELU with a negative slope or alpha,
+  ``F.threshold`` with a replacement value above its threshold, and softplus
+  (its linear-region threshold, and float rounding of ``log 2`` at 0).
 * Saturation is the flat region of a bounded activation: ``y <= sat_low`` or
   ``y >= sat_high``. For ReLU6 only the upper bound counts, since its lower flat
   region is "not firing" and is already counted as such.
@@ -30,13 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Canonical kind names, in the order they are documented.
-KIND_NAMES: tuple[str, ...] = (
-    "relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu",
-    "silu", "mish", "hardswish", "softplus", "threshold", "hardtanh", "hardsigmoid",
-    "sigmoid", "tanh",
-)
-
 #: Kinds whose output is never negative, so sum |y| equals sum y (one reduction saved).
 _NONNEG = frozenset({"relu", "relu6", "softplus", "hardsigmoid", "sigmoid"})
 
@@ -45,9 +41,6 @@ _RECTIFIERS = frozenset(
     {"relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu",
      "silu", "mish", "hardswish", "softplus", "threshold"}
 )
-
-#: Bounded kinds: "saturated" is meaningful.
-BOUNDED = frozenset({"relu6", "hardtanh", "hardsigmoid", "sigmoid", "tanh"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +54,9 @@ class ActivationKind:
         sat_high: outputs ``>= sat_high`` are saturated (``None``: no upper flat region).
         can_die: the activation has a flat region below zero, so "dead" applies.
         nonneg: the output is never negative.
+        input_level: where set, a unit fires where its *input* is above this (the
+            output does not tell: see the module docstring); ``level`` then says nothing
+            about firing.
     """
 
     name: str
@@ -69,6 +65,7 @@ class ActivationKind:
     sat_high: float | None = None
     can_die: bool = True
     nonneg: bool = False
+    input_level: float | None = None
 
     @property
     def bounded(self) -> bool:
@@ -105,13 +102,21 @@ def make_kind(op: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], margin:
     if op == "threshold":
         # y = x above the threshold, else value: with value <= threshold, y > threshold
         # exactly when x is; a replacement value above the threshold hides inputs in
-        # (threshold, value], so those count as not firing (documented approximation)
+        # (threshold, value], so then the input is read
         th = _arg(args, kwargs, 1, "threshold", 0.0)
         value = _arg(args, kwargs, 2, "value", 0.0)
-        return ActivationKind("threshold", max(th, value), can_die=True)
+        return ActivationKind("threshold", max(th, value), can_die=True,
+                              input_level=th if value > th else None)
     if op == "softplus":
         beta = _arg(args, kwargs, 1, "beta", 1.0)
-        return ActivationKind("softplus", math.log(2.0) / beta, can_die=True, nonneg=True)
+        return ActivationKind("softplus", math.log(2.0) / beta, can_die=True, nonneg=True,
+                              input_level=0.0)
+    if op in ("prelu", "rrelu"):  # slopes learned or drawn at random: any sign
+        return ActivationKind(op, 0.0, can_die=True, input_level=0.0)
+    if op == "leaky_relu" and _arg(args, kwargs, 1, "negative_slope", 0.01) < 0:
+        return ActivationKind(op, 0.0, can_die=True, input_level=0.0)
+    if op in ("elu", "celu") and _arg(args, kwargs, 1, "alpha", 1.0) < 0:
+        return ActivationKind(op, 0.0, can_die=True, input_level=0.0)
     if op == "sigmoid":
         return ActivationKind("sigmoid", 0.5, margin, 1.0 - margin, can_die=False, nonneg=True)
     if op == "tanh":
@@ -208,8 +213,3 @@ MODULES: Mapping[type[nn.Module], str] = {
     nn.Hardtanh: "hardtanh", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Softplus: "softplus",
     nn.Threshold: "threshold",
 }
-
-
-def is_activation_module(module: nn.Module) -> bool:
-    """Whether ``module`` is one of the activation classes deadrelu names by module path."""
-    return isinstance(module, tuple(MODULES))

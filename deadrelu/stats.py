@@ -179,6 +179,19 @@ class UnitStats:
         self._count(n_samples, n_pos)
         return True
 
+    def add_firing(self, fired3: Tensor, reduce_dim: int) -> None:
+        """Add the firing counts of one batch from a boolean mask laid out as in :meth:`update`.
+
+        For kinds whose output does not tell whether the input was positive (PReLU,
+        composite activations...): the batch's other counters come from
+        :meth:`update` over the output with an infinite level, which counts no firing.
+        Counted in int64, exact at any size.
+        """
+        per_slice = fired3.sum(reduce_dim)  # (S, U)
+        t = self.tensors
+        t["active"].add_(per_slice.sum(0).to(t["active"].dtype))
+        t["sample_active"].add_((per_slice > 0).sum(0).to(t["sample_active"].dtype))
+
     def _update_flat(self, y: Tensor, level: float, nonneg: bool, scratch: Tensor,
                      exact: bool) -> None:
         """(S, U) outputs: every slice is one position, so every pass is full-size and
