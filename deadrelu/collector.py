@@ -41,7 +41,7 @@ import sys
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch
@@ -51,7 +51,15 @@ from torch.utils.hooks import RemovableHandle
 
 from deadrelu import layout, native
 from deadrelu.errors import ConfigError, ModelError
-from deadrelu.kinds import FUNCTIONS, MODULES, ActivationKind, make_kind
+from deadrelu.kinds import (
+    COMPOSITE_CLASSES,
+    FUNCTIONS,
+    MODULES,
+    ActivationKind,
+    class_name,
+    identify_composite,
+    make_kind,
+)
 from deadrelu.stats import UnitStats, scratch_size
 
 ROOT = "<model>"
@@ -82,6 +90,9 @@ class SiteInfo:
         level, sat_low, sat_high, can_die, nonneg, input_level: see
             :class:`deadrelu.kinds.ActivationKind` (``input_level`` set: firing was read
             from the activation's input).
+        part_of: set when the site is probably part of a composite activation written
+            inline (``x * sigmoid(1.702 * x)``, ``0.5 * x * (1 + tanh(...))``): its
+            counts are those of the inner function, and no saturation is diagnosed.
     """
 
     name: str
@@ -103,6 +114,7 @@ class SiteInfo:
     nonneg: bool
     unit_axis_source: str = "unrecorded"
     input_level: float | None = None
+    part_of: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -111,7 +123,7 @@ class SiteInfo:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SiteInfo:
-        optional = ("unit_axis_source", "input_level")  # added later: older reports lack them
+        optional = ("unit_axis_source", "input_level", "part_of")  # older reports lack them
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional}
         fields["shape"] = tuple(fields["shape"])
         return cls(**fields)
@@ -135,6 +147,10 @@ class Frame:
     op: str | None
     #: activation calls made while this module was the innermost one
     calls: int = 0
+    #: the kind of a composite activation module (its calls inside are not sites)
+    composite: str | None = None
+    #: how many sites existed when it started (first forward: the sites made inside it)
+    first_site: int = 0
 
 
 class Producer(NamedTuple):
@@ -143,6 +159,27 @@ class Producer(NamedTuple):
     path: str
     #: made by that module itself, with no op in between
     direct: bool
+
+
+class Derived(NamedTuple):
+    """A tensor computed elementwise from ``root`` by scalar arithmetic and the activation
+    sites in ``sites`` (first forward only): ``tanh(0.79 * (x + 0.04 * x**3))`` is one of
+    ``x`` through the tanh site. Multiplied by its own root, it is most likely part of a
+    composite activation written inline (``x * sigmoid(1.702 * x)``)."""
+
+    root: weakref.ref[Tensor]
+    sites: tuple[str, ...]
+    #: id of the root: a root freed early (``fc(x) * 20`` frees ``fc(x)``) still
+    #: matches notes that name the same id and whose reference is dead too
+    root_id: int = 0
+
+
+#: Elementwise arithmetic that keeps a tensor "a function of the same root".
+_ARITHMETIC = frozenset({
+    "__mul__", "__rmul__", "mul", "__add__", "__radd__", "add", "__sub__", "__rsub__", "sub",
+    "__truediv__", "__rtruediv__", "div", "__pow__", "pow", "__neg__", "neg", "square",
+    "mul_", "add_", "sub_", "div_", "__iadd__", "__imul__", "erf", "exp", "log1p", "sqrt",
+})
 
 
 class Failure(NamedTuple):
@@ -214,7 +251,7 @@ class _Mode(TorchFunctionMode):
         kwargs = kwargs or {}
         op = FUNCTIONS.get(func)
         c = self.collector
-        if op is not None and c._stack:
+        if op is not None and c._stack and not c._muted:
             return c._activation(func, op, args, kwargs)
         out = func(*args, **kwargs)
         if c._tracing and args and isinstance(out, (Tensor, tuple, list)):
@@ -281,6 +318,12 @@ class Collector:
             name = name.replace("._orig_mod", "").removeprefix("_orig_mod.")
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
         self._graph_paths = _graph_module_paths(model)
+        #: id of a composite activation module → its kind (see deadrelu.kinds)
+        self._composites: dict[int, str] = {
+            id(m): kind for m in model.modules()
+            if (kind := COMPOSITE_CLASSES.get(class_name(type(m)))) is not None
+        }
+        self._muted = 0  # depth of composite modules running: their calls are not sites
         self._handles: list[tuple[int, RemovableHandle]] = []  # (id of module, handle)
         # first forward: ids of the modules that ran, and of those that were the
         # innermost module when an activation ran
@@ -297,6 +340,8 @@ class Collector:
         self._producers: TensorNotes[Producer] = TensorNotes()
         #: each tensor's unit dim, where it is known (see deadrelu.layout)
         self._layouts: TensorNotes[int] = TensorNotes()
+        #: tensors computed from another one through activation sites (see Derived)
+        self._derived: TensorNotes[Derived] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -376,9 +421,13 @@ class Collector:
                 return
             self._enter_forward(args, kwargs)
         op = MODULES.get(type(module))
+        composite = self._composites.get(id(module))
+        if composite is not None:
+            self._muted += 1
         if self._tracing:
             self._ran.add(id(module))
-        self._stack.append(Frame(module, self._names.get(id(module), "?"), op))
+        self._stack.append(Frame(module, self._names.get(id(module), "?"), op, 0, composite,
+                                 len(self.sites)))
 
     def _starts_forward(self, module: nn.Module) -> bool:
         """Whether a forward entered through ``module`` is recorded (subclasses narrow it)."""
@@ -387,8 +436,13 @@ class Collector:
     def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._stack or self._stack[-1].module is not module:
             return
-        path = self._stack.pop().path
+        frame = self._stack.pop()
+        path = frame.path
         error = sys.exc_info()[1]
+        if frame.composite is not None:
+            self._muted -= 1
+        if error is None and (frame.composite is not None or self._tracing):
+            self._composite_call(frame, args, output)
         if output is None and self.failure is None and error is not None:
             # always_call hooks run (with the call's args) while an exception unwinds the
             # forward: the first hooked module to see it raised, or a quiet one inside it
@@ -413,6 +467,49 @@ class Collector:
             self._leave_forward()
             if complete:
                 self._quiet_leaves()
+
+    def _composite_call(self, frame: Frame, args: tuple[Any, ...], output: Any) -> None:
+        """Record a call of a composite activation module as one site, on its input.
+
+        In the first forward, a parameter-free leaf module whose output is one of the
+        known composites of its input (:func:`deadrelu.kinds.identify_composite`)
+        becomes one: the sites its calls made are withdrawn, and later forwards do
+        not record them.
+        """
+        x, out = _first_tensor(args, {}), output
+        if not isinstance(x, Tensor) or not isinstance(out, Tensor) or x.shape != out.shape:
+            return
+        with torch._C.DisableTorchFunction():  # the collector's own ops are not the model's
+            kind = frame.composite
+            if kind is None:
+                kind = self._probe(frame, x, out)
+                if kind is None:
+                    return
+            base = frame.path or ROOT
+            index = self._calls.get(base, 0)
+            self._calls[base] = index + 1
+            name = base if index == 0 else f"{base}#{index}"
+            with torch.no_grad():
+                fired = torch.gt(x.detach(), 0.0)
+            site = self.sites.get(name)
+            if site is None:
+                made = replace(make_kind(kind, (), {}, self.saturation_margin), input_level=0.0)
+                site = self._new_site(name, made, "module", base, index, x, out)
+            self._on_activation(site, (x,), out, fired)
+
+    def _probe(self, frame: Frame, x: Tensor, out: Tensor) -> str | None:
+        module = frame.module
+        if (frame.op is not None or next(module.children(), None) is not None
+                or next(module.parameters(recurse=False), None) is not None
+                or next(module.buffers(recurse=False), None) is not None
+                or type(module).__module__.startswith("torch.")):
+            return None
+        kind = identify_composite(x, out)
+        if kind is not None:
+            for name in list(self.sites)[frame.first_site:]:
+                del self.sites[name]  # its tanh/sigmoid calls were parts of it
+            self._composites[id(module)] = kind
+        return kind
 
     def _quiet_failure(self, error: BaseException) -> Failure | None:
         """(path, module, input shape) of the quiet module the traceback ends in, if any."""
@@ -449,7 +546,9 @@ class Collector:
             self._tracing = False
         self._producers.clear()
         self._layouts.clear()
+        self._derived.clear()
         self._stack.clear()
+        self._muted = 0
 
     # -- provenance (first forward only) ------------------------------------------------------
 
@@ -488,6 +587,35 @@ class Collector:
                 made = layout.LOST if made is None else made
             if made is not None:
                 self._layouts.set(o, made)
+        if name in _ARITHMETIC and isinstance(out, Tensor):
+            self._follow_arithmetic(name, operands, out)
+
+    def _root(self, tensor: Tensor) -> Derived:
+        known = self._derived.get(tensor)
+        return known if known is not None else Derived(weakref.ref(tensor), (), id(tensor))
+
+    def _follow_arithmetic(self, name: str, operands: list[Tensor], out: Tensor) -> None:
+        """Track scalar arithmetic on one tensor, and spot ``x * f(x)`` (see Derived)."""
+        big = [t for t in operands if t.ndim > 0 and t.numel() > 1]
+        if not big:
+            return
+        notes = [self._root(t) for t in big]
+        first = notes[0]
+        if any(n.root_id != first.root_id or n.root() is not first.root() for n in notes):
+            return  # two different tensors: a gate times a value, a residual add...
+        with_sites = [n for n in notes if n.sites]
+        if (len(notes) == 2 and len(with_sites) == 1
+                and name in ("__mul__", "__rmul__", "mul", "mul_", "__imul__")):
+            self._mark_composite(with_sites[0].sites)
+            return
+        sites = tuple(dict.fromkeys(site for n in notes for site in n.sites))
+        self._derived.set(out, Derived(first.root, sites, first.root_id))
+
+    def _mark_composite(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            site = self.sites.get(name)
+            if site is not None and site.info.part_of is None:
+                site.info = replace(site.info, part_of="x * f(x)")
 
     # -- activations ---------------------------------------------------------------------------
 
@@ -572,6 +700,10 @@ class Collector:
         self.last_site = site.info.name
         if self._tracing:  # whatever consumes this output was fed by this site
             self._producers.set(out, Producer(site.info.name, True))
+            if args and isinstance(args[0], Tensor):
+                root = self._root(args[0])
+                self._derived.set(out, Derived(root.root, (*root.sites, site.info.name),
+                                               root.root_id))
             known = self._layouts.get(args[0] if args else None)
             if known is not None:  # elementwise: the dims keep their meaning
                 self._layouts.set(out, known)

@@ -213,3 +213,70 @@ MODULES: Mapping[type[nn.Module], str] = {
     nn.Hardtanh: "hardtanh", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Softplus: "softplus",
     nn.Threshold: "threshold",
 }
+
+
+# -- activations composed from other ops -------------------------------------------------------
+
+#: Activation classes implemented in Python from ``tanh``/``sigmoid``/``erf`` (or wrapping
+#: one call), by qualified name so that nothing is imported → their kind. Such a module
+#: is one site of that kind, counted on its input (it fires where x > 0), and the calls
+#: inside it are not sites of their own. ``ACT2FN`` entries of transformers are these.
+COMPOSITE_CLASSES: Mapping[str, str] = {
+    **{f"transformers.activations.{name}": "gelu" for name in (
+        "NewGELUActivation", "GELUActivation", "FastGELUActivation", "QuickGELUActivation",
+        "ClippedGELUActivation", "AccurateGELUActivation", "GELUTanh", "PytorchGELUTanh",
+    )},
+    "transformers.activations.SiLUActivation": "silu",
+    "transformers.activations.MishActivation": "mish",
+    "transformers.activations.ReLUSquaredActivation": "relu",
+    "transformers.activations.SqrtSoftplusActivation": "softplus",
+    # transformers' own copies under models/ (older releases), and timm's
+    "transformers.models.gpt2.modeling_gpt2.NewGELUActivation": "gelu",
+    "timm.layers.activations.GELUTanh": "gelu",
+    "timm.layers.activations.QuickGELU": "gelu",
+    "timm.layers.activations.Swish": "silu",
+    "timm.layers.activations.Mish": "mish",
+    "timm.layers.activations.HardSwish": "hardswish",
+}
+
+
+def class_name(cls: type) -> str:
+    """``module.QualName`` of a class, the key of :data:`COMPOSITE_CLASSES`."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+#: Known composites a parameter-free module's forward may compute, checked on its first
+#: call (in float64) → kind. GELU in its erf, tanh and sigmoid forms; the tolerance
+#: tells them from each other and from SiLU and Mish by far.
+COMPOSITE_PROBES: tuple[tuple[str, Callable[[torch.Tensor], torch.Tensor]], ...] = (
+    ("gelu", F.gelu),
+    ("gelu", lambda x: F.gelu(x, approximate="tanh")),
+    ("gelu", _quick_gelu),
+    ("silu", F.silu),
+    ("mish", F.mish),
+    ("hardswish", F.hardswish),
+    ("softplus", F.softplus),
+    ("relu", F.relu),
+)
+
+
+def identify_composite(x: torch.Tensor, y: torch.Tensor) -> str | None:
+    """The kind of activation ``y = f(x)`` is, if it is one of :data:`COMPOSITE_PROBES`.
+
+    Only decided where the input shows both sides clearly (values below -1 and
+    above 1, where the candidates differ most), so an identity or a scaling is never
+    taken for an activation.
+    """
+    if x.shape != y.shape or not x.is_floating_point() or not y.is_floating_point():
+        return None
+    xs, ys = x.detach().double(), y.detach().double()
+    if not bool((xs < -1.0).any()) or not bool((xs > 1.0).any()) or not bool(ys.isfinite().all()):
+        return None
+    for kind, f in COMPOSITE_PROBES:
+        if torch.allclose(ys, f(xs), rtol=1e-3, atol=1e-4):
+            return kind
+    return None

@@ -85,6 +85,13 @@ class Report:
             more = f" and {len(guessed) - 5} more" if len(guessed) > 5 else ""
             notes.append(f"unit axis guessed for {names}{more}: nothing showed which dim holds "
                          "the units; set unit_axis in the config if it is another")
+        parts = [s.info.name for s in self.sites if s.info.part_of]
+        if parts:
+            notes.append(f"probably parts of composite activations written inline (x * f(x), as "
+                         f"in x * sigmoid(1.702 * x)): {', '.join(parts[:5])}"
+                         f"{f' and {len(parts) - 5} more' if len(parts) > 5 else ''}; their "
+                         "counts are the inner function's and no saturation is diagnosed there. "
+                         "An activation module (nn.GELU, nn.SiLU...) is counted as one site")
         return tuple(notes)
 
     def site(self, name: str) -> Site:

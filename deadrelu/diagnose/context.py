@@ -405,7 +405,10 @@ class Context:
         sat = view.saturated
         bounded = view.info.sat_low is not None or view.info.sat_high is not None
         problem = len(sat) > 0 or view.saturated_share >= SAT_LAYER
-        if bounded and problem and view is not self.output_site:
+        # a tanh/sigmoid inside an inline composite (x * sigmoid(1.702 * x)) saturates by
+        # design wherever the composite is linear or zero: not a problem of its own
+        inline = view.info.part_of is not None
+        if bounded and problem and view is not self.output_site and not inline:
             key = "input_scale" if view in self.input_chain else "saturation"
             view.saturation_causes = {key: sat}
 
