@@ -580,7 +580,7 @@ class Collector:
         for o in outs:
             if src is not None:
                 self._producers.set(o, Producer(src.path, False))
-            made = layout.produced(name, known, o.ndim)
+            made = layout.produced(name, known, o.ndim, args)
             if made is None and x is not None and known is not None:
                 made = layout.LOST if known == layout.LOST else layout.follow(
                     name, args, kwargs, known, tuple(x.shape), tuple(o.shape), first=first)

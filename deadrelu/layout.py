@@ -116,8 +116,21 @@ def op_name(func: Any) -> str:
     return name
 
 
-def produced(name: str, in_layout: int | None, out_ndim: int) -> int | None:
-    """Layout of the output of a layer-like functional op ``name``, or None if it defines none."""
+#: Matrix products, and where their right-hand operand is: with a weight matrix there
+#: (2-d), they are a Linear written out (transformers' GPT-2 ``Conv1D`` is an ``addmm``).
+_PRODUCTS: Mapping[str, int] = {"mm": 1, "matmul": 1, "__matmul__": 1, "addmm": 2}
+
+
+def produced(name: str, in_layout: int | None, out_ndim: int,
+             args: Sequence[Any] = ()) -> int | None:
+    """Layout of the output of a layer-like functional op ``name``, or None if it defines none.
+
+    ``args`` are the call's arguments, read for matrix products only.
+    """
+    at = _PRODUCTS.get(name)
+    if at is not None:
+        weight = args[at] if len(args) > at else None
+        return out_ndim - 1 if getattr(weight, "ndim", None) == 2 and out_ndim >= 1 else None
     if name in NORM_FUNCS and in_layout is not None and in_layout < out_ndim:
         return in_layout
     if name in CHANNEL_FUNCS:

@@ -128,6 +128,13 @@ def test_layers_set_the_layout_and_normalizations_keep_a_known_one(name, in_layo
     assert layout.produced(name, in_layout, ndim) == expected
 
 
+def test_a_product_with_a_weight_matrix_is_a_linear_written_out():
+    w, x3 = torch.ones(4, 6), torch.ones(2, 3, 4)
+    assert layout.produced("addmm", None, 2, (torch.ones(6), torch.ones(5, 4), w)) == 1
+    assert layout.produced("matmul", 1, 3, (x3, w)) == 2
+    assert layout.produced("matmul", 1, 3, (x3, torch.ones(2, 4, 6))) is None  # batched: mixed
+
+
 def test_module_layouts():
     assert layout.module_layout(nn.Conv1d(2, 3, 1), None, 3) == 1
     assert layout.module_layout(nn.LayerNorm(4), None, 3) == 2
