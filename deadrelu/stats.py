@@ -3,7 +3,7 @@
 Modelled on torchmetrics' ``Metric``: the state is *declared* in
 :data:`REDUCTIONS` together with how two partial states combine (``sum`` or
 ``max``). Streaming over batches, merging two partial scans and the distributed
-all-reduce are all the same operation over that declaration, which is why
+all-reduce (:mod:`deadrelu.distributed`) are all the same operation over that declaration, which is why
 "many small batches == one big batch == merge of shards" holds exactly.
 
 The counters live on the model's device; :meth:`UnitStats.update` is tensor
@@ -297,20 +297,6 @@ class UnitStats:
             tensor.fill_(float("-inf") if name == "max" else 0.0)
         self.positions = 0
         self.samples = 0
-
-    def all_reduce(self, group: Any = None) -> None:
-        """Combine counters across ``torch.distributed`` ranks in place, per :data:`REDUCTIONS`.
-
-        Host-side integers are reduced too, so every rank ends with the totals.
-        """
-        import torch.distributed as dist
-
-        for name, how in REDUCTIONS.items():
-            op = dist.ReduceOp.SUM if how == "sum" else dist.ReduceOp.MAX
-            dist.all_reduce(self.tensors[name], op=op, group=group)
-        ints = torch.tensor([self.positions, self.samples], dtype=torch.int64, device=self.device)
-        dist.all_reduce(ints, op=dist.ReduceOp.SUM, group=group)
-        self.positions, self.samples = (int(v) for v in ints.tolist())
 
     # -- serialisation -----------------------------------------------------------------------
 

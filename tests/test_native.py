@@ -137,6 +137,27 @@ def test_a_failed_build_leaves_the_eager_path_and_a_reason(fresh_native, monkeyp
     assert not native.ensure(wait=False) and "the C++ build failed" in native.reason()
 
 
+def test_a_job_that_fails_before_its_starter_resumes_leaves_no_lock(fresh_native, monkeypatch):
+    # the worst interleaving, made certain: Popen returns only once the job has failed
+    # and removed its lock; nothing the starter does afterwards may re-create it
+    from deadrelu.native import build
+
+    monkeypatch.setenv("CXX", str(fresh_native / "no-such-compiler"))
+    real = subprocess.Popen
+
+    def finished(*args, **kwargs):
+        job = real(*args, **kwargs)
+        job.wait()
+        return job
+
+    monkeypatch.setattr(build.subprocess, "Popen", finished)
+    target = build.library_path()
+    job = build.start(target)
+    assert job is not None and job.returncode is not None
+    assert not build._lock(target).exists()
+    assert build.marker(target).exists()
+
+
 _FAKE_COMPILER = """#!/bin/sh
 # stands in for c++: waits, then "produces" the library by copying a built one
 sleep {delay}

@@ -20,7 +20,6 @@ it (or run ``python -m deadrelu.native --rebuild``) after installing a compiler.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import platform
@@ -125,9 +124,13 @@ def _lock(target: Path) -> Path:
 
 
 # $1 temporary output, $2 target, $3 failure note, $4 lock; then the compiler command.
-# Runs detached: renames the library (or the failure note) into place, then unlocks.
+# Runs detached: writes its pid into the lock (so others can tell whether it still
+# runs), renames the library (or the failure note) into place, then unlocks. The job
+# itself writes the pid: written by the starter after Popen, it could land after a job
+# that failed at once had already removed the lock, and re-create it as a stale lock.
 _JOB = """
 tmp="$1"; target="$2"; note="$3"; lock="$4"; shift 4
+echo $$ > "$lock"
 if "$@" -o "$tmp" 2> "$tmp.log"; then
   mv -f "$tmp" "$target"
 else
@@ -176,8 +179,6 @@ def start(target: Path) -> subprocess.Popen[bytes] | None:
     except OSError as exc:
         lock.unlink(missing_ok=True)
         raise BuildError(f"cannot start the build ({exc})") from exc
-    with contextlib.suppress(OSError):  # the job's pid tells others whether it still runs
-        lock.write_text(str(job.pid))
     return job
 
 
