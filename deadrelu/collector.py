@@ -505,10 +505,12 @@ class Collector:
                 or type(module).__module__.startswith("torch.")):
             return None
         kind = identify_composite(x, out)
-        if kind is not None:
-            for name in list(self.sites)[frame.first_site:]:
-                del self.sites[name]  # its tanh/sigmoid calls were parts of it
-            self._composites[id(module)] = kind
+        inner = list(self.sites)[frame.first_site:]
+        if kind is None or (len(inner) == 1 and self.sites[inner[0]].info.kind == kind):
+            return None  # not a composite, or a wrapper around that very activation call
+        for name in inner:
+            del self.sites[name]  # its tanh/sigmoid calls were parts of it
+        self._composites[id(module)] = kind
         return kind
 
     def _quiet_failure(self, error: BaseException) -> Failure | None:

@@ -177,3 +177,15 @@ def test_gated_mlps_keep_their_site_on_the_gate_activation():
     (site,) = report.sites
     assert (site.info.name, site.info.kind, site.info.input_layer) == ("<model>:silu", "silu", "gate")
     assert site.info.part_of is None
+
+
+class Wrapper(nn.Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+def test_a_module_that_wraps_one_activation_call_keeps_that_call_as_its_site():
+    model = nn.Sequential(nn.Linear(4, 8), Wrapper())
+    report = scan(model, torch.randn(32, 4) * 3)
+    (site,) = report.sites
+    assert (site.info.name, site.info.op, site.info.input_level) == ("1:relu", "F.relu", None)
