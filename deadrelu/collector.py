@@ -565,7 +565,8 @@ class Collector:
         """What the output(s) of one torch call of the first forward came from.
 
         The producer: out = op(x, ...) inherits x's producer, marked indirect (e.g. a
-        residual add); an in-place op (out is x) makes x's producer indirect too. Any
+        residual add) unless the op only rearranges x and keeps its unit dim (a
+        transpose, a view); an in-place op (out is x) makes x's producer indirect too. Any
         operand may carry it: in ``x + bn(conv(x))`` or ``gain * conv(h)`` the first
         one is the raw input or a parameter. The layout: see :func:`layout.follow`.
         ``chunk``/``split``/``unbind`` return several tensors; each gets both.
@@ -580,8 +581,6 @@ class Collector:
         first = x is not None and (x is head or (isinstance(head, (tuple, list))
                                                  and any(t is x for t in head)))
         for o in outs:
-            if src is not None:
-                self._producers.set(o, Producer(src.path, False))
             made = layout.produced(name, known, o.ndim, args)
             if made is None and x is not None and known is not None:
                 made = layout.LOST if known == layout.LOST else layout.follow(
@@ -589,6 +588,11 @@ class Collector:
                 made = layout.LOST if made is None else made
             if made is not None:
                 self._layouts.set(o, made)
+            if src is not None:
+                # a transpose or view that keeps the units keeps them the layer's own
+                direct = (src.direct and name in layout.REARRANGING and len(operands) == 1
+                          and made is not None and made >= 0)
+                self._producers.set(o, Producer(src.path, direct))
         if name in _ARITHMETIC and isinstance(out, Tensor):
             self._follow_arithmetic(name, operands, out)
 

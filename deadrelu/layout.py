@@ -97,6 +97,15 @@ _REDUCTIONS = frozenset({
 _DROP_ONE = frozenset({"select", "unbind"})
 
 
+#: Ops that only rearrange one tensor's values: where the unit dim survives, each unit
+#: still holds exactly the values the producing layer gave it.
+REARRANGING = frozenset(
+    {"t", "t_", "T", "mT", "H", "mH", "permute", "movedim", "moveaxis", "contiguous", "clone",
+     "detach", "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "ravel"}
+    | set(_SWAPS)
+)
+
+
 class AxisSource(str, Enum):
     """How a site's unit axis was decided (the ``unit_axis_source`` column)."""
 
