@@ -15,7 +15,13 @@ How it sees calls (see ../shared/REFERENCE.md, "PyTorch gotchas"):
   ``self.relu`` called three times is three sites (``relu``, ``relu#1``,
   ``relu#2``), counted per forward.
 * Statistics are computed inside the handler from the activation's *output*,
-  so in-place activations are read before anything can overwrite them.
+  so in-place activations are read before anything can overwrite them. For kinds
+  whose output does not tell whether the input was positive (PReLU, softplus...,
+  see :mod:`deadrelu.kinds`), firing comes from a mask of the *input* taken before
+  the call.
+* Composite activation modules (transformers' ``NewGELUActivation``..., or a module
+  that computes one) are one site, recorded by their forward hook from their input
+  and output; the activation calls inside them are not sites.
 * An active mode disables ``nn.TransformerEncoderLayer``'s fused fast path, so
   its ``F.relu`` is seen in eval mode under ``no_grad`` too.
 
