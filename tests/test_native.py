@@ -115,7 +115,7 @@ def fresh_native(monkeypatch, tmp_path):
     """The loader as in a new process, with its cache in ``tmp_path``."""
     monkeypatch.setenv("DEADRELU_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("DEADRELU_NATIVE", raising=False)
-    for name, value in (("_ops", None), ("_reason", None), ("_path", None), ("_job", None),
+    for name, value in (("_ops", None), ("_reason", None), ("_path", None), ("_job", False),
                         ("_building", False), ("_next_look", 0.0)):
         monkeypatch.setattr(native, name, value)
     return tmp_path
@@ -138,24 +138,27 @@ def test_a_failed_build_leaves_the_eager_path_and_a_reason(fresh_native, monkeyp
 
 
 def test_a_job_that_fails_before_its_starter_resumes_leaves_no_lock(fresh_native, monkeypatch):
-    # the worst interleaving, made certain: Popen returns only once the job has failed
-    # and removed its lock; nothing the starter does afterwards may re-create it
+    # the worst interleaving, made certain: the launcher returns only once the job has
+    # failed and removed its lock; nothing the starter does afterwards may re-create it
+    # (the job writes its own pid into the lock, never the starter)
     from deadrelu.native import build
 
     monkeypatch.setenv("CXX", str(fresh_native / "no-such-compiler"))
-    real = subprocess.Popen
+    target = build.library_path()
+    lock = build._lock(target)
+    real = subprocess.run
 
     def finished(*args, **kwargs):
-        job = real(*args, **kwargs)
-        job.wait()
-        return job
+        out = real(*args, **kwargs)
+        deadline = time.monotonic() + 60
+        while (lock.exists() or not build.marker(target).exists()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return out
 
-    monkeypatch.setattr(build.subprocess, "Popen", finished)
-    target = build.library_path()
-    job = build.start(target)
-    assert job is not None and job.returncode is not None
-    assert not build._lock(target).exists()
+    monkeypatch.setattr(build.subprocess, "run", finished)
+    assert build.start(target) is True
     assert build.marker(target).exists()
+    assert not lock.exists()
 
 
 _FAKE_COMPILER = """#!/bin/sh
