@@ -615,11 +615,14 @@ class Collector:
         first = notes[0]
         if any(n.root_id != first.root_id or n.root() is not first.root() for n in notes):
             return  # two different tensors: a gate times a value, a residual add...
-        with_sites = [n for n in notes if n.sites]
-        if (len(notes) == 2 and len(with_sites) == 1
-                and name in ("__mul__", "__rmul__", "mul", "mul_", "__imul__")):
-            self._mark_composite(with_sites[0].sites)
-            return
+        if len(notes) == 2 and name in ("__mul__", "__rmul__", "mul", "mul_", "__imul__"):
+            # x * f(x): f's sites are those the one operand went through and the other not
+            # (x may itself be an activation's output: both then share its site)
+            small, big_ = sorted((set(n.sites) for n in notes), key=len)
+            extra = tuple(site for site in notes[0].sites + notes[1].sites if site not in small)
+            if small < big_ and extra:
+                self._mark_composite(extra)
+                return
         sites = tuple(dict.fromkeys(site for n in notes for site in n.sites))
         self._derived.set(out, Derived(first.root, sites, first.root_id))
 

@@ -189,3 +189,24 @@ def test_a_module_that_wraps_one_activation_call_keeps_that_call_as_its_site():
     report = scan(model, torch.randn(32, 4) * 3)
     (site,) = report.sites
     assert (site.info.name, site.info.op, site.info.input_level) == ("1:relu", "F.relu", None)
+
+
+def test_the_new_site_fields_are_in_the_report_schema():
+    import schemas
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 8)
+            self.act = nn.PReLU()
+
+        def forward(self, x):  # x: (N, 3, 4), raw: the first relu's units are guessed
+            h = self.act(self.fc(torch.relu(x)))
+            return h * torch.sigmoid(1.702 * h)
+
+    report = scan(Mixed(), torch.randn(16, 3, 4))
+    doc = schemas.validate_json("report", report.to_json())
+    sites = {layer["name"]: layer["site"] for layer in doc["layers"]}
+    assert sites["<model>:relu"]["unit_axis_source"] == "guessed"
+    assert sites["act"]["input_level"] == 0.0
+    assert sites["<model>:sigmoid"]["part_of"] == "x * f(x)"
