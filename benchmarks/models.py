@@ -67,7 +67,7 @@ def transformer(d_model: int = 256, layers: int = 4, heads: int = 4) -> nn.Modul
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
-def prelu_cnn(width: int = 64) -> nn.Sequential:
+def prelu_cnn(width: int = 32) -> nn.Sequential:
     """A face-detector-like conv stack with per-channel PReLU (firing read from the input)."""
     layers: list[nn.Module] = []
     c_in = 3
