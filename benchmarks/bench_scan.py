@@ -1,6 +1,6 @@
 """Scan cost vs plain forward passes, and peak memory vs number of samples.
 
-Run: ``python benchmarks/bench_scan.py`` (writes benchmarks/results/scan.md).
+Run: ``python benchmarks/bench_scan.py`` (writes benchmarks/results/scan.md, or ``--out NAME``).
 
 Two timings per model, each the ratio of medians over ``--reps`` interleaved runs:
 
@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
     ap.add_argument("--note", default="", help="a line to add under the table (e.g. machine load)")
+    ap.add_argument("--out", default="scan.md", help="file name under benchmarks/results/")
     args = ap.parse_args()
     if args.memory_child:
         _memory_child(args.memory_child[0], int(args.memory_child[1]))
@@ -200,7 +201,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     (Path(__file__).parent / "results").mkdir(exist_ok=True)
-    (Path(__file__).parent / "results" / "scan.md").write_text(text)
+    (Path(__file__).parent / "results" / args.out).write_text(text)
 
 
 if __name__ == "__main__":
