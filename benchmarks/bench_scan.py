@@ -1,6 +1,6 @@
 """Scan cost vs plain forward passes, and peak memory vs number of samples.
 
-Run: ``python benchmarks/bench_scan.py`` (writes benchmarks/results/scan.md).
+Run: ``python benchmarks/bench_scan.py`` (writes benchmarks/results/scan.md, or ``--out NAME``).
 
 Two timings per model, each the ratio of medians over ``--reps`` interleaved runs:
 
@@ -20,7 +20,10 @@ disables it (the fused kernel never materialises that tensor).
 Recording is measured with deadrelu's fused CPU kernel (``deadrelu.native``, built
 first if needed) and, for comparison, with the eager statistics it replaces.
 
-Memory: peak RSS of a subprocess scanning 1k and 20k samples (data generated
+PReLU networks (``mlp-prelu-6x1024``, ``prelu-cnn``) read firing from the activation's
+input, a second pass over each activation that the fused ReLU kernel does not do.
+
+Memory (skip with ``--no-memory``): peak RSS of a subprocess scanning 1k and 20k samples (data generated
 batch by batch, so only deadrelu's own memory could grow).
 """
 
@@ -51,6 +54,9 @@ CASES = {
     "resnet18-cifar": (lambda: models.ResNet18(), (3, 32, 32), 64, 256),
     "mlp-6x1024": (lambda: models.mlp(), (784,), 256, 8192),
     "transformer-4x256": (lambda: models.transformer(), (64, 256), 32, 256),
+    # PReLU: firing is read from the input (a second pass), never the fused ReLU kernel
+    "mlp-prelu-6x1024": (lambda: models.mlp(act=torch.nn.PReLU), (784,), 256, 8192),
+    "prelu-cnn": (lambda: models.prelu_cnn(), (3, 32, 32), 64, 256),
 }
 
 
@@ -157,6 +163,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=41, help="paired forwards for the recording ratio")
     ap.add_argument("--memory-child", nargs=2)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
+    ap.add_argument("--note", default="", help="a line to add under the table (e.g. machine load)")
+    ap.add_argument("--out", default="scan.md", help="file name under benchmarks/results/")
     args = ap.parse_args()
     if args.memory_child:
         _memory_child(args.memory_child[0], int(args.memory_child[1]))
@@ -164,7 +173,8 @@ def main() -> None:
     if not native.available():
         print(f"note: {native.reason()}; the fused kernel's numbers equal the eager ones")
     rows = [time_case(n, args.reps, args.pairs) for n in (args.only or CASES)]
-    mem = [(n, memory_case(n, 1000), memory_case(n, 20000)) for n in ("mlp-6x1024",)]
+    mem = ([] if args.no_memory else
+           [(n, memory_case(n, 1000), memory_case(n, 20000)) for n in ("mlp-6x1024",)])
     lines = [
         f"# Scan overhead ({platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, {args.reps} interleaved repetitions)", "",
@@ -181,13 +191,17 @@ def main() -> None:
             lines += ["", f"{r['model']}: PyTorch's fused encoder fast path makes the plain forward "
                       f"{r['fastpath_cost']:.3f}x faster than the unfused path; against the unfused "
                       f"path, recording costs {r['recording_vs_unfused']:.3f}x."]
-    lines += ["", "| model | peak RSS, 1k samples (MB) | peak RSS, 20k samples (MB) |", "|---|---|---|"]
+    if args.note:
+        lines += ["", args.note]
+    if mem:
+        lines += ["", "| model | peak RSS, 1k samples (MB) | peak RSS, 20k samples (MB) |",
+                  "|---|---|---|"]
     for name, small, large in mem:
         lines.append(f"| {name} | {small:.0f} | {large:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     (Path(__file__).parent / "results").mkdir(exist_ok=True)
-    (Path(__file__).parent / "results" / "scan.md").write_text(text)
+    (Path(__file__).parent / "results" / args.out).write_text(text)
 
 
 if __name__ == "__main__":

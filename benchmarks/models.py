@@ -52,10 +52,12 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def mlp(width: int = 1024, depth: int = 6, d_in: int = 784) -> nn.Sequential:
+def mlp(width: int = 1024, depth: int = 6, d_in: int = 784,
+        act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(d_in if i == 0 else width, width), nn.ReLU()]
+        layers += [nn.Linear(d_in if i == 0 else width, width),
+                   act(width) if act is nn.PReLU else act()]
     layers.append(nn.Linear(width, 10))
     return nn.Sequential(*layers)
 
@@ -63,3 +65,14 @@ def mlp(width: int = 1024, depth: int = 6, d_in: int = 784) -> nn.Sequential:
 def transformer(d_model: int = 256, layers: int = 4, heads: int = 4) -> nn.Module:
     layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout=0.0, batch_first=True)
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+def prelu_cnn(width: int = 32) -> nn.Sequential:
+    """A face-detector-like conv stack with per-channel PReLU (firing read from the input)."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c in (width // 2, width, width, 2 * width):
+        layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.PReLU(c)]
+        c_in = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, 10)]
+    return nn.Sequential(*layers)

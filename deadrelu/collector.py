@@ -15,7 +15,13 @@ How it sees calls (see ../shared/REFERENCE.md, "PyTorch gotchas"):
   ``self.relu`` called three times is three sites (``relu``, ``relu#1``,
   ``relu#2``), counted per forward.
 * Statistics are computed inside the handler from the activation's *output*,
-  so in-place activations are read before anything can overwrite them.
+  so in-place activations are read before anything can overwrite them. For kinds
+  whose output does not tell whether the input was positive (PReLU, softplus...,
+  see :mod:`deadrelu.kinds`), firing comes from a mask of the *input* taken before
+  the call.
+* Composite activation modules (transformers' ``NewGELUActivation``..., or a module
+  that computes one) are one site, recorded by their forward hook from their input
+  and output; the activation calls inside them are not sites.
 * An active mode disables ``nn.TransformerEncoderLayer``'s fused fast path, so
   its ``F.relu`` is seen in eval mode under ``no_grad`` too.
 
@@ -23,66 +29,47 @@ Site names: the module path for activation modules (``layer1.0.relu``), else the
 calling module's path plus the op (``layer1.0:relu``; ``<model>:relu`` for the
 top-level forward), with ``#k`` for the k-th repeat within one forward.
 
-Unit axis rule (per site, decided at its first call): the channel dim (1) when
-the tensor has ≥3 dims and came from a conv, pooling or batch/instance/group
-norm layer, or has ≥4 dims and an unknown producer; otherwise the last dim
-(features of Linear layers, also for ``(N, T, C)`` sequences). ``unit_axis``
+Unit axis (per site, decided at its first call; the rules live in
+:mod:`deadrelu.layout`): the dim that holds the units of the layer that made the
+tensor (channels of a conv, pooling or batch/instance/group norm; features of a
+Linear), followed through every op in between (transposes, permutes, views that
+keep it, normalizations, elementwise ops, ``cat``/``stack``/``chunk``...). Only where
+that is lost or unknown does the default rule apply (dim 1 from 4 dims up, else the
+last dim), and the site's ``unit_axis_source`` says ``guessed``. ``unit_axis``
 overrides by site-name glob.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import sys
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
-from deadrelu import native
+from deadrelu import layout, native
 from deadrelu.errors import ConfigError, ModelError
 from deadrelu.guard import ForwardGuard
-from deadrelu.kinds import FUNCTIONS, MODULES, ActivationKind, make_kind
+from deadrelu.kinds import (
+    COMPOSITE_CLASSES,
+    FUNCTIONS,
+    MODULES,
+    ActivationKind,
+    class_name,
+    identify_composite,
+    make_kind,
+)
 from deadrelu.stats import UnitStats, scratch_size
 
 ROOT = "<model>"
-
-_CHANNEL_PRODUCERS: tuple[type[nn.Module], ...] = (
-    nn.modules.conv._ConvNd,
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.GroupNorm,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-)
-_FEATURE_PRODUCERS: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.RMSNorm,
-)
-#: Functional ops whose output has channels in dim 1, or features in the last dim.
-_CHANNEL_FUNCS = frozenset(
-    f"{op}{d}d" for op in ("conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool",
-                           "adaptive_max_pool", "lp_pool", "fractional_max_pool")
-    for d in (1, 2, 3)
-) | {"batch_norm", "instance_norm", "group_norm", "max_pool2d_with_indices"}
-_FEATURE_FUNCS = frozenset({"linear", "bilinear", "layer_norm", "rms_norm", "embedding"})
-#: Ops that regroup dimensions: they keep the units only if the unit dim is untouched.
-_REGROUPING_FUNCS = frozenset({
-    "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
-})
-#: Ops that move dimensions: their output's axes mean something new.
-_MOVING_FUNCS = frozenset({
-    "transpose", "transpose_", "permute", "t", "t_", "movedim", "moveaxis", "swapaxes",
-    "swapdims", "matmul", "bmm", "mm", "einsum", "__matmul__",
-})
-
 
 @dataclass(frozen=True)
 class SiteInfo:
@@ -100,10 +87,19 @@ class SiteInfo:
             through elementwise ops such as a residual add), if known.
         input_direct: the input came straight from ``input_layer`` with no op between.
         unit_axis: dimension of the activation tensor holding units.
+        unit_axis_source: how it was decided: ``known`` (followed from the layer that
+            made the tensor), ``config`` (the ``unit_axis`` option) or ``guessed`` (the
+            default rule; see :mod:`deadrelu.layout`). ``unrecorded`` in reports
+            written before deadrelu recorded it.
         sample_axis: dimension holding samples.
         shape: shape of one sample's activation (sample axis removed).
         units: number of units.
-        level, sat_low, sat_high, can_die, nonneg: see :class:`deadrelu.kinds.ActivationKind`.
+        level, sat_low, sat_high, can_die, nonneg, input_level: see
+            :class:`deadrelu.kinds.ActivationKind` (``input_level`` set: firing was read
+            from the activation's input).
+        part_of: set when the site is probably part of a composite activation written
+            inline (``x * sigmoid(1.702 * x)``, ``0.5 * x * (1 + tanh(...))``): its
+            counts are those of the inner function, and no saturation is diagnosed.
     """
 
     name: str
@@ -123,6 +119,9 @@ class SiteInfo:
     sat_high: float | None
     can_die: bool
     nonneg: bool
+    unit_axis_source: str = "unrecorded"
+    input_level: float | None = None
+    part_of: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -131,7 +130,8 @@ class SiteInfo:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SiteInfo:
-        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        optional = ("unit_axis_source", "input_level", "part_of")  # older reports lack them
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional}
         fields["shape"] = tuple(fields["shape"])
         return cls(**fields)
 
@@ -142,6 +142,85 @@ class Site:
 
     info: SiteInfo
     stats: UnitStats
+
+
+@dataclass(slots=True)
+class Frame:
+    """One module running in the forward (the collector keeps a stack of them)."""
+
+    module: nn.Module
+    path: str
+    #: the op of an activation module (its own call is the site), else None
+    op: str | None
+    #: activation calls made while this module was the innermost one
+    calls: int = 0
+    #: the kind of a composite activation module (its calls inside are not sites)
+    composite: str | None = None
+    #: how many sites existed when it started (first forward: the sites made inside it)
+    first_site: int = 0
+
+
+class Producer(NamedTuple):
+    """Where a tensor came from: the site or module path that made it."""
+
+    path: str
+    #: made by that module itself, with no op in between
+    direct: bool
+
+
+class Derived(NamedTuple):
+    """A tensor computed elementwise from ``root`` by scalar arithmetic and the activation
+    sites in ``sites`` (first forward only): ``tanh(0.79 * (x + 0.04 * x**3))`` is one of
+    ``x`` through the tanh site. Multiplied by its own root, it is most likely part of a
+    composite activation written inline (``x * sigmoid(1.702 * x)``)."""
+
+    root: weakref.ref[Tensor]
+    sites: tuple[str, ...]
+    #: id of the root: a root freed early (``fc(x) * 20`` frees ``fc(x)``) still
+    #: matches notes that name the same id and whose reference is dead too
+    root_id: int = 0
+
+
+#: Elementwise arithmetic that keeps a tensor "a function of the same root".
+_ARITHMETIC = frozenset({
+    "__mul__", "__rmul__", "mul", "__add__", "__radd__", "add", "__sub__", "__rsub__", "sub",
+    "__truediv__", "__rtruediv__", "div", "__pow__", "pow", "__neg__", "neg", "square",
+    "mul_", "add_", "sub_", "div_", "__iadd__", "__imul__", "erf", "exp", "log1p", "sqrt",
+})
+
+
+class Failure(NamedTuple):
+    """The innermost module whose forward raised, and the shape of its first input."""
+
+    path: str
+    module: nn.Module
+    shape: tuple[int, ...] | None
+
+
+_T = TypeVar("_T")
+
+
+class TensorNotes(Generic[_T]):
+    """A note per tensor of one forward, keyed by identity.
+
+    A freed tensor's id can be reused by a new one, so a note is only read back
+    for the very tensor it was written for (a weak reference checks that).
+    """
+
+    def __init__(self) -> None:
+        self._notes: dict[int, tuple[weakref.ref[Tensor], _T]] = {}
+
+    def set(self, tensor: Tensor, value: _T) -> None:
+        self._notes[id(tensor)] = (weakref.ref(tensor), value)
+
+    def get(self, tensor: Any) -> _T | None:
+        if not isinstance(tensor, Tensor):
+            return None
+        known = self._notes.get(id(tensor))
+        return known[1] if known is not None and known[0]() is tensor else None
+
+    def clear(self) -> None:
+        self._notes.clear()
 
 
 def _op_label(func: Any) -> str:
@@ -179,10 +258,10 @@ class _Mode(TorchFunctionMode):
         kwargs = kwargs or {}
         op = FUNCTIONS.get(func)
         c = self.collector
-        if op is not None and c._stack:
+        if op is not None and c._stack and not c._muted:
             return c._activation(func, op, args, kwargs)
         out = func(*args, **kwargs)
-        if c._tracing and isinstance(out, Tensor) and args:
+        if c._tracing and args and isinstance(out, (Tensor, tuple, list)):
             c._propagate(func, args, kwargs, out)
         return out
 
@@ -236,16 +315,22 @@ class Collector:
         self.last_site: str | None = None
         #: (module path, module, shape of its first input) of the innermost module whose
         #: forward raised during the last forward, if one did; read by scan's error message.
-        self.failure: tuple[str, nn.Module, tuple[int, ...] | None] | None = None
+        self.failure: Failure | None = None
         #: (site name or module path, direct) that produced the model's output on the
         #: first forward, if known; read by the diagnosis (a ReLU on the output).
-        self.output_producer: tuple[str, bool] | None = None
+        self.output_producer: Producer | None = None
         self._names: dict[int, str] = {}
         for name, m in model.named_modules(remove_duplicate=False):
             # a torch.compile'd submodule is named by its path in the user's code
             name = name.replace("._orig_mod", "").removeprefix("_orig_mod.")
             self._names.setdefault(id(m), name)  # a shared module keeps its first path
         self._graph_paths = _graph_module_paths(model)
+        #: id of a composite activation module → its kind (see deadrelu.kinds)
+        self._composites: dict[int, str] = {
+            id(m): kind for m in model.modules()
+            if (kind := COMPOSITE_CLASSES.get(class_name(type(m)))) is not None
+        }
+        self._muted = 0  # depth of composite modules running: their calls are not sites
         self._handles: list[tuple[int, RemovableHandle]] = []  # (id of module, handle)
         # first forward: ids of the modules that ran, and of those that were the
         # innermost module when an activation ran
@@ -253,16 +338,18 @@ class Collector:
         self._hosts: set[int] = set()
         # built-in leaf modules that need no hooks once the first forward is done
         self._quiet: frozenset[int] = frozenset()
-        self._stack: list[list[Any]] = []  # [module, path, activation op or None, calls]
+        self._stack: list[Frame] = []
         self._calls: dict[str, int] = {}
         self._mode: _Mode | None = None
         self._guard: ForwardGuard | None = None
         self._batch = 0
         self._tracing = False
         self._traced_once = False
-        self._producers: dict[int, tuple[weakref.ref[Tensor], str, bool]] = {}
-        # id → (tensor, "channel" | "feature" | "other"): what the tensor's dims mean
-        self._layouts: dict[int, tuple[weakref.ref[Tensor], str]] = {}
+        self._producers: TensorNotes[Producer] = TensorNotes()
+        #: each tensor's unit dim, where it is known (see deadrelu.layout)
+        self._layouts: TensorNotes[int] = TensorNotes()
+        #: tensors computed from another one through activation sites (see Derived)
+        self._derived: TensorNotes[Derived] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -347,42 +434,99 @@ class Collector:
                 return
             self._enter_forward(args, kwargs)
         op = MODULES.get(type(module))
+        composite = self._composites.get(id(module))
+        if composite is not None:
+            self._muted += 1
         if self._tracing:
             self._ran.add(id(module))
-        self._stack.append([module, self._names.get(id(module), "?"), op, 0])
+        self._stack.append(Frame(module, self._names.get(id(module), "?"), op, 0, composite,
+                                 len(self.sites)))
 
     def _starts_forward(self, module: nn.Module) -> bool:
         """Whether a forward entered through ``module`` is recorded (subclasses narrow it)."""
         return True
 
     def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not self._stack or self._stack[-1][0] is not module:
+        if not self._stack or self._stack[-1].module is not module:
             return
-        _, path, _, _ = self._stack.pop()
+        frame = self._stack.pop()
+        path = frame.path
         error = sys.exc_info()[1]
+        if frame.composite is not None:
+            self._muted -= 1
+        if error is None and (frame.composite is not None or self._tracing):
+            self._composite_call(frame, args, output)
         if output is None and self.failure is None and error is not None:
             # always_call hooks run (with the call's args) while an exception unwinds the
             # forward: the first hooked module to see it raised, or a quiet one inside it
             first = _first_tensor(args, {})
-            self.failure = (path or ROOT, module, tuple(first.shape) if first is not None else None)
+            self.failure = Failure(path or ROOT, module,
+                                   tuple(first.shape) if first is not None else None)
             if self._quiet:
                 self.failure = self._quiet_failure(error) or self.failure
         if self._tracing and not self._stack:  # before the root module claims the output
-            self.output_producer = self._producer_of(_first_tensor((output,), {}))
+            self.output_producer = self._producers.get(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
             self._note_producer(output, path, True)
-            if isinstance(module, _CHANNEL_PRODUCERS):
-                self._set_layout(output, "channel")
-            elif isinstance(module, _FEATURE_PRODUCERS):
-                self._set_layout(output, "feature")
+        if self._tracing:
+            first_out = _first_tensor((output,), {})
+            if first_out is not None:
+                made = layout.module_layout(module, self._layouts.get(_first_tensor(args, {})),
+                                            first_out.ndim)
+                if made is not None:
+                    self._layouts.set(first_out, made)
         if not self._stack:
             complete = self._tracing and error is None
             self._leave_forward()
             if complete:
                 self._quiet_leaves()
 
-    def _quiet_failure(self, error: BaseException
-                       ) -> tuple[str, nn.Module, tuple[int, ...] | None] | None:
+    def _composite_call(self, frame: Frame, args: tuple[Any, ...], output: Any) -> None:
+        """Record a call of a composite activation module as one site, on its input.
+
+        In the first forward, a parameter-free leaf module whose output is one of the
+        known composites of its input (:func:`deadrelu.kinds.identify_composite`)
+        becomes one: the sites its calls made are withdrawn, and later forwards do
+        not record them.
+        """
+        x, out = _first_tensor(args, {}), output
+        if not isinstance(x, Tensor) or not isinstance(out, Tensor) or x.shape != out.shape:
+            return
+        with torch._C.DisableTorchFunction():  # the collector's own ops are not the model's
+            kind = frame.composite
+            if kind is None:
+                kind = self._probe(frame, x, out)
+                if kind is None:
+                    return
+            base = frame.path or ROOT
+            index = self._calls.get(base, 0)
+            self._calls[base] = index + 1
+            name = base if index == 0 else f"{base}#{index}"
+            with torch.no_grad():
+                fired = torch.gt(x.detach(), 0.0)
+            site = self.sites.get(name)
+            if site is None:
+                made = replace(make_kind(kind, (), {}, self.saturation_margin), input_level=0.0)
+                site = self._new_site(name, made, "module", base, index, x, out)
+            self._on_activation(site, (x,), out, fired)
+
+    def _probe(self, frame: Frame, x: Tensor, out: Tensor) -> str | None:
+        module = frame.module
+        if (frame.op is not None or next(module.children(), None) is not None
+                or next(module.parameters(recurse=False), None) is not None
+                or next(module.buffers(recurse=False), None) is not None
+                or type(module).__module__.startswith("torch.")):
+            return None
+        kind = identify_composite(x, out)
+        inner = list(self.sites)[frame.first_site:]
+        if kind is None or (len(inner) == 1 and self.sites[inner[0]].info.kind == kind):
+            return None  # not a composite, or a wrapper around that very activation call
+        for name in inner:
+            del self.sites[name]  # its tanh/sigmoid calls were parts of it
+        self._composites[id(module)] = kind
+        return kind
+
+    def _quiet_failure(self, error: BaseException) -> Failure | None:
         """(path, module, input shape) of the quiet module the traceback ends in, if any."""
         found = None
         tb = error.__traceback__
@@ -393,7 +537,7 @@ class Collector:
                 code = frame.f_code
                 arg = frame.f_locals.get(code.co_varnames[1]) if code.co_argcount > 1 else None
                 shape = tuple(arg.shape) if isinstance(arg, Tensor) else None
-                found = (self._names.get(id(owner), "?"), owner, shape)
+                found = Failure(self._names.get(id(owner), "?"), owner, shape)
             tb = tb.tb_next
         return found
 
@@ -417,56 +561,83 @@ class Collector:
             self._tracing = False
         self._producers.clear()
         self._layouts.clear()
+        self._derived.clear()
         self._stack.clear()
+        self._muted = 0
 
     # -- provenance (first forward only) ------------------------------------------------------
 
     def _note_producer(self, tensor: Tensor, path: str, direct: bool) -> None:
-        key = id(tensor)
-        known = self._producers.get(key)
-        if direct and known is not None and known[2] and known[0]() is tensor:
+        known = self._producers.get(tensor)
+        if direct and known is not None and known.direct:
             return  # nested modules returning one tensor: the innermost module wins
-        self._producers[key] = (weakref.ref(tensor), path, direct)
-
-    def _producer_of(self, tensor: Any) -> tuple[str, bool] | None:
-        if not isinstance(tensor, Tensor):
-            return None
-        known = self._producers.get(id(tensor))
-        if known is None or known[0]() is not tensor:
-            return None
-        return known[1], known[2]
+        self._producers.set(tensor, Producer(path, direct))
 
     def _propagate(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-                   out: Tensor) -> None:
-        # out = op(x, ...): out inherits x's producer, marked indirect (e.g. a residual add).
-        # An in-place op (out is x) also makes x's producer indirect.
-        # any operand may carry the provenance: in `x + bn(conv(x))` or `gain * conv(h)`
-        # the first one is the raw input or a parameter
+                   out: Any) -> None:
+        """What the output(s) of one torch call of the first forward came from.
+
+        The producer: out = op(x, ...) inherits x's producer, marked indirect (e.g. a
+        residual add) unless the op only rearranges x and keeps its unit dim (a
+        transpose, a view); an in-place op (out is x) makes x's producer indirect too. Any
+        operand may carry it: in ``x + bn(conv(x))`` or ``gain * conv(h)`` the first
+        one is the raw input or a parameter. The layout: see :func:`layout.follow`.
+        ``chunk``/``split``/``unbind`` return several tensors; each gets both.
+        """
+        outs = [out] if isinstance(out, Tensor) else [t for t in out if isinstance(t, Tensor)]
         operands = list(_tensors(args, kwargs))
-        src = next((p for t in operands if (p := self._producer_of(t)) is not None), None)
-        if src is not None:
-            self._producers[id(out)] = (weakref.ref(out), src[0], False)
-        x, layout = next(((t, lay) for t in operands if (lay := self._layout_of(t)) is not None),
-                         (None, None))
-        # what out's dims mean: set by convs/linears, kept through ops that keep the
-        # dims in place (dropout, padding, upsampling, a residual add, torch.cat),
-        # lost through ops that move them (transpose, view...)
-        name = getattr(func, "__name__", "")
-        if name in _CHANNEL_FUNCS:
-            self._set_layout(out, "channel")
-        elif name in _FEATURE_FUNCS:
-            self._set_layout(out, "feature")
-        elif x is not None and layout is not None:
-            kept = name not in _MOVING_FUNCS and _keeps_units(layout, x, out,
-                                                              name in _REGROUPING_FUNCS)
-            self._set_layout(out, layout if kept else "other")
+        src = next((p for t in operands if (p := self._producers.get(t)) is not None), None)
+        x, known = next(((t, lay) for t in operands if (lay := self._layouts.get(t)) is not None),
+                        (None, None))
+        name = layout.op_name(func)
+        head = args[0] if args else None
+        first = x is not None and (x is head or (isinstance(head, (tuple, list))
+                                                 and any(t is x for t in head)))
+        for o in outs:
+            made = layout.produced(name, known, o.ndim, args)
+            if made is None and x is not None and known is not None:
+                made = layout.LOST if known == layout.LOST else layout.follow(
+                    name, args, kwargs, known, tuple(x.shape), tuple(o.shape), first=first)
+                made = layout.LOST if made is None else made
+            if made is not None:
+                self._layouts.set(o, made)
+            if src is not None:
+                # a transpose or view that keeps the units keeps them the layer's own
+                direct = (src.direct and name in layout.REARRANGING and len(operands) == 1
+                          and made is not None and made >= 0)
+                self._producers.set(o, Producer(src.path, direct))
+        if name in _ARITHMETIC and isinstance(out, Tensor):
+            self._follow_arithmetic(name, operands, out)
 
-    def _set_layout(self, tensor: Tensor, layout: str) -> None:
-        self._layouts[id(tensor)] = (weakref.ref(tensor), layout)
+    def _root(self, tensor: Tensor) -> Derived:
+        known = self._derived.get(tensor)
+        return known if known is not None else Derived(weakref.ref(tensor), (), id(tensor))
 
-    def _layout_of(self, tensor: Any) -> str | None:
-        known = self._layouts.get(id(tensor)) if isinstance(tensor, Tensor) else None
-        return known[1] if known is not None and known[0]() is tensor else None
+    def _follow_arithmetic(self, name: str, operands: list[Tensor], out: Tensor) -> None:
+        """Track scalar arithmetic on one tensor, and spot ``x * f(x)`` (see Derived)."""
+        big = [t for t in operands if t.ndim > 0 and t.numel() > 1]
+        if not big:
+            return
+        notes = [self._root(t) for t in big]
+        first = notes[0]
+        if any(n.root_id != first.root_id or n.root() is not first.root() for n in notes):
+            return  # two different tensors: a gate times a value, a residual add...
+        if len(notes) == 2 and name in ("__mul__", "__rmul__", "mul", "mul_", "__imul__"):
+            # x * f(x): f's sites are those the one operand went through and the other not
+            # (x may itself be an activation's output: both then share its site)
+            small, big_ = sorted((set(n.sites) for n in notes), key=len)
+            extra = tuple(site for site in notes[0].sites + notes[1].sites if site not in small)
+            if small < big_ and extra:
+                self._mark_composite(extra)
+                return
+        sites = tuple(dict.fromkeys(site for n in notes for site in n.sites))
+        self._derived.set(out, Derived(first.root, sites, first.root_id))
+
+    def _mark_composite(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            site = self.sites.get(name)
+            if site is not None and site.info.part_of is None:
+                site.info = replace(site.info, part_of="x * f(x)")
 
     # -- activations ---------------------------------------------------------------------------
 
@@ -480,27 +651,35 @@ class Collector:
             if out is not None:
                 self.last_site = name
                 return out
+        kind = make_kind(op, args, kwargs, self.saturation_margin) if site is None else None
+        level = site.info.input_level if site is not None else kind.input_level if kind else None
+        x = args[0] if args else kwargs.get("input")
+        fired = None
+        if level is not None and isinstance(x, Tensor):
+            # firing is the input's sign here (see deadrelu.kinds): read it before the
+            # call, which may write its output into x
+            with torch.no_grad():
+                fired = torch.gt(x.detach(), level)
         out = func(*args, **kwargs)
         if isinstance(out, Tensor):
-            if site is None:
-                kind = make_kind(op, args, kwargs, self.saturation_margin)
-                site = self._new_site(name, kind, label, owner, index,
-                                      args[0] if args else None, out)
-            self._on_activation(site, args, out)
+            if kind is not None:
+                site = self._new_site(name, kind, label, owner, index, x, out)
+            if site is not None:
+                self._on_activation(site, args, out, fired)
         return out
 
     def _site_key(self, func: Any, op: str) -> tuple[str, str, str, int]:
         """(name, op label, owner, call index) of this call; counts it."""
         frame = self._stack[-1]
         if self._tracing:
-            self._hosts.add(id(frame[0]))
-        if frame[2] is not None and frame[3] == 0:
-            base, label, owner = frame[1], "module", frame[1]
+            self._hosts.add(id(frame.module))
+        if frame.op is not None and frame.calls == 0:
+            base, label, owner = frame.path, "module", frame.path
         elif self._graph_paths and len(self._stack) == 1:
             base, label, owner = self._graph_site(func, op)
         else:
-            base, label, owner = f"{frame[1] or ROOT}:{op}", _op_label(func), frame[1] or ROOT
-        frame[3] += 1
+            base, label, owner = f"{frame.path or ROOT}:{op}", _op_label(func), frame.path or ROOT
+        frame.calls += 1
         index = self._calls.get(base, 0)
         self._calls[base] = index + 1
         return (base if index == 0 else f"{base}#{index}"), label, owner, index
@@ -536,18 +715,33 @@ class Collector:
             torch.autograd.graph.increment_version(x)  # as torch.relu_ would
         return out
 
-    def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor) -> None:
+    def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor,
+                       fired: Tensor | None = None) -> None:
+        """Record one activation output; ``fired`` (bool, like ``out``) where the
+        input, not the output, says where the units fired."""
         self.last_site = site.info.name
         if self._tracing:  # whatever consumes this output was fed by this site
-            self._producers[id(out)] = (weakref.ref(out), site.info.name, True)
-            layout = self._layout_of(args[0] if args else None)
-            if layout is not None:  # elementwise: the dims keep their meaning
-                self._set_layout(out, layout)
+            self._producers.set(out, Producer(site.info.name, True))
+            if args and isinstance(args[0], Tensor):
+                root = self._root(args[0])
+                self._derived.set(out, Derived(root.root, (*root.sites, site.info.name),
+                                               root.root_id))
+            known = self._layouts.get(args[0] if args else None)
+            if known is not None:  # elementwise: the dims keep their meaning
+                self._layouts.set(out, known)
         info = site.info
         with torch.no_grad():  # during training: never part of the autograd graph
-            y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
+            sample_axis = self._sample_axis(out, info)
+            y3, rd = _layout(out.detach(), info.unit_axis, sample_axis)
             scratch = self._scratch_for(y3)
-            site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)
+            if fired is None or fired.shape != out.shape:
+                site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg,
+                                  scratch)
+                return
+            # the output says nothing about firing: no value exceeds an infinite level,
+            # so update() counts none, and the input's mask is added instead
+            site.stats.update(y3, rd, math.inf, info.sat_low, info.sat_high, info.nonneg, scratch)
+            site.stats.add_firing(*_layout(fired, info.unit_axis, sample_axis))
 
     def _graph_site(self, func: Any, op: str) -> tuple[str, str, str]:
         # An exported graph runs its nodes in order, so the k-th call of an op in this
@@ -587,9 +781,9 @@ class Collector:
         x: Any,
         out: Tensor,
     ) -> Site:
-        producer = self._producer_of(x)
-        unit_axis = self._unit_axis_for(name, out, producer[0] if producer else None,
-                                        self._layout_of(x))
+        producer = self._producers.get(x)
+        unit_axis, source = self._unit_axis_for(name, out, producer.path if producer else None,
+                                                self._layouts.get(x))
         sample_axis = self._guess_sample_axis(out, unit_axis)
         if out.ndim >= 2 and unit_axis == sample_axis:
             raise ConfigError(
@@ -604,17 +798,19 @@ class Collector:
         stats = UnitStats.zeros(units, out.device)
         info = SiteInfo(
             name=name, order=len(self.sites), kind=kind.name, op=label, module=owner,
-            call_index=index, input_layer=producer[0] if producer else None,
-            input_direct=bool(producer and producer[1]), unit_axis=unit_axis if nd > 0 else 0,
+            call_index=index, input_layer=producer.path if producer else None,
+            input_direct=bool(producer and producer.direct), unit_axis=unit_axis if nd > 0 else 0,
+            unit_axis_source=str(source),
             sample_axis=sample_axis, shape=shape or (units,), units=units, level=kind.level,
             sat_low=kind.sat_low, sat_high=kind.sat_high, can_die=kind.can_die, nonneg=kind.nonneg,
+            input_level=kind.input_level,
         )
         site = Site(info, stats)
         self.sites[name] = site
         return site
 
     def _unit_axis_for(self, name: str, out: Tensor, producer: str | None,
-                       layout: str | None = None) -> int:
+                       known: int | None = None) -> tuple[int, layout.AxisSource]:
         nd = out.ndim
         for pattern, axis in self.unit_axis.items():
             if fnmatch.fnmatchcase(name, pattern):
@@ -623,21 +819,8 @@ class Collector:
                         f"unit_axis {axis} for site {name!r} is out of range for its {nd}-d output",
                         f"use a dimension between {-nd} and {nd - 1}",
                     )
-                return axis % nd if nd else 0
-        if nd <= 2:
-            return nd - 1 if nd else 0
-        if layout == "channel":
-            return 1
-        if layout == "feature":
-            return nd - 1
-        if layout == "other":  # dims were moved after the producing layer: default rule
-            return 1 if nd >= 4 else nd - 1
-        module = self._module_at(producer)
-        if isinstance(module, _CHANNEL_PRODUCERS):
-            return 1
-        if isinstance(module, _FEATURE_PRODUCERS):
-            return nd - 1
-        return 1 if nd >= 4 else nd - 1
+                return (axis % nd if nd else 0), layout.AxisSource.CONFIG
+        return layout.unit_axis(nd, known, self._module_at(producer))
 
     def _guess_sample_axis(self, out: Tensor, unit_axis: int) -> int:
         if out.ndim <= 1 or out.shape[0] == self._batch:
@@ -662,20 +845,6 @@ class Collector:
             buf = torch.empty(n, dtype=torch.float32, device=y3.device)
             self._scratch[y3.device] = buf
         return buf
-
-
-def _keeps_units(layout: str, x: Tensor, out: Tensor, regrouping: bool) -> bool:
-    """Whether ``out`` still has ``x``'s unit dim where ``layout`` puts it.
-
-    True for ops that keep the dims in place (elementwise, dropout, padding,
-    upsampling, ``torch.cat``), and for regroupings that leave the batch and unit
-    dims alone (``view(N, C, -1)`` of a conv output, ``flatten(0, 1)`` of features).
-    """
-    if not regrouping and out.ndim == x.ndim and out.ndim >= 2 and out.shape[0] == x.shape[0]:
-        return True
-    if layout == "channel":
-        return out.ndim >= 3 and x.ndim >= 2 and tuple(out.shape[:2]) == tuple(x.shape[:2])
-    return out.ndim >= 2 and x.ndim >= 1 and out.shape[-1] == x.shape[-1]
 
 
 def _graph_module_paths(model: nn.Module) -> dict[Any, list[tuple[str, bool]]]:

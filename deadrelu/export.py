@@ -54,7 +54,7 @@ def to_markdown(report: Report) -> str:
                   f"{report.samples:,} samples.", ""]
     for label, value in header_rows(report):
         lines.append(f"- **{label}:** {_cell(value)}")
-    for note in report.meta.get("notes") or ():
+    for note in report.notes:
         lines.append(f"- **note:** {_cell(note)}")
     lines.append("")
     rows = table_rows(report)

@@ -6,14 +6,17 @@ Invariants:
   :data:`FUNCTIONS` (``nn.ReLU`` calls ``F.relu``, ``nn.ReLU6`` calls
   ``F.hardtanh``, ``x.relu_()`` is ``Tensor.relu_``...). A callable is registered
   once; registering it twice is a bug and raises.
-* A unit *fires* at a position when its pre-activation is > 0. Every registered
-  activation is non-decreasing at 0 with its output strictly greater than
-  ``f(0)`` exactly when the input is > 0, so firing is read off the *output* as
-  ``y > level`` with ``level = f(0)``. Reading the output (not the input) keeps
-  in-place activations correct: by the time we look, the input is overwritten.
-  (PReLU/RReLU with a negative slope break this, as do ``F.threshold`` with a
-  replacement value above its threshold and ``F.softplus`` with a linear-region
-  threshold below log 2; we document it rather than pay for a second tensor.)
+* A unit *fires* at a position when its pre-activation is > 0 (above the
+  threshold for ``F.threshold``, above the lower bound for a clipping
+  ``hardtanh`` with bound ≥ 0). Where the output tells that exactly — ``y > level``
+  with ``level = f(0)``, for ReLU, ReLU6, GELU, SiLU, ELU... — it is read off the
+  *output*: that keeps in-place activations correct and costs nothing extra (the
+  fused ReLU path depends on it). Where it does not, the kind has an
+  ``input_level`` and firing is read off the *input*, ``x > input_level``, before
+  the call runs: PReLU and RReLU (learned or random slopes, negative ones
+  included), leaky ReLU, ELU and CELU with a negative slope or alpha,
+  ``F.threshold`` with a replacement value above its threshold, and softplus
+  (its linear-region threshold, and float rounding of ``log 2`` at 0).
 * Saturation is the flat region of a bounded activation: ``y <= sat_low`` or
   ``y >= sat_high``. For ReLU6 only the upper bound counts, since its lower flat
   region is "not firing" and is already counted as such.
@@ -30,13 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Canonical kind names, in the order they are documented.
-KIND_NAMES: tuple[str, ...] = (
-    "relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu",
-    "silu", "mish", "hardswish", "softplus", "threshold", "hardtanh", "hardsigmoid",
-    "sigmoid", "tanh",
-)
-
 #: Kinds whose output is never negative, so sum |y| equals sum y (one reduction saved).
 _NONNEG = frozenset({"relu", "relu6", "softplus", "hardsigmoid", "sigmoid"})
 
@@ -45,9 +41,6 @@ _RECTIFIERS = frozenset(
     {"relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu",
      "silu", "mish", "hardswish", "softplus", "threshold"}
 )
-
-#: Bounded kinds: "saturated" is meaningful.
-BOUNDED = frozenset({"relu6", "hardtanh", "hardsigmoid", "sigmoid", "tanh"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +54,9 @@ class ActivationKind:
         sat_high: outputs ``>= sat_high`` are saturated (``None``: no upper flat region).
         can_die: the activation has a flat region below zero, so "dead" applies.
         nonneg: the output is never negative.
+        input_level: where set, a unit fires where its *input* is above this (the
+            output does not tell: see the module docstring); ``level`` then says nothing
+            about firing.
     """
 
     name: str
@@ -69,6 +65,7 @@ class ActivationKind:
     sat_high: float | None = None
     can_die: bool = True
     nonneg: bool = False
+    input_level: float | None = None
 
     @property
     def bounded(self) -> bool:
@@ -105,13 +102,21 @@ def make_kind(op: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], margin:
     if op == "threshold":
         # y = x above the threshold, else value: with value <= threshold, y > threshold
         # exactly when x is; a replacement value above the threshold hides inputs in
-        # (threshold, value], so those count as not firing (documented approximation)
+        # (threshold, value], so then the input is read
         th = _arg(args, kwargs, 1, "threshold", 0.0)
         value = _arg(args, kwargs, 2, "value", 0.0)
-        return ActivationKind("threshold", max(th, value), can_die=True)
+        return ActivationKind("threshold", max(th, value), can_die=True,
+                              input_level=th if value > th else None)
     if op == "softplus":
         beta = _arg(args, kwargs, 1, "beta", 1.0)
-        return ActivationKind("softplus", math.log(2.0) / beta, can_die=True, nonneg=True)
+        return ActivationKind("softplus", math.log(2.0) / beta, can_die=True, nonneg=True,
+                              input_level=0.0)
+    if op in ("prelu", "rrelu"):  # slopes learned or drawn at random: any sign
+        return ActivationKind(op, 0.0, can_die=True, input_level=0.0)
+    if op == "leaky_relu" and _arg(args, kwargs, 1, "negative_slope", 0.01) < 0:
+        return ActivationKind(op, 0.0, can_die=True, input_level=0.0)
+    if op in ("elu", "celu") and _arg(args, kwargs, 1, "alpha", 1.0) < 0:
+        return ActivationKind(op, 0.0, can_die=True, input_level=0.0)
     if op == "sigmoid":
         return ActivationKind("sigmoid", 0.5, margin, 1.0 - margin, can_die=False, nonneg=True)
     if op == "tanh":
@@ -210,6 +215,74 @@ MODULES: Mapping[type[nn.Module], str] = {
 }
 
 
-def is_activation_module(module: nn.Module) -> bool:
-    """Whether ``module`` is one of the activation classes deadrelu names by module path."""
-    return isinstance(module, tuple(MODULES))
+# -- activations composed from other ops -------------------------------------------------------
+
+#: Activation classes implemented in Python from ``tanh``/``sigmoid``/``erf`` (or wrapping
+#: one call), by qualified name so that nothing is imported → their kind. Such a module
+#: is one site of that kind, counted on its input (it fires where x > 0), and the calls
+#: inside it are not sites of their own. ``ACT2FN`` entries of transformers are these.
+COMPOSITE_CLASSES: Mapping[str, str] = {
+    **{f"transformers.activations.{name}": "gelu" for name in (
+        "NewGELUActivation", "GELUActivation", "FastGELUActivation", "QuickGELUActivation",
+        "ClippedGELUActivation", "AccurateGELUActivation", "GELUTanh", "PytorchGELUTanh",
+    )},
+    "transformers.activations.SiLUActivation": "silu",
+    "transformers.activations.MishActivation": "mish",
+    "transformers.activations.ReLUSquaredActivation": "relu",
+    "transformers.activations.SqrtSoftplusActivation": "softplus",
+    # transformers' own copies under models/ (older releases), and timm's
+    "transformers.models.gpt2.modeling_gpt2.NewGELUActivation": "gelu",
+    "timm.layers.activations.GELUTanh": "gelu",
+    "timm.layers.activations.QuickGELU": "gelu",
+    "timm.layers.activations.Swish": "silu",
+    "timm.layers.activations.Mish": "mish",
+    "timm.layers.activations.HardSwish": "hardswish",
+}
+
+
+def class_name(cls: type) -> str:
+    """``module.QualName`` of a class, the key of :data:`COMPOSITE_CLASSES`."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+#: Known composites a parameter-free module's forward may compute, checked on its first
+#: call (in float64) → kind. GELU in its erf, tanh and sigmoid forms; the tolerance
+#: tells them from each other and from SiLU and Mish by far.
+COMPOSITE_PROBES: tuple[tuple[str, Callable[[torch.Tensor], torch.Tensor]], ...] = (
+    ("gelu", F.gelu),
+    ("gelu", lambda x: F.gelu(x, approximate="tanh")),
+    ("gelu", _quick_gelu),
+    ("silu", F.silu),
+    ("mish", F.mish),
+    ("hardswish", F.hardswish),
+    ("softplus", F.softplus),
+    ("relu", F.relu),
+)
+
+
+_PROBE_VALUES = 1 << 16
+
+
+def identify_composite(x: torch.Tensor, y: torch.Tensor) -> str | None:
+    """The kind of activation ``y = f(x)`` is, if it is one of :data:`COMPOSITE_PROBES`.
+
+    Only decided where the input shows both sides clearly (values below -1 and
+    above 1, where the candidates differ most), so an identity or a scaling is never
+    taken for an activation.
+    """
+    if x.shape != y.shape or not x.is_floating_point() or not y.is_floating_point():
+        return None
+    # the first 64k values decide: enough to tell the candidates apart, and cheap on
+    # the first forward of a large model
+    xs = x.detach().reshape(-1)[:_PROBE_VALUES].double()
+    ys = y.detach().reshape(-1)[:_PROBE_VALUES].double()
+    if not bool((xs < -1.0).any()) or not bool((xs > 1.0).any()) or not bool(ys.isfinite().all()):
+        return None
+    for kind, f in COMPOSITE_PROBES:
+        if torch.allclose(ys, f(xs), rtol=1e-3, atol=1e-4):
+            return kind
+    return None

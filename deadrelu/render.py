@@ -163,7 +163,7 @@ def legend_rows(report: Report) -> list[tuple[str, str]]:
     n = report.samples
     return [
         ("units", "neurons (Linear layers) or channels (conv layers)"),
-        ("dead", f"never fired (output above its value at 0) on any of the {n:,} samples"),
+        ("dead", f"never fired (pre-activation above 0) on any of the {n:,} samples"),
         ("rare", f"fired on fewer than {_share(t.rare)} of the samples"),
         ("on/sat", f"ReLU-type: fire on ≥ {_share(t.always_on)} of inputs, so act linearly; "
                    f"sigmoid/tanh-type: in a flat region ≥ {_share(t.saturated)} of the time"),
@@ -242,7 +242,7 @@ def render_header(report: Report) -> RenderableType:
             f"{report.samples:,} samples", style="bold red"))
     for label, value in header_rows(report):
         grid.add_row(label, value)
-    notes = [str(n) for n in report.meta.get("notes") or ()]
+    notes = report.notes
     for i, note in enumerate(notes):
         grid.add_row("notes" if i == 0 else "", Text(note, style="dim"))
     return Panel(grid, title="deadrelu report", title_align="left", box=box.ROUNDED,

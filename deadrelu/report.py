@@ -72,6 +72,29 @@ class Report:
         """True when the scan was interrupted and covers only part of the data."""
         return bool(self.meta.get("partial", False))
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Notes to show with the results: the scan's own, then what the data implies.
+
+        A site whose unit axis was guessed (nothing told where its units are) is named
+        here, so that a reader knows which per-unit verdicts rest on the default rule.
+        """
+        notes = [str(n) for n in self.meta.get("notes") or ()]
+        guessed = [s for s in self.sites if s.info.unit_axis_source == "guessed"]
+        if guessed:
+            names = ", ".join(f"{s.info.name} (dim {s.info.unit_axis})" for s in guessed[:5])
+            more = f" and {len(guessed) - 5} more" if len(guessed) > 5 else ""
+            notes.append(f"unit axis guessed for {names}{more}: nothing showed which dim holds "
+                         "the units; set unit_axis in the config if it is another")
+        parts = [s.info.name for s in self.sites if s.info.part_of]
+        if parts:
+            notes.append(f"probably parts of composite activations written inline (x * f(x), as "
+                         f"in x * sigmoid(1.702 * x)): {', '.join(parts[:5])}"
+                         f"{f' and {len(parts) - 5} more' if len(parts) > 5 else ''}; their "
+                         "counts are the inner function's and no saturation is diagnosed there. "
+                         "An activation module (nn.GELU, nn.SiLU...) is counted as one site")
+        return tuple(notes)
+
     def site(self, name: str) -> Site:
         """The site called ``name``; raises ``KeyError`` listing close names."""
         for s in self.sites:
@@ -104,6 +127,7 @@ class Report:
             rows.append({
                 "layer": info.name, "order": info.order, "kind": info.kind, "op": info.op,
                 "module": info.module, "input_layer": info.input_layer, "units": info.units,
+                "unit_axis": info.unit_axis, "unit_axis_source": info.unit_axis_source,
                 "samples": s.stats.samples, "positions": s.stats.positions,
                 "dead": counts["dead"], "rare": counts["rare"], "always_on": counts["always_on"],
                 "saturated": counts["saturated"], "nonfinite": counts["nonfinite"],

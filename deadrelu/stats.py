@@ -3,7 +3,7 @@
 Modelled on torchmetrics' ``Metric``: the state is *declared* in
 :data:`REDUCTIONS` together with how two partial states combine (``sum`` or
 ``max``). Streaming over batches, merging two partial scans and the distributed
-all-reduce are all the same operation over that declaration, which is why
+all-reduce (:mod:`deadrelu.distributed`) are all the same operation over that declaration, which is why
 "many small batches == one big batch == merge of shards" holds exactly.
 
 The counters live on the model's device; :meth:`UnitStats.update` is tensor
@@ -179,6 +179,19 @@ class UnitStats:
         self._count(n_samples, n_pos)
         return True
 
+    def add_firing(self, fired3: Tensor, reduce_dim: int) -> None:
+        """Add the firing counts of one batch from a boolean mask laid out as in :meth:`update`.
+
+        For kinds whose output does not tell whether the input was positive (PReLU,
+        composite activations...): the batch's other counters come from
+        :meth:`update` over the output with an infinite level, which counts no firing.
+        Counted in int64, exact at any size.
+        """
+        per_slice = fired3.sum(reduce_dim)  # (S, U)
+        t = self.tensors
+        t["active"].add_(per_slice.sum(0).to(t["active"].dtype))
+        t["sample_active"].add_((per_slice > 0).sum(0).to(t["sample_active"].dtype))
+
     def _update_flat(self, y: Tensor, level: float, nonneg: bool, scratch: Tensor,
                      exact: bool) -> None:
         """(S, U) outputs: every slice is one position, so every pass is full-size and
@@ -284,20 +297,6 @@ class UnitStats:
             tensor.fill_(float("-inf") if name == "max" else 0.0)
         self.positions = 0
         self.samples = 0
-
-    def all_reduce(self, group: Any = None) -> None:
-        """Combine counters across ``torch.distributed`` ranks in place, per :data:`REDUCTIONS`.
-
-        Host-side integers are reduced too, so every rank ends with the totals.
-        """
-        import torch.distributed as dist
-
-        for name, how in REDUCTIONS.items():
-            op = dist.ReduceOp.SUM if how == "sum" else dist.ReduceOp.MAX
-            dist.all_reduce(self.tensors[name], op=op, group=group)
-        ints = torch.tensor([self.positions, self.samples], dtype=torch.int64, device=self.device)
-        dist.all_reduce(ints, op=dist.ReduceOp.SUM, group=group)
-        self.positions, self.samples = (int(v) for v in ints.tolist())
 
     # -- serialisation -----------------------------------------------------------------------
 

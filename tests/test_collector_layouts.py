@@ -113,12 +113,6 @@ def test_unit_axis_on_the_sample_dimension_is_a_config_error():
         scan(model, torch.randn(8, 3, 6, 6), unit_axis={"1": 0})
 
 
-def test_threshold_with_a_replacement_above_it_fires_above_the_replacement():
-    model = nn.Sequential(nn.Linear(4, 6), nn.Threshold(0.0, 5.0))
-    report = scan(model, torch.randn(200, 4))
-    assert report.site("1").info.level == 5.0
-
-
 def test_time_major_data_with_batch_dim_1_equals_the_batch_first_scan():
     torch.manual_seed(0)
     time_major = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0)

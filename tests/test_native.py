@@ -137,6 +137,30 @@ def test_a_failed_build_leaves_the_eager_path_and_a_reason(fresh_native, monkeyp
     assert not native.ensure(wait=False) and "the C++ build failed" in native.reason()
 
 
+def test_a_job_that_fails_before_its_starter_resumes_leaves_no_lock(fresh_native, monkeypatch):
+    # the worst interleaving, made certain: the launcher returns only once the job has
+    # failed and removed its lock; nothing the starter does afterwards may re-create it
+    # (the job writes its own pid into the lock, never the starter)
+    from deadrelu.native import build
+
+    monkeypatch.setenv("CXX", str(fresh_native / "no-such-compiler"))
+    target = build.library_path()
+    lock = build._lock(target)
+    real = subprocess.run
+
+    def finished(*args, **kwargs):
+        out = real(*args, **kwargs)
+        deadline = time.monotonic() + 60
+        while (lock.exists() or not build.marker(target).exists()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return out
+
+    monkeypatch.setattr(build.subprocess, "run", finished)
+    assert build.start(target) is True
+    assert build.marker(target).exists()
+    assert not lock.exists()
+
+
 _FAKE_COMPILER = """#!/bin/sh
 # stands in for c++: waits, then "produces" the library by copying a built one
 sleep {delay}

@@ -71,3 +71,30 @@ def test_flat_path_counts_each_nonfinite_value_and_drops_that_units_batch():
     assert torch.isclose(stats.sum[0], y[:, 0].double().sum())
     assert torch.isclose(stats.sum[1], y[7:, 1].double().sum())
     assert torch.isclose(stats.sum[2], y[:7, 2].double().sum())
+
+
+@pytest.mark.parametrize("level, sat", [(0.0, None), (0.5, (0.01, 0.99))])
+@pytest.mark.parametrize("positions", [1, 5, 40])
+def test_a_value_exactly_at_the_level_does_not_fire(level, sat, positions):
+    # f(0) itself (0 for ReLU, 0.5 for sigmoid) is "not firing", on every path;
+    # a value just above it fires
+    y = torch.full((10, 3, positions), level)
+    y[:, 1] = torch.nextafter(torch.tensor(level), torch.tensor(1.0))  # one ulp above
+    y[4, 2, 0] = level + 1.0
+    low, high = sat if sat else (None, None)
+    stats = _update(y, 2, level=level, sat_low=low, sat_high=high)
+    assert stats.active.tolist() == [0.0, 10.0 * positions, 1.0]
+    assert stats.sample_active.tolist() == [0.0, 10.0, 1.0]
+    assert_matches(stats, brute(y, 1, level, 0, low, high))
+
+
+def test_firing_added_from_an_input_mask():
+    # PReLU-like: the output's sign says nothing; the input's mask is added instead
+    x = torch.randn(9, 4, 6)
+    x[:, 0] = 0.0  # exactly at the kink: never fires
+    y = torch.where(x > 0, x, -0.5 * x)
+    stats = _update(y, 2, level=float("inf"))
+    assert stats.active.sum() == 0
+    for part in x.split(7):
+        stats.add_firing(part > 0, 2)
+    assert_matches(stats, brute(y, 1, xs=x))

@@ -80,6 +80,8 @@ INPUT_FAR = 3.0
 INPUT_TINY = 0.01
 #: Activations whose negative region is exactly flat (a ReLU on the output clips it to ≥ 0).
 FLAT_RELU_KINDS = frozenset({"relu", "relu6", "threshold", "hardtanh"})
+#: Kinds whose negative side is a line with a (possibly learned, possibly negative) slope.
+SLOPED_KINDS = frozenset({"prelu", "rrelu", "leaky_relu"})
 #: Confidence used for "the smallest fire rate the scan can rule out".
 CONFIDENCE = 0.95
 
@@ -413,7 +415,10 @@ class Context:
         sat = view.saturated
         bounded = view.info.sat_low is not None or view.info.sat_high is not None
         problem = len(sat) > 0 or view.saturated_share >= SAT_LAYER
-        if bounded and problem and view is not self.output_site:
+        # a tanh/sigmoid inside an inline composite (x * sigmoid(1.702 * x)) saturates by
+        # design wherever the composite is linear or zero: not a problem of its own
+        inline = view.info.part_of is not None
+        if bounded and problem and view is not self.output_site and not inline:
             key = "input_scale" if view in self.input_chain else "saturation"
             view.saturation_causes = {key: sat}
 
@@ -467,8 +472,12 @@ class Context:
 
     def dead_phrase(self, view: SiteView, count: int) -> str:
         """"12 of 64 units (19%) of `x` (nn.ReLU) never fired on 360 samples (each fires on < 0.83%…)"."""
+        # a sloped negative side (PReLU, leaky ReLU) still passes a gradient: say what
+        # "never fired" means there
+        sloped = (" (their pre-activation never crossed zero: they act linearly with the "
+                  "negative-side slope)" if view.info.kind in SLOPED_KINDS else "")
         return (f"{count} of {view.units} units ({pct(count / view.units)}) of {view.label} "
-                f"never fired on {plural(view.samples, 'sample')} (so each fires on < "
+                f"never fired on {plural(view.samples, 'sample')}{sloped} (so each fires on < "
                 f"{pct(self.rule_out)} of inputs, {CONFIDENCE:.0%} confidence)")
 
     def base_evidence(self, view: SiteView, units: np.ndarray) -> dict[str, Any]:

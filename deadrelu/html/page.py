@@ -220,7 +220,7 @@ def _header(report: Report) -> str:
         rows.append(("positions", f"{span} per layer (samples × spatial/token positions)"))
     items = "".join(f"<dt>{_esc(label)}</dt><dd>{_esc(value)}</dd>" for label, value in rows)
     notes = "".join(f"<dt>note</dt><dd class='note'>{_esc(str(x))}</dd>"
-                    for x in report.meta.get("notes") or ())
+                    for x in report.notes)
     partial = (f"<p class='partial'>PARTIAL: the scan was interrupted; these results cover only "
                f"the first {n:,} samples</p>" if report.partial else "")
     return (f"{partial}<dl class='head'>{items}{notes}</dl>"
