@@ -262,6 +262,12 @@ class Collector:
         # id → (tensor, "channel" | "feature" | "other"): what the tensor's dims mean
         self._layouts: dict[int, tuple[weakref.ref[Tensor], str]] = {}
         self._scratch: dict[torch.device, Tensor] = {}
+        # this forward's padding mask: bool (N, T), its true count, and copies per device
+        self._mask: Tensor | None = None
+        self._mask_real = 0
+        self._masks: dict[torch.device, Tensor] = {}
+        #: real (unpadded) positions of the forwards recorded so far (0: no mask seen)
+        self.tokens = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -397,6 +403,7 @@ class Collector:
         self._calls.clear()
         self.last_site = None
         self.failure = None
+        self._set_mask(kwargs.get("attention_mask") if d == 0 else None)
         self._tracing = not self._traced_once
         self._mode = _Mode(self)
         self._mode.__enter__()
@@ -411,6 +418,52 @@ class Collector:
         self._producers.clear()
         self._layouts.clear()
         self._stack.clear()
+        self._mask = None
+        self._masks.clear()
+
+    # -- padding -------------------------------------------------------------------------------
+
+    def _set_mask(self, mask: Any) -> None:
+        """Take the forward's ``attention_mask`` (N, T) as the positions that count.
+
+        Hugging Face models take padded batches with an ``attention_mask`` of 1 for
+        real tokens and 0 for padding. A pad position is not a position a unit could
+        fire on, so sites whose tensor has these (N, T) leading positions count only
+        the real ones (:meth:`UnitStats.update_masked`). A mask without padding is
+        dropped, so unpadded batches keep the fast path. One host sync per forward.
+        """
+        self._mask = None
+        if not isinstance(mask, Tensor) or mask.ndim != 2 or int(mask.shape[0]) != self._batch:
+            return
+        keep = mask if mask.dtype == torch.bool else mask != 0
+        real = int(keep.sum())
+        self.tokens += real
+        if real < keep.numel():
+            self._mask, self._mask_real = keep, real
+
+    def _mask_for(self, out: Tensor, info: SiteInfo, sample_axis: int,
+                  y3: Tensor, rd: int) -> tuple[Tensor, int] | None:
+        """The padding mask laid out as ``y3``'s (S, R), with its true count; None if it
+        does not apply (no padding, or the site's positions are not the mask's tokens).
+
+        It applies when the first dim after the sample and unit dims has the mask's
+        length T: then R is T, or T times the dims after it (e.g. (N, T, heads, D)),
+        flattened T-major, so each token's mask entry repeats over them.
+        """
+        mask = self._mask
+        if mask is None or out.ndim < 3:
+            return None
+        rest = [d for d in range(out.ndim) if d not in (sample_axis % out.ndim, info.unit_axis)]
+        n, t = mask.shape
+        if not rest or out.shape[rest[0]] != t or y3.shape[0] != n:
+            return None
+        r = int(y3.shape[rd])
+        device_mask = self._masks.get(y3.device)
+        if device_mask is None:
+            device_mask = self._masks[y3.device] = mask.to(y3.device, non_blocking=True)
+        if r != t:
+            return device_mask.repeat_interleave(r // t, dim=1), self._mask_real * (r // t)
+        return device_mask, self._mask_real
 
     # -- provenance (first forward only) ------------------------------------------------------
 
@@ -468,7 +521,7 @@ class Collector:
         """Run one activation call inside a recorded forward and record its output."""
         name, label, owner, index = self._site_key(func, op)
         site = self.sites.get(name)
-        if site is not None and func in _FUSED_RELU and not self._tracing:
+        if site is not None and func in _FUSED_RELU and not self._tracing and self._mask is None:
             out = self._fused_relu(func, site, args, kwargs)
             if out is not None:
                 self.last_site = name
@@ -538,7 +591,13 @@ class Collector:
                 self._set_layout(out, layout)
         info = site.info
         with torch.no_grad():  # during training: never part of the autograd graph
-            y3, rd = _layout(out.detach(), info.unit_axis, self._sample_axis(out, info))
+            sample_axis = self._sample_axis(out, info)
+            y3, rd = _layout(out.detach(), info.unit_axis, sample_axis)
+            masked = self._mask_for(out, info, sample_axis, y3, rd)
+            if masked is not None:
+                site.stats.update_masked(y3, rd, masked[0], masked[1], info.level, info.sat_low,
+                                         info.sat_high, info.nonneg)
+                return
             scratch = self._scratch_for(y3)
             site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)
 

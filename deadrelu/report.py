@@ -332,7 +332,7 @@ def merge_reports(reports: Sequence[Report]) -> Report:
     meta["merged_from"] = len(reports)
     from deadrelu.diagnose.datameta import merge_data_meta
 
-    for key in ("input_stats", "output_stats"):
+    for key in ("input_stats", "output_stats", "tokens"):
         meta.pop(key, None)
     meta.update(merge_data_meta([r.meta for r in reports]))
     base = Report(tuple(merged[n] for n in names), first.thresholds, meta, (), first.evidence)

@@ -30,12 +30,15 @@ from deadrelu.cli.options import (
     ConfigOpt,
     DataOpt,
     DebugOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DormancyOpt,
+    DtypeOpt,
     IgnoreOpt,
     ImageSizeOpt,
     ImportPathOpt,
     LimitOpt,
+    MaxLengthOpt,
     ModelArg,
     NoProgressOpt,
     NormalizeOpt,
@@ -46,6 +49,8 @@ from deadrelu.cli.options import (
     SelectOpt,
     TargetOpt,
     TauOpt,
+    TextColumnOpt,
+    TokenizerOpt,
     TrustCheckpointOpt,
 )
 
@@ -146,6 +151,11 @@ def check_command(
     normalize: NormalizeOpt = None,
     channels: ChannelsOpt = None,
     target: TargetOpt = None,
+    tokenizer: TokenizerOpt = None,
+    text_column: TextColumnOpt = None,
+    max_length: MaxLengthOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
     max_dead: MaxDeadOpt = None,
     max_dead_layer: MaxDeadLayerOpt = None,
     fail_on: FailOnOpt = None,
@@ -196,7 +206,8 @@ def check_command(
                 model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
                 trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
                 image_size=image_size, normalize=normalize, target=target, channels=channels,
-                config=cfg,
+                config=cfg, tokenizer=tokenizer, text_column=text_column, max_length=max_length,
+                dtype=dtype, device_map=device_map, device=settings.device,
             )
             if output is not None:
                 check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])

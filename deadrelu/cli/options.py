@@ -71,18 +71,47 @@ class OutputFormat(str, Enum):
 ModelArg = Annotated[Path, typer.Argument(
     metavar="MODEL", show_default=False,
     help="Model file: a state dict, whole-model pickle, safetensors, TorchScript or "
-         "torch.export file (.pt, .pth, .bin, .ckpt, .pt2, .safetensors).",
+         "torch.export file (.pt, .pth, .bin, .ckpt, .pt2, .safetensors), or a Hugging Face "
+         "save_pretrained directory (config.json + weights; the config.json itself works too).",
 )]
 DataOpt = Annotated[str, typer.Option(
     "--data", "-d", metavar="PATH", show_default=False, rich_help_panel=DATA_PANEL,
     help="Data to run through the model: a folder of images (flat or one folder per class), "
          "an image, a .pt/.npy/.npz/.safetensors tensor file or folder, a .csv/.parquet table, "
+         "text (.txt one example per line, .jsonl/.json records, or a table's text column; "
+         "tokenized with the model directory's tokenizer), "
          "or module:function / file.py:function returning batches (a DataLoader works).",
 )]
 ArchOpt = Annotated[str | None, typer.Option(
     "--arch", metavar="MODULE:CLASS", show_default=False, rich_help_panel=MODEL_PANEL,
     help="Class or factory that builds the model, for files holding only weights "
-         "(state dicts, safetensors): package.module:Class or path/to/file.py:Class.",
+         "(state dicts, safetensors): package.module:Class or path/to/file.py:Class. For a model "
+         "directory, the transformers class (head) to build, e.g. "
+         "transformers:AutoModelForSequenceClassification \\[default: the config's architectures].",
+)]
+DtypeOpt = Annotated[str | None, typer.Option(
+    "--dtype", metavar="float32|float16|bfloat16", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Floating dtype to load the weights in (model directories: materialised once, in this "
+         "dtype) \\[default: as saved].",
+)]
+DeviceMapOpt = Annotated[str | None, typer.Option(
+    "--device-map", metavar="auto|balanced|sequential", show_default=False,
+    rich_help_panel=MODEL_PANEL,
+    help="Model directories: spread the layers over the GPUs (and CPU) with accelerate; each "
+         "layer's counters stay on its device.",
+)]
+TokenizerOpt = Annotated[Path | None, typer.Option(
+    "--tokenizer", metavar="DIR", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Tokenizer directory for text data \\[default: the model directory's own].",
+)]
+TextColumnOpt = Annotated[str | None, typer.Option(
+    "--text-column", metavar="NAME", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Field or column holding the text in .jsonl/.json/.csv/.parquet data "
+         "\\[default: the only string column].",
+)]
+MaxLengthOpt = Annotated[int | None, typer.Option(
+    "--max-length", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Cut text sequences to N tokens \\[default: the model's limit].",
 )]
 ArchKwargsOpt = Annotated[str | None, typer.Option(
     "--arch-kwargs", metavar="JSON", show_default=False, rich_help_panel=MODEL_PANEL,
@@ -343,6 +372,12 @@ class LoadOptions:
     target: str | None = None
     channels: int | None = None
     config_file: Path | None = None  # the [tool.deadrelu] file the settings came from
+    tokenizer: Path | None = None
+    text_column: str | None = None
+    max_length: int | None = None
+    dtype: str | None = None
+    device_map: str | None = None
+    device: str | None = None  # where a model directory's weights are materialised
 
     @classmethod
     def from_cli(
@@ -361,6 +396,12 @@ class LoadOptions:
         target: str | None = None,
         channels: int | None = None,
         config: Config | None = None,
+        tokenizer: Path | None = None,
+        text_column: str | None = None,
+        max_length: int | None = None,
+        dtype: str | None = None,
+        device_map: str | None = None,
+        device: str | None = None,
     ) -> LoadOptions:
         """Parse CLI strings; ``batch_size``/``limit`` fall back to the config, then defaults.
 
@@ -383,6 +424,8 @@ class LoadOptions:
             trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
             image_size=image_size, normalize=normalize or "none", target=target, channels=channels,
             config_file=config.source if config is not None else None,
+            tokenizer=tokenizer, text_column=text_column, max_length=max_length, dtype=dtype,
+            device_map=device_map, device=device,
         )
 
     def input_paths(self) -> list[Path]:
@@ -396,6 +439,8 @@ class LoadOptions:
             if sep and arch_file.endswith(".py"):
                 paths.append(Path(arch_file))
         paths.extend(Path(p) for p in self.import_paths)  # folders of model code
+        if self.tokenizer is not None:
+            paths.append(self.tokenizer)
         if self.config_file is not None:
             paths.append(self.config_file)
         return paths
@@ -415,7 +460,12 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     loaded = load_model(
         opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
         import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
+        dtype=opts.dtype, device_map=_device_map(opts),
     )
+    if opts.dtype is not None and loaded.format != "transformers":
+        from deadrelu.loading.hf import _dtype
+
+        loaded.model.to(_dtype(opts.dtype))
     if loaded.format == "torchscript":  # say so before any data is read or checked
         from deadrelu.errors import ModelError
 
@@ -427,14 +477,48 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
+    tokenizer, model_limit = _tokenizer_for(opts, loaded)
     source = open_data(
         opts.data, batch_size=opts.batch_size, limit=opts.limit, image_size=opts.image_size,
         normalize=opts.normalize, target=opts.target, channels=channels,
-        import_paths=opts.import_paths,
+        import_paths=opts.import_paths, tokenizer=tokenizer, text_column=opts.text_column,
+        max_length=opts.max_length, model_max_length=model_limit,
     )
     if source.sample_shape is not None:
         check_fit(loaded.model, source.sample_shape, opts.batch_size, source.num_samples)
     return loaded, source
+
+
+def _device_map(opts: LoadOptions) -> Any:
+    """Where a model directory's weights are materialised: ``--device-map``, else the
+    scan's device (so a GPU scan never holds a CPU copy first), else the CPU."""
+    if opts.device_map is not None:
+        return opts.device_map
+    if opts.device in (None, "auto"):
+        import torch
+
+        return "cuda" if opts.device == "auto" and torch.cuda.is_available() else None
+    return opts.device
+
+
+def _tokenizer_for(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, int | None]:
+    """The tokenizer for text ``--data`` (``--tokenizer``, else the model directory's own),
+    and the model's sequence limit; ``(None, None)`` when the data is not text."""
+    from deadrelu.loading.hf import hf_directory
+    from deadrelu.loading.text import is_text_file, load_tokenizer
+
+    data = Path(opts.data)
+    is_dir_model = loaded.format == "transformers"
+    known = opts.tokenizer is not None or is_dir_model
+    if not data.is_file() or not is_text_file(data, tokenizer_known=known,
+                                              text_column=opts.text_column):
+        return None, None
+    source = opts.tokenizer or (hf_directory(opts.model) if is_dir_model else None)
+    if source is None:
+        return None, None  # open_data says that text needs a tokenizer
+    config = getattr(loaded.model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    return load_tokenizer(source, trust_checkpoint=opts.trust_checkpoint), limit
 
 
 def _looks_like_images(spec: str) -> bool:
@@ -604,7 +688,8 @@ def warnings_to_stderr(quiet: bool = False) -> Iterator[None]:
 __all__ = [
     "AlwaysOnOpt", "ArchKwargsOpt", "ArchOpt", "BatchSizeOpt", "ChannelsOpt", "ConfigOpt",
     "DataOpt", "DebugOpt", "DeviceOpt", "Dormancy", "DormancyOpt", "FormatOpt", "ImageSizeOpt",
-    "ImportPathOpt", "LimitOpt", "freeze_gc", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
+    "DeviceMapOpt", "DtypeOpt", "ImportPathOpt", "LimitOpt", "MaxLengthOpt", "TextColumnOpt",
+    "TokenizerOpt", "freeze_gc", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
     "OutputFormat", "OutputOpt", "QuietOpt", "RareOpt", "SaturatedOpt", "ScanSettings",
     "TargetOpt", "TauOpt", "TrustCheckpointOpt", "load_config_file", "load_model_and_data",
     "load_settings", "parse_arch_kwargs", "parse_share", "run_scan", "stderr_console",

@@ -24,13 +24,16 @@ from deadrelu.cli.options import (
     ConfigOpt,
     DataOpt,
     DebugOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DormancyOpt,
+    DtypeOpt,
     FormatOpt,
     IgnoreOpt,
     ImageSizeOpt,
     ImportPathOpt,
     LimitOpt,
+    MaxLengthOpt,
     ModelArg,
     NoProgressOpt,
     NormalizeOpt,
@@ -42,6 +45,8 @@ from deadrelu.cli.options import (
     SelectOpt,
     TargetOpt,
     TauOpt,
+    TextColumnOpt,
+    TokenizerOpt,
     TrustCheckpointOpt,
 )
 
@@ -76,6 +81,9 @@ go to stderr. Exits 0 whatever it finds (use `deadrelu check` to gate CI),
       --arch sample_models/models.py:DigitsMLP \\
       --data sample_models/data/digits_test.npz --format json > report.json
 
+[dim]# a Hugging Face save_pretrained directory and a text file (one example per line)[/dim]
+  deadrelu scan sample_models/tiny_lm --data sample_models/data/tiny_lm_text.txt
+
 [dim]# your own model: images resized and normalised, Markdown to a file[/dim]
   deadrelu scan model.pt \\
       --arch mypkg.nets:ResNet --arch-kwargs '{"depth": 18}' \\
@@ -104,6 +112,11 @@ def scan_command(
     normalize: NormalizeOpt = None,
     channels: ChannelsOpt = None,
     target: TargetOpt = None,
+    tokenizer: TokenizerOpt = None,
+    text_column: TextColumnOpt = None,
+    max_length: MaxLengthOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
     config: ConfigOpt = None,
     rare: RareOpt = None,
     always_on: AlwaysOnOpt = None,
@@ -141,7 +154,8 @@ def scan_command(
             model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
             trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
             image_size=image_size, normalize=normalize, target=target, channels=channels,
-            config=settings.config,
+            config=settings.config, tokenizer=tokenizer, text_column=text_column,
+            max_length=max_length, dtype=dtype, device_map=device_map, device=settings.device,
         )
         if output is not None and main_rank:
             check_output_path(output, opts.input_paths())

@@ -27,7 +27,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _SUPPORTED = (
     "a folder of images, an image, .pt/.pth/.npy/.npz/.safetensors tensors, "
-    ".csv/.parquet tables, or module:function"
+    ".csv/.parquet tables, .txt/.jsonl/.json text, or module:function"
 )
 
 __all__ = ["DataSource", "open_data", "parse_image_size", "parse_normalize"]
@@ -43,6 +43,10 @@ def open_data(
     target: str | None = None,
     channels: int | None = None,
     import_paths: Sequence[str | Path] = (),
+    tokenizer: Any = None,
+    text_column: str | None = None,
+    max_length: int | None = None,
+    model_max_length: int | None = None,
 ) -> DataSource:
     """Open ``spec`` as a re-iterable, streaming source of input batches.
 
@@ -58,6 +62,10 @@ def open_data(
         target: table column to drop (the label).
         channels: image channels: 1 (greyscale), 3 (RGB, the default) or 4 (RGBA).
         import_paths: directories searched first when ``spec`` names a function.
+        tokenizer: a ``transformers`` tokenizer for text data (``.txt``, ``.jsonl``,
+            ``.json``, and tables with a text column; see :mod:`deadrelu.loading.text`).
+        text_column, max_length, model_max_length: for text data, see
+            :func:`deadrelu.loading.text.open_text`.
 
     Returns:
         The :class:`DataSource`. Files have only been opened (headers, the first
@@ -79,7 +87,10 @@ def open_data(
         )
     size = parse_image_size(image_size)
     stats = parse_normalize(normalize)
-    source, kind = _open(
+    text = _text_source(spec, tokenizer, batch_size=batch_size, limit=limit,
+                        text_column=text_column, max_length=max_length,
+                        model_max_length=model_max_length)
+    source, kind = (text, "text") if text is not None else _open(
         spec,
         batch_size=batch_size,
         limit=limit,
@@ -121,6 +132,27 @@ def open_data(
         sample_shape=source.sample_shape,
         notes=notes,
     )
+
+
+def _text_source(spec: str | Path, tokenizer: Any, *, batch_size: int, limit: int | None,
+                 text_column: str | None, max_length: int | None,
+                 model_max_length: int | None) -> DataSource | None:
+    """The text reader's source when ``spec`` is text, else None (see :mod:`.text`)."""
+    from deadrelu.loading.text import is_text_file, open_text
+
+    path = Path(spec)
+    if not path.is_file() or not is_text_file(path, tokenizer_known=tokenizer is not None,
+                                              text_column=text_column):
+        return None
+    if tokenizer is None:
+        raise DataError(
+            f"--data {path} is text, which needs a tokenizer to become token ids",
+            "scan the model's save_pretrained directory with its tokenizer saved beside it, "
+            "or pass --tokenizer DIR",
+        )
+    return open_text(path, tokenizer, batch_size=batch_size, limit=limit,
+                     text_column=text_column, max_length=max_length,
+                     model_max_length=model_max_length)
 
 
 def _open(
