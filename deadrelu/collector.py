@@ -265,6 +265,7 @@ class Collector:
         # this forward's padding mask: bool (N, T), its true count, and copies per device
         self._mask: Tensor | None = None
         self._mask_real = 0
+        self._seq: tuple[int, int] | None = None
         self._masks: dict[torch.device, Tensor] = {}
         #: real (unpadded) positions of the forwards recorded so far (0: no mask seen)
         self.tokens = 0
@@ -418,7 +419,7 @@ class Collector:
         self._producers.clear()
         self._layouts.clear()
         self._stack.clear()
-        self._mask = None
+        self._mask, self._seq = None, None
         self._masks.clear()
 
     # -- padding -------------------------------------------------------------------------------
@@ -428,18 +429,31 @@ class Collector:
 
         Hugging Face models take padded batches with an ``attention_mask`` of 1 for
         real tokens and 0 for padding. A pad position is not a position a unit could
-        fire on, so sites whose tensor has these (N, T) leading positions count only
-        the real ones (:meth:`UnitStats.update_masked`). A mask without padding is
-        dropped, so unpadded batches keep the fast path. One host sync per forward.
+        fire on, so sites whose tensor has these (N, T) positions count only the
+        real ones (:meth:`UnitStats.update_masked`). A mask without padding is
+        dropped, so unpadded batches keep the fast path; its (N, T) shape is kept,
+        so tokens flattened to (N*T, F) rows (OPT's feed-forward) are still read as
+        N sequences of T tokens. One host sync per forward.
         """
-        self._mask = None
+        self._mask, self._seq = None, None
         if not isinstance(mask, Tensor) or mask.ndim != 2 or int(mask.shape[0]) != self._batch:
             return
         keep = mask if mask.dtype == torch.bool else mask != 0
         real = int(keep.sum())
         self.tokens += real
+        self._seq = (int(keep.shape[0]), int(keep.shape[1]))
         if real < keep.numel():
             self._mask, self._mask_real = keep, real
+
+    def _view(self, t: Tensor, info: SiteInfo, sample_axis: int) -> tuple[Tensor, int]:
+        """``t`` laid out for the counters (see :func:`_layout`); token rows flattened
+        to (N*T, F) are viewed as (N, T, F), so that a sample is still a sequence."""
+        seq = self._seq
+        if (seq is not None and t.ndim == 2 and sample_axis == 0 and info.unit_axis == 1
+                and seq[1] > 1 and t.shape[0] == seq[0] * seq[1]):
+            return t.view(seq[0], seq[1], t.shape[1]) if t.is_contiguous() else \
+                t.reshape(seq[0], seq[1], t.shape[1]), 1
+        return _layout(t, info.unit_axis, sample_axis)
 
     def _mask_for(self, out: Tensor, info: SiteInfo, sample_axis: int,
                   y3: Tensor, rd: int) -> tuple[Tensor, int] | None:
@@ -448,16 +462,23 @@ class Collector:
 
         It applies when the first dim after the sample and unit dims has the mask's
         length T: then R is T, or T times the dims after it (e.g. (N, T, heads, D)),
-        flattened T-major, so each token's mask entry repeats over them.
+        flattened T-major, so each token's mask entry repeats over them. Token rows
+        (N*T, F) viewed as (N, T, F) by :meth:`_view` have R == T.
         """
         mask = self._mask
-        if mask is None or out.ndim < 3:
+        if mask is None:
             return None
-        rest = [d for d in range(out.ndim) if d not in (sample_axis % out.ndim, info.unit_axis)]
         n, t = mask.shape
-        if not rest or out.shape[rest[0]] != t or y3.shape[0] != n:
-            return None
         r = int(y3.shape[rd])
+        if y3.shape[0] != n:
+            return None
+        if out.ndim == 2:  # token rows, if _view unflattened them
+            if r != t or y3.shape[3 - rd] != out.shape[1]:
+                return None
+        else:
+            rest = [d for d in range(out.ndim) if d not in (sample_axis % out.ndim, info.unit_axis)]
+            if not rest or out.shape[rest[0]] != t:
+                return None
         device_mask = self._masks.get(y3.device)
         if device_mask is None:
             device_mask = self._masks[y3.device] = mask.to(y3.device, non_blocking=True)
@@ -571,11 +592,11 @@ class Collector:
         if inplace is None:
             inplace = bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
         sample_axis = self._sample_axis(x, info)
-        x3, rd = _layout(x, info.unit_axis, sample_axis)
+        x3, rd = self._view(x, info, sample_axis)
         if not _views(x3, x):
             return None
         out = x if inplace else torch.empty_like(x)
-        o3 = x3 if inplace else _layout(out, info.unit_axis, sample_axis)[0]
+        o3 = x3 if inplace else self._view(out, info, sample_axis)[0]
         if not (inplace or _views(o3, out)) or not site.stats.relu_(x3, o3, rd):
             return None
         if inplace and not x.is_inference():
@@ -592,7 +613,7 @@ class Collector:
         info = site.info
         with torch.no_grad():  # during training: never part of the autograd graph
             sample_axis = self._sample_axis(out, info)
-            y3, rd = _layout(out.detach(), info.unit_axis, sample_axis)
+            y3, rd = self._view(out.detach(), info, sample_axis)
             masked = self._mask_for(out, info, sample_axis, y3, rd)
             if masked is not None:
                 site.stats.update_masked(y3, rd, masked[0], masked[1], info.level, info.sat_low,

@@ -136,3 +136,26 @@ def test_no_padding_means_no_mask(batch_size: int) -> None:
                           unit_axis=AXES)
     for a, b in zip(masked.sites, plain.sites, strict=True):
         assert a.stats.to_dict() == b.stats.to_dict()
+
+
+class RowsNet(nn.Module):
+    """Tokens flattened to (N*T, F) rows before the ReLU, as OPT's feed-forward does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TokenNet()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        x = self.net.lin(self.net.emb(input_ids))
+        return F.relu(x.reshape(-1, x.shape[-1])).sum()
+
+
+def test_token_rows_are_sequences_and_padding_is_excluded(stats_path: str) -> None:
+    model = RowsNet()
+    batches = _batches()
+    report = deadrelu.scan(model, batches)
+    (site,) = report.sites
+    assert site.stats.samples == 9  # sequences, not N*T rows
+    expected = brute(_real(batches, 0, model.net, 2), unit_axis=2)
+    assert_matches(site.stats, expected)
+    assert report.verdicts[site.info.name].state[0] == "dead"
