@@ -90,15 +90,15 @@ ArchOpt = Annotated[str | None, typer.Option(
          "transformers:AutoModelForSequenceClassification \\[default: the config's architectures].",
 )]
 DtypeOpt = Annotated[str | None, typer.Option(
-    "--dtype", metavar="float32|float16|bfloat16", show_default=False, rich_help_panel=MODEL_PANEL,
-    help="Floating dtype to load the weights in (model directories: materialised once, in this "
-         "dtype) \\[default: as saved].",
+    "--dtype", metavar="DTYPE", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Floating dtype for the weights: float32, float16 or bfloat16 (model directories are "
+         "materialised once, in this dtype) \\[default: as saved].",
 )]
 DeviceMapOpt = Annotated[str | None, typer.Option(
-    "--device-map", metavar="auto|balanced|sequential", show_default=False,
+    "--device-map", metavar="MAP", show_default=False,
     rich_help_panel=MODEL_PANEL,
-    help="Model directories: spread the layers over the GPUs (and CPU) with accelerate; each "
-         "layer's counters stay on its device.",
+    help="Model directories: spread the layers over the GPUs (and CPU) with accelerate: auto, "
+         "balanced or sequential; each layer's counters stay on its device.",
 )]
 TokenizerOpt = Annotated[Path | None, typer.Option(
     "--tokenizer", metavar="DIR", show_default=False, rich_help_panel=DATA_PANEL,
@@ -124,8 +124,9 @@ ImportPathOpt = Annotated[list[Path] | None, typer.Option(
 )]
 TrustCheckpointOpt = Annotated[bool, typer.Option(
     "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
-    help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
-         "stored in the file: only for files you trust.",
+    help="Unpickle the model file fully (torch.load weights_only=False), or run the custom code "
+         "a model directory's config names (trust_remote_code). This runs code stored with the "
+         "model: only for files you trust.",
 )]
 BatchSizeOpt = Annotated[int | None, typer.Option(
     "--batch-size", "-b", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,

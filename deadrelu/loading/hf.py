@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,16 +115,26 @@ def load_hf_model(
     cls, arch_note = _model_class(arch, raw, config, config_path, transformers, trust_checkpoint)
     kwargs: dict[str, Any] = {
         "config": config, "local_files_only": True, "trust_remote_code": trust_checkpoint,
-        "weights_only": True, "dtype": torch_dtype if torch_dtype is not None else "auto",
+        "weights_only": not trust_checkpoint, "dtype": torch_dtype if torch_dtype is not None else "auto",
         "output_loading_info": True,
     }
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        with _quiet_transformers():
+        with _quiet_transformers(), warnings.catch_warnings():
+            # a refusal below explains protocol problems; torch's warning would repeat it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             model, info = cls.from_pretrained(str(folder), **kwargs)
     except (CheckpointError, ConfigError):
         raise
+    except pickle.UnpicklingError as exc:
+        from deadrelu.loading.checkpoint import _TRUST_FIX, _unpickling_reason
+
+        raise CheckpointError(
+            f"refusing to load the weights in {folder}: torch's weights-only unpickler rejected "
+            f"them ({_unpickling_reason(exc)})",
+            _TRUST_FIX,
+        ) from exc
     except Exception as exc:
         raise CheckpointError(
             f"{cls.__name__} could not load the weights in {folder}: "
