@@ -617,7 +617,7 @@ class Collector:
             masked = self._mask_for(out, info, sample_axis, y3, rd)
             if masked is not None:
                 site.stats.update_masked(y3, rd, masked[0], masked[1], info.level, info.sat_low,
-                                         info.sat_high, info.nonneg)
+                                         info.sat_high, info.nonneg, self._scratch_for(y3))
                 return
             scratch = self._scratch_for(y3)
             site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg, scratch)

@@ -247,6 +247,7 @@ class UnitStats:
         sat_low: float | None,
         sat_high: float | None,
         nonneg: bool,
+        scratch: Tensor | None = None,
     ) -> None:
         """Add one batch of which only the positions where ``mask`` is true count.
 
@@ -259,14 +260,27 @@ class UnitStats:
             y3: as for :meth:`update`, ``(S, R, U)`` or ``(S, U, R)``.
             mask: bool ``(S, R)``: which positions of each sample are real.
             real: ``mask.sum()``.
+            scratch: as for :meth:`update` (the fast path below uses it).
 
-        Plain tensor math (no fused kernel): a few full-size passes, run only for
-        batches that hold padding.
+        Fast path, for rectifier-like kinds (output never negative, firing above a
+        level ≥ 0, no saturation bound at or below 0): pad positions are set to 0,
+        which there never fires, adds nothing to the sums, is no larger than any
+        real output and is not saturated; the batch then goes through :meth:`update`
+        (the fused kernel on the CPU) and only ``positions`` is corrected: two passes.
+        Other kinds take plain tensor math: a few more full-size passes.
         """
         if y3.dtype not in (torch.float32, torch.float64):
             y3 = y3.float()
         rd = reduce_dim
         keep = mask.unsqueeze(-1) if rd == 1 else mask.unsqueeze(1)
+        if (nonneg and level >= 0 and (sat_low is None or sat_low < 0)
+                and (sat_high is None or sat_high > 0)):
+            filled = torch.where(keep, y3, 0.0)
+            if scratch is None or scratch.numel() < scratch_size(filled):
+                scratch = torch.empty(scratch_size(filled), dtype=torch.float32, device=y3.device)
+            self.update(filled, rd, level, sat_low, sat_high, nonneg, scratch)
+            self.positions -= int(filled.shape[0]) * int(filled.shape[rd]) - int(real)
+            return
         acc = self.tensors["active"].dtype
         fired = torch.logical_and(y3 > level, keep).sum(rd, dtype=acc)
         values = torch.where(keep, y3, 0.0)

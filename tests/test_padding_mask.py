@@ -3,7 +3,6 @@ positions add to no counter, for every layout whose positions are the mask's tok
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -99,17 +98,28 @@ def test_a_unit_firing_only_on_padding_is_dead() -> None:
     assert "tokens" not in unmasked.meta
 
 
-def test_masked_update_equals_update_on_the_real_positions() -> None:
+@pytest.mark.parametrize("kind", ["relu", "relu6", "tanh"])  # the zero-fill path, and the plain one
+def test_masked_update_equals_update_on_the_real_positions(kind: str, stats_path: str) -> None:
     torch.manual_seed(1)
     y = torch.randn(3, 5, 4)  # (S, R, U)
-    y[1, 2, 0] = float("nan")
-    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    nonneg, sat_low, sat_high = False, -0.5, 0.5
+    if kind != "tanh":
+        y = (y * 4).relu() if kind == "relu" else (y * 4).clamp(0, 6)
+        nonneg, sat_low, sat_high = True, None, (6.0 if kind == "relu6" else None)
+    y[1, 2, 0] = float("nan")  # a real position
+    y[0, 4, 1] = float("nan")  # a pad position: must not count
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    # unit 3 fires only on pad positions
+    y[:, :, 3] = torch.where(mask, -1.0 if kind == "tanh" else 0.0, 5.0)
     got = UnitStats.zeros(4)
-    got.update_masked(y, 1, mask, int(mask.sum()), 0.0, -0.5, 0.5, False)
+    scratch = torch.empty(y.numel() * 2)
+    got.update_masked(y, 1, mask, int(mask.sum()), 0.0, sat_low, sat_high, nonneg, scratch)
     expected = brute([y[i:i + 1, : int(n)] for i, n in enumerate(mask.sum(1))], unit_axis=2,
-                     sat_low=-0.5, sat_high=0.5)
+                     sat_low=sat_low, sat_high=sat_high)
     assert_matches(got, expected)
-    assert int(np.asarray(got.to_dict()["nonfinite"])[0]) == 1
+    counters = got.to_dict()
+    assert counters["nonfinite"][0] == 1 and counters["nonfinite"][1] == 0
+    assert counters["active"][3] == 0
 
 
 def test_header_names_sequences_and_tokens() -> None:

@@ -26,6 +26,7 @@ from deadrelu.cli.options import (
     ArchKwargsOpt,
     ArchOpt,
     BatchSizeOpt,
+    CenterCropOpt,
     ChannelsOpt,
     ConfigOpt,
     DataOpt,
@@ -148,6 +149,7 @@ def check_command(
     batch_size: BatchSizeOpt = None,
     limit: LimitOpt = None,
     image_size: ImageSizeOpt = None,
+    center_crop: CenterCropOpt = None,
     normalize: NormalizeOpt = None,
     channels: ChannelsOpt = None,
     target: TargetOpt = None,
@@ -208,6 +210,7 @@ def check_command(
                 image_size=image_size, normalize=normalize, target=target, channels=channels,
                 config=cfg, tokenizer=tokenizer, text_column=text_column, max_length=max_length,
                 dtype=dtype, device_map=device_map, device=settings.device,
+            center_crop=center_crop,
             )
             if output is not None:
                 check_output_path(output, [*opts.input_paths(), *filter(None, [baseline_path])])

@@ -100,6 +100,12 @@ DeviceMapOpt = Annotated[str | None, typer.Option(
     help="Model directories: spread the layers over the GPUs (and CPU) with accelerate: auto, "
          "balanced or sequential; each layer's counters stay on its device.",
 )]
+CenterCropOpt = Annotated[str | None, typer.Option(
+    "--center-crop", metavar="H|HxW", show_default=False, rich_help_panel=DATA_PANEL,
+    help="The usual eval transform for images: resize the short side to the crop / 0.875, "
+         "then crop the centre to H×H or H×W (keeps the aspect ratio; --image-size squashes). "
+         "A model directory's preprocessor_config.json is used when neither is given.",
+)]
 TokenizerOpt = Annotated[Path | None, typer.Option(
     "--tokenizer", metavar="DIR", show_default=False, rich_help_panel=DATA_PANEL,
     help="Tokenizer directory for text data \\[default: the model directory's own].",
@@ -379,6 +385,8 @@ class LoadOptions:
     dtype: str | None = None
     device_map: str | None = None
     device: str | None = None  # where a model directory's weights are materialised
+    center_crop: str | None = None
+    normalize_given: bool = False  # --normalize was on the command line (even as "none")
 
     @classmethod
     def from_cli(
@@ -403,6 +411,7 @@ class LoadOptions:
         dtype: str | None = None,
         device_map: str | None = None,
         device: str | None = None,
+        center_crop: str | None = None,
     ) -> LoadOptions:
         """Parse CLI strings; ``batch_size``/``limit`` fall back to the config, then defaults.
 
@@ -423,10 +432,11 @@ class LoadOptions:
             model=Path(model), data=data, arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs),
             import_paths=tuple(Path(p) for p in import_path or ()),
             trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
-            image_size=image_size, normalize=normalize or "none", target=target, channels=channels,
+            image_size=image_size, normalize=normalize or "none", normalize_given=normalize is not None,
+            target=target, channels=channels,
             config_file=config.source if config is not None else None,
             tokenizer=tokenizer, text_column=text_column, max_length=max_length, dtype=dtype,
-            device_map=device_map, device=device,
+            device_map=device_map, device=device, center_crop=center_crop,
         )
 
     def input_paths(self) -> list[Path]:
@@ -479,11 +489,12 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
     tokenizer, model_limit = _tokenizer_for(opts, loaded)
+    transform, normalize = _image_transform(opts, loaded)
     source = open_data(
         opts.data, batch_size=opts.batch_size, limit=opts.limit, image_size=opts.image_size,
-        normalize=opts.normalize, target=opts.target, channels=channels,
+        normalize=normalize, target=opts.target, channels=channels,
         import_paths=opts.import_paths, tokenizer=tokenizer, text_column=opts.text_column,
-        max_length=opts.max_length, model_max_length=model_limit,
+        max_length=opts.max_length, model_max_length=model_limit, transform=transform,
     )
     if source.sample_shape is not None:
         check_fit(loaded.model, source.sample_shape, opts.batch_size, source.num_samples)
@@ -500,6 +511,30 @@ def _device_map(opts: LoadOptions) -> Any:
 
         return "cuda" if opts.device == "auto" and torch.cuda.is_available() else None
     return opts.device
+
+
+def _image_transform(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, str | None]:
+    """The eval transform for image ``--data`` and the normalisation to use with it.
+
+    ``--center-crop`` wins; else a model directory's ``preprocessor_config.json``
+    (size, crop, and its mean/std unless ``--normalize`` is given), unless
+    ``--image-size`` asks to squash instead; else none (the flags as they are).
+    """
+    from deadrelu.loading.preprocess import from_preprocessor_config, parse_crop
+
+    normalize = opts.normalize
+    if opts.center_crop is not None:
+        return parse_crop(opts.center_crop), normalize
+    if loaded.format != "transformers" or opts.image_size is not None \
+            or not _looks_like_images(opts.data):
+        return None, normalize
+    from deadrelu.loading.hf import hf_directory
+
+    folder = hf_directory(opts.model)
+    transform = from_preprocessor_config(folder) if folder is not None else None
+    if transform is not None and normalize in (None, "none") and not opts.normalize_given:
+        normalize = transform.normalize_spec() or normalize
+    return transform, normalize
 
 
 def _tokenizer_for(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, int | None]:
@@ -689,7 +724,7 @@ def warnings_to_stderr(quiet: bool = False) -> Iterator[None]:
 __all__ = [
     "AlwaysOnOpt", "ArchKwargsOpt", "ArchOpt", "BatchSizeOpt", "ChannelsOpt", "ConfigOpt",
     "DataOpt", "DebugOpt", "DeviceOpt", "Dormancy", "DormancyOpt", "FormatOpt", "ImageSizeOpt",
-    "DeviceMapOpt", "DtypeOpt", "ImportPathOpt", "LimitOpt", "MaxLengthOpt", "TextColumnOpt",
+    "CenterCropOpt", "DeviceMapOpt", "DtypeOpt", "ImportPathOpt", "LimitOpt", "MaxLengthOpt", "TextColumnOpt",
     "TokenizerOpt", "freeze_gc", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
     "OutputFormat", "OutputOpt", "QuietOpt", "RareOpt", "SaturatedOpt", "ScanSettings",
     "TargetOpt", "TauOpt", "TrustCheckpointOpt", "load_config_file", "load_model_and_data",

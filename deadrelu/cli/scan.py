@@ -20,6 +20,7 @@ from deadrelu.cli.options import (
     ArchKwargsOpt,
     ArchOpt,
     BatchSizeOpt,
+    CenterCropOpt,
     ChannelsOpt,
     ConfigOpt,
     DataOpt,
@@ -109,6 +110,7 @@ def scan_command(
     batch_size: BatchSizeOpt = None,
     limit: LimitOpt = None,
     image_size: ImageSizeOpt = None,
+    center_crop: CenterCropOpt = None,
     normalize: NormalizeOpt = None,
     channels: ChannelsOpt = None,
     target: TargetOpt = None,
@@ -156,6 +158,7 @@ def scan_command(
             image_size=image_size, normalize=normalize, target=target, channels=channels,
             config=settings.config, tokenizer=tokenizer, text_column=text_column,
             max_length=max_length, dtype=dtype, device_map=device_map, device=settings.device,
+            center_crop=center_crop,
         )
         if output is not None and main_rank:
             check_output_path(output, opts.input_paths())

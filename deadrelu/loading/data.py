@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import ConfigError, DataError
 from deadrelu.loading.arrays import TENSOR_SUFFIXES, open_arrays
@@ -22,6 +22,9 @@ from deadrelu.loading.images import IMAGE_SUFFIXES, list_images, open_images
 from deadrelu.loading.imports import extra_sys_path, is_object_spec, one_line, resolve_object
 from deadrelu.loading.source import Batch, DataSource, limited
 from deadrelu.loading.tables import TABLE_SUFFIXES, open_tables
+
+if TYPE_CHECKING:
+    from deadrelu.loading.preprocess import ImageTransform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,6 +50,7 @@ def open_data(
     text_column: str | None = None,
     max_length: int | None = None,
     model_max_length: int | None = None,
+    transform: ImageTransform | None = None,
 ) -> DataSource:
     """Open ``spec`` as a re-iterable, streaming source of input batches.
 
@@ -66,6 +70,8 @@ def open_data(
             ``.json``, and tables with a text column; see :mod:`deadrelu.loading.text`).
         text_column, max_length, model_max_length: for text data, see
             :func:`deadrelu.loading.text.open_text`.
+        transform: an eval transform for images (short side resized, centre crop; see
+            :mod:`deadrelu.loading.preprocess`), instead of ``image_size``.
 
     Returns:
         The :class:`DataSource`. Files have only been opened (headers, the first
@@ -86,6 +92,11 @@ def open_data(
             f"--channels {channels} is not supported", "pass --channels 1 (greyscale) or 3 (RGB)"
         )
     size = parse_image_size(image_size)
+    if size is not None and transform is not None:
+        raise ConfigError(
+            f"--image-size and {transform.source} both say how to size the images",
+            "pass one of them (--image-size squashes to a size; a centre crop keeps the aspect)",
+        )
     stats = parse_normalize(normalize)
     text = _text_source(spec, tokenizer, batch_size=batch_size, limit=limit,
                         text_column=text_column, max_length=max_length,
@@ -98,6 +109,7 @@ def open_data(
         channels=channels,
         target=target,
         import_paths=import_paths,
+        transform=transform,
     )
     notes = list(source.notes)
     if kind != "images":
@@ -164,6 +176,7 @@ def _open(
     channels: int | None,
     target: str | None,
     import_paths: Sequence[str | Path],
+    transform: ImageTransform | None = None,
 ) -> tuple[DataSource, str]:
     path = Path(spec)
     if isinstance(spec, str) and not path.exists() and is_object_spec(spec):
@@ -191,6 +204,7 @@ def _open(
             limit=limit,
             image_size=image_size,
             channels=channels,
+            transform=transform,
         )
     elif kind == "tensors":
         source = open_arrays(path, files, batch_size=batch_size)
