@@ -265,9 +265,12 @@ class Collector:
         # this forward's padding mask: bool (N, T), its true count, and copies per device
         self._mask: Tensor | None = None
         self._mask_real = 0
-        self._seq: tuple[int, int] | None = None
+        self._seq: tuple[int, int] | None = None  # (N, T) of this forward's attention mask
+        self._seq_real = 0
+        self._seq_seen = False  # a site's positions were the mask's tokens
         self._masks: dict[torch.device, Tensor] = {}
-        #: real (unpadded) positions of the forwards recorded so far (0: no mask seen)
+        #: real (unpadded) tokens of the forwards recorded so far whose attention mask
+        #: matched some site's positions (0: none did)
         self.tokens = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -419,7 +422,9 @@ class Collector:
         self._producers.clear()
         self._layouts.clear()
         self._stack.clear()
-        self._mask, self._seq = None, None
+        if self._seq is not None and self._seq_seen:
+            self.tokens += self._seq_real
+        self._mask, self._seq, self._seq_seen = None, None, False
         self._masks.clear()
 
     # -- padding -------------------------------------------------------------------------------
@@ -435,13 +440,12 @@ class Collector:
         so tokens flattened to (N*T, F) rows (OPT's feed-forward) are still read as
         N sequences of T tokens. One host sync per forward.
         """
-        self._mask, self._seq = None, None
+        self._mask, self._seq, self._seq_seen = None, None, False
         if not isinstance(mask, Tensor) or mask.ndim != 2 or int(mask.shape[0]) != self._batch:
             return
         keep = mask if mask.dtype == torch.bool else mask != 0
         real = int(keep.sum())
-        self.tokens += real
-        self._seq = (int(keep.shape[0]), int(keep.shape[1]))
+        self._seq, self._seq_real = (int(keep.shape[0]), int(keep.shape[1])), real
         if real < keep.numel():
             self._mask, self._mask_real = keep, real
 
@@ -463,12 +467,13 @@ class Collector:
         It applies when the first dim after the sample and unit dims has the mask's
         length T: then R is T, or T times the dims after it (e.g. (N, T, heads, D)),
         flattened T-major, so each token's mask entry repeats over them. Token rows
-        (N*T, F) viewed as (N, T, F) by :meth:`_view` have R == T.
+        (N*T, F) viewed as (N, T, F) by :meth:`_view` have R == T. A site that matches
+        marks the forward's tokens as counted (:attr:`tokens`), padded or not: a mask
+        that matches no site (an audio model's mask over raw samples) claims nothing.
         """
-        mask = self._mask
-        if mask is None:
+        if self._seq is None:
             return None
-        n, t = mask.shape
+        n, t = self._seq
         r = int(y3.shape[rd])
         if y3.shape[0] != n:
             return None
@@ -479,6 +484,10 @@ class Collector:
             rest = [d for d in range(out.ndim) if d not in (sample_axis % out.ndim, info.unit_axis)]
             if not rest or out.shape[rest[0]] != t:
                 return None
+        self._seq_seen = True
+        mask = self._mask
+        if mask is None:
+            return None
         device_mask = self._masks.get(y3.device)
         if device_mask is None:
             device_mask = self._masks[y3.device] = mask.to(y3.device, non_blocking=True)
@@ -595,6 +604,8 @@ class Collector:
         x3, rd = self._view(x, info, sample_axis)
         if not _views(x3, x):
             return None
+        if self._seq is not None:  # no padding here (else no fused path): only note the match
+            self._mask_for(x, info, sample_axis, x3, rd)
         out = x if inplace else torch.empty_like(x)
         o3 = x3 if inplace else self._view(out, info, sample_axis)[0]
         if not (inplace or _views(o3, out)) or not site.stats.relu_(x3, o3, rd):

@@ -146,6 +146,27 @@ def test_no_padding_means_no_mask(batch_size: int) -> None:
                           unit_axis=AXES)
     for a, b in zip(masked.sites, plain.sites, strict=True):
         assert a.stats.to_dict() == b.stats.to_dict()
+    assert masked.meta["tokens"] == 24  # counted although no batch needed the mask
+
+
+class _Pooled(nn.Module):
+    """Its mask is over raw positions (as an audio model's over samples); no site has them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 4)
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.lin(input_values.view(input_values.shape[0], -1, 8).mean(1)))
+
+
+def test_a_mask_that_matches_no_site_claims_no_tokens() -> None:
+    x = torch.randn(6, 32)
+    mask = torch.ones(6, 32, dtype=torch.long)
+    mask[:, 20:] = 0
+    report = deadrelu.scan(_Pooled(), [{"input_values": x, "attention_mask": mask}])
+    assert "tokens" not in report.meta
+    assert report.sites[0].stats.samples == 6
 
 
 class RowsNet(nn.Module):
