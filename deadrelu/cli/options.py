@@ -490,11 +490,13 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
     tokenizer, model_limit = _tokenizer_for(opts, loaded)
     transform, normalize = _image_transform(opts, loaded)
+    extractor = _feature_extractor(opts, loaded)
     source = open_data(
         opts.data, batch_size=opts.batch_size, limit=opts.limit, image_size=opts.image_size,
         normalize=normalize, target=opts.target, channels=channels,
         import_paths=opts.import_paths, tokenizer=tokenizer, text_column=opts.text_column,
         max_length=opts.max_length, model_max_length=model_limit, transform=transform,
+        feature_extractor=extractor,
     )
     if source.sample_shape is not None:
         check_fit(loaded.model, source.sample_shape, opts.batch_size, source.num_samples)
@@ -511,6 +513,21 @@ def _device_map(opts: LoadOptions) -> Any:
 
         return "cuda" if opts.device == "auto" and torch.cuda.is_available() else None
     return opts.device
+
+
+def _feature_extractor(opts: LoadOptions, loaded: LoadedModel) -> Any:
+    """A model directory's audio feature extractor, for ``.wav``/``.flac`` ``--data``."""
+    from deadrelu.loading.audio import AUDIO_SUFFIXES, list_audio, load_feature_extractor
+
+    data = Path(opts.data)
+    is_audio = (data.suffix.lower() in AUDIO_SUFFIXES if data.is_file()
+                else data.is_dir() and not _looks_like_images(opts.data) and bool(list_audio(data)))
+    if loaded.format != "transformers" or not is_audio:
+        return None
+    from deadrelu.loading.hf import hf_directory
+
+    folder = hf_directory(opts.model)
+    return load_feature_extractor(folder) if folder is not None else None
 
 
 def _image_transform(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, str | None]:

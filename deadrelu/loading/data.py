@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import ConfigError, DataError
 from deadrelu.loading.arrays import TENSOR_SUFFIXES, open_arrays
+from deadrelu.loading.audio import AUDIO_SUFFIXES, open_audio
 from deadrelu.loading.images import IMAGE_SUFFIXES, list_images, open_images
 from deadrelu.loading.imports import extra_sys_path, is_object_spec, one_line, resolve_object
 from deadrelu.loading.source import Batch, DataSource, limited
@@ -30,7 +31,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _SUPPORTED = (
     "a folder of images, an image, .pt/.pth/.npy/.npz/.safetensors tensors, "
-    ".csv/.parquet tables, .txt/.jsonl/.json text, or module:function"
+    ".csv/.parquet tables, .txt/.jsonl/.json text, .wav/.flac audio, or module:function"
 )
 
 __all__ = ["DataSource", "open_data", "parse_image_size", "parse_normalize"]
@@ -51,6 +52,7 @@ def open_data(
     max_length: int | None = None,
     model_max_length: int | None = None,
     transform: ImageTransform | None = None,
+    feature_extractor: Any = None,
 ) -> DataSource:
     """Open ``spec`` as a re-iterable, streaming source of input batches.
 
@@ -72,6 +74,8 @@ def open_data(
             :func:`deadrelu.loading.text.open_text`.
         transform: an eval transform for images (short side resized, centre crop; see
             :mod:`deadrelu.loading.preprocess`), instead of ``image_size``.
+        feature_extractor: for ``.wav``/``.flac`` audio, a ``transformers`` feature
+            extractor (see :mod:`deadrelu.loading.audio`).
 
     Returns:
         The :class:`DataSource`. Files have only been opened (headers, the first
@@ -110,6 +114,7 @@ def open_data(
         target=target,
         import_paths=import_paths,
         transform=transform,
+        feature_extractor=feature_extractor,
     )
     notes = list(source.notes)
     if kind != "images":
@@ -177,6 +182,7 @@ def _open(
     target: str | None,
     import_paths: Sequence[str | Path],
     transform: ImageTransform | None = None,
+    feature_extractor: Any = None,
 ) -> tuple[DataSource, str]:
     path = Path(spec)
     if isinstance(spec, str) and not path.exists() and is_object_spec(spec):
@@ -206,6 +212,9 @@ def _open(
             channels=channels,
             transform=transform,
         )
+    elif kind == "audio":
+        source = open_audio(path, files, batch_size=batch_size, limit=limit,
+                            feature_extractor=feature_extractor)
     elif kind == "tensors":
         source = open_arrays(path, files, batch_size=batch_size)
     else:
@@ -221,6 +230,8 @@ def _kind_of(path: Path) -> str | None:
         return "tensors"
     if suffix in TABLE_SUFFIXES:
         return "table"
+    if suffix in AUDIO_SUFFIXES:
+        return "audio"
     return None
 
 
@@ -248,7 +259,7 @@ def _classify_folder(path: Path) -> tuple[list[Path], str]:
             f"point --data at {_SUPPORTED}",
         )
     if len(by_kind) > 1:
-        labels = {"tensors": "tensor", "table": "table"}
+        labels = {"tensors": "tensor", "table": "table", "audio": "audio"}
         counts = ", ".join(f"{len(v)} {labels[k]} file(s)" for k, v in sorted(by_kind.items()))
         raise DataError(
             f"data folder {path} mixes kinds of data ({counts})",
