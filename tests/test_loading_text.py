@@ -103,3 +103,32 @@ def test_numeric_table_without_tokenizer_is_still_a_table(tmp_path: Path) -> Non
     path.write_text("a,b\n1,2\n3,4\n")
     batch = next(iter(open_data(path)))
     assert isinstance(batch, torch.Tensor) and batch.shape == (2, 2)
+
+
+# -- datasets' save_to_disk directories -----------------------------------------------------
+# tests/data/saved_dataset_dict was written by datasets 4.4.1:
+#   DatasetDict({"train": d.select([0, 1]), "test": d}).save_to_disk(...), with
+#   d = Dataset.from_dict({"label": range(5), "text": TEXTS}); deadrelu reads it with pyarrow.
+
+SAVED = Path(__file__).parent / "data" / "saved_dataset_dict"
+
+
+def test_saved_dataset_dict_reads_its_test_split() -> None:
+    source = open_data(SAVED, batch_size=2, tokenizer=word_tokenizer())
+    assert source.num_samples == len(TEXTS)  # the test split: all five
+    assert "text from column 'text'" in source.notes
+    assert "split 'test' of the saved DatasetDict" in source.notes
+    for g, e in zip(list(source), _expected(2), strict=True):
+        for key in e:
+            torch.testing.assert_close(g[key], e[key])
+
+
+def test_saved_dataset_split_directory() -> None:
+    source = open_data(SAVED / "train", batch_size=8, tokenizer=word_tokenizer())
+    (batch,) = list(source)
+    torch.testing.assert_close(batch["input_ids"], _expected(2)[0]["input_ids"])
+
+
+def test_saved_dataset_missing_column(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no column 'sentence'"):
+        open_data(SAVED, tokenizer=word_tokenizer(), text_column="sentence")

@@ -558,13 +558,13 @@ def _tokenizer_for(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, int | N
     """The tokenizer for text ``--data`` (``--tokenizer``, else the model directory's own),
     and the model's sequence limit; ``(None, None)`` when the data is not text."""
     from deadrelu.loading.hf import hf_directory
-    from deadrelu.loading.text import is_text_file, load_tokenizer
+    from deadrelu.loading.text import is_saved_dataset, is_text_file, load_tokenizer
 
     data = Path(opts.data)
     is_dir_model = loaded.format == "transformers"
     known = opts.tokenizer is not None or is_dir_model
-    if not data.is_file() or not is_text_file(data, tokenizer_known=known,
-                                              text_column=opts.text_column):
+    if not (data.is_file() or is_saved_dataset(data)) or not is_text_file(
+            data, tokenizer_known=known, text_column=opts.text_column):
         return None, None
     source = opts.tokenizer or (hf_directory(opts.model) if is_dir_model else None)
     if source is None:

@@ -155,11 +155,11 @@ def _text_source(spec: str | Path, tokenizer: Any, *, batch_size: int, limit: in
                  text_column: str | None, max_length: int | None,
                  model_max_length: int | None) -> DataSource | None:
     """The text reader's source when ``spec`` is text, else None (see :mod:`.text`)."""
-    from deadrelu.loading.text import is_text_file, open_text
+    from deadrelu.loading.text import is_saved_dataset, is_text_file, open_text
 
     path = Path(spec)
-    if not path.is_file() or not is_text_file(path, tokenizer_known=tokenizer is not None,
-                                              text_column=text_column):
+    if not (path.is_file() or is_saved_dataset(path)) or not is_text_file(
+            path, tokenizer_known=tokenizer is not None, text_column=text_column):
         return None
     if tokenizer is None:
         raise DataError(

@@ -1,8 +1,10 @@
 """Text data for language models: lines, JSON records or table columns, tokenized per batch.
 
 ``--data`` names a ``.txt`` file (one example per line; blank lines skipped), a
-``.jsonl``/``.json`` file of records, or a ``.csv``/``.parquet`` table; records and
-tables give their text in ``--text-column`` (default: the only string column).
+``.jsonl``/``.json`` file of records, a ``.csv``/``.parquet`` table, or a directory
+written by ``datasets``' ``save_to_disk`` (read with pyarrow; a DatasetDict offers its
+test, else validation split); records, tables and datasets give their text in
+``--text-column`` (default: the only string column).
 Texts are read in batches of ``batch_size``, and each batch is tokenized in one
 call (a fast tokenizer works on the whole list at once) and padded to its own
 longest sequence. Each batch is a dict of ``input_ids``, ``attention_mask`` (and
@@ -70,9 +72,18 @@ def load_tokenizer(path: str | Path, *, trust_checkpoint: bool = False) -> Any:
                         "re-save it with tokenizer.save_pretrained, or pass --tokenizer DIR") from exc
 
 
+def is_saved_dataset(path: Path) -> bool:
+    """Whether ``path`` is a directory written by ``datasets``' ``save_to_disk``."""
+    return path.is_dir() and any((path / name).is_file()
+                                 for name in ("state.json", "dataset_dict.json"))
+
+
 def is_text_file(path: Path, *, tokenizer_known: bool, text_column: str | None) -> bool:
-    """Whether ``--data`` is text: ``.txt``/``.jsonl``/``.json`` always; tables when the
-    model came with a tokenizer (or ``--text-column`` is given) and have a string column."""
+    """Whether ``--data`` is text: ``.txt``/``.jsonl``/``.json`` always; tables and saved
+    ``datasets`` directories when the model came with a tokenizer (or ``--text-column``
+    is given) and have a string column."""
+    if is_saved_dataset(path):
+        return text_column is not None or bool(_string_columns(path))
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
         return True
@@ -109,7 +120,7 @@ def open_text(
         ConfigError: a non-positive ``max_length``.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not is_saved_dataset(path):
         raise DataError(f"text file {path} does not exist", "check --data")
     if max_length is not None and max_length < 1:
         raise ConfigError(f"--max-length {max_length} is not positive", "pass e.g. --max-length 512")
@@ -119,6 +130,8 @@ def open_text(
     if count == 0:
         raise DataError(f"{path} holds no text (every example is empty)",
                         "point --data at a file with one example per line or record")
+    if is_saved_dataset(path) and _dataset_split(path) != path:
+        notes.append(f"split {_dataset_split(path).name!r} of the saved DatasetDict")
     if column is not None:
         notes.append(f"text from column {column!r}")
     length = _max_length(tokenizer, max_length, model_max_length)
@@ -175,6 +188,10 @@ def _max_length(tokenizer: Any, given: int | None, model_limit: int | None) -> i
 
 
 def _reader(path: Path, column: str | None) -> tuple[Any, str | None]:
+    if is_saved_dataset(path):
+        folder = _dataset_split(path)
+        name = _pick_column(folder, _string_columns(folder), column, _columns(folder))
+        return (lambda: _arrow_texts(folder, name)), name
     suffix = path.suffix.lower()
     if suffix == ".txt":
         if column is not None:
@@ -260,6 +277,8 @@ def _pick_column(path: Path, strings: list[str], given: str | None, all_names: l
 
 
 def _columns(path: Path) -> list[str]:
+    if is_saved_dataset(path):
+        return [str(n) for n in _arrow_schema(_dataset_split(path)).names]
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -270,11 +289,12 @@ def _columns(path: Path) -> list[str]:
 def _string_columns(path: Path) -> list[str]:
     """Columns of a table that hold text (strings)."""
     try:
-        if path.suffix.lower() == ".parquet":
+        if is_saved_dataset(path) or path.suffix.lower() == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            schema = pq.read_schema(path)
+            schema = (_arrow_schema(_dataset_split(path)) if path.is_dir()
+                      else pq.read_schema(path))
             return [f.name for f in schema
                     if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         head = _read_csv(path, nrows=200)
@@ -313,3 +333,61 @@ def _table_texts(path: Path, column: str) -> Iterator[str]:
         for value in chunk[column].tolist():
             if isinstance(value, str) and value.strip():
                 yield value
+
+
+# -- datasets' save_to_disk directories, read with pyarrow alone ---------------------------
+# A Dataset directory holds state.json (listing its Arrow IPC *stream* files) and
+# dataset_info.json; a DatasetDict directory holds dataset_dict.json and one such
+# directory per split. Reading them needs no `datasets` package.
+
+_SPLIT_PREFERENCE = ("test", "validation", "valid", "eval", "dev")
+
+
+def _dataset_split(path: Path) -> Path:
+    """The Dataset directory to read: ``path`` itself, or the split a DatasetDict offers
+    for evaluation (test, then validation...), or its only split."""
+    if (path / "state.json").is_file():
+        return path
+    try:
+        splits = [str(s) for s in json.loads((path / "dataset_dict.json").read_text())["splits"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path / 'dataset_dict.json'} cannot be read ({one_line(exc)})",
+                        "re-save the dataset with save_to_disk") from exc
+    chosen = next((s for s in _SPLIT_PREFERENCE if s in splits), None)
+    if chosen is None and len(splits) == 1:
+        chosen = splits[0]
+    if chosen is None:
+        raise DataError(f"{path} is a DatasetDict with splits {', '.join(splits)}",
+                        f"point --data at one split, e.g. --data {path / splits[0]}")
+    return path / chosen
+
+
+def _arrow_files(folder: Path) -> list[Path]:
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        files = [folder / str(f["filename"]) for f in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{folder / 'state.json'} cannot be read ({one_line(exc)})",
+                        "re-save the dataset with save_to_disk") from exc
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"the dataset in {folder} lists data files that are missing",
+                        "re-save the dataset with save_to_disk")
+    return files
+
+
+def _arrow_schema(folder: Path) -> Any:
+    import pyarrow as pa
+
+    with pa.memory_map(str(_arrow_files(folder)[0])) as source:
+        return pa.ipc.open_stream(source).schema
+
+
+def _arrow_texts(folder: Path, column: str) -> Iterator[str]:
+    import pyarrow as pa
+
+    for file in _arrow_files(folder):
+        with pa.memory_map(str(file)) as source:
+            for batch in pa.ipc.open_stream(source):
+                for value in batch.column(column).to_pylist():
+                    if isinstance(value, str) and value.strip():
+                        yield value
