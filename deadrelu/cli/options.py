@@ -86,8 +86,19 @@ ArchOpt = Annotated[str | None, typer.Option(
     "--arch", metavar="MODULE:CLASS", show_default=False, rich_help_panel=MODEL_PANEL,
     help="Class or factory that builds the model, for files holding only weights "
          "(state dicts, safetensors): package.module:Class or path/to/file.py:Class. For a model "
-         "directory, the transformers class (head) to build, e.g. "
-         "transformers:AutoModelForSequenceClassification \\[default: the config's architectures].",
+         "directory: the transformers class to build (the head), as transformers:NAME "
+         "\\[default: the config's architectures].",
+)]
+#: ``track`` reuses one model for a series of weight files: no model directories (yet).
+WeightsArchOpt = Annotated[str | None, typer.Option(
+    "--arch", metavar="MODULE:CLASS", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Class or factory that builds the model, for files holding only weights "
+         "(state dicts, safetensors): package.module:Class or path/to/file.py:Class.",
+)]
+WeightsTrustOpt = Annotated[bool, typer.Option(
+    "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
+    help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
+         "stored in the file: only for files you trust.",
 )]
 DtypeOpt = Annotated[str | None, typer.Option(
     "--dtype", metavar="DTYPE", show_default=False, rich_help_panel=MODEL_PANEL,
@@ -746,7 +757,7 @@ __all__ = [
     "AlwaysOnOpt", "ArchKwargsOpt", "ArchOpt", "BatchSizeOpt", "ChannelsOpt", "ConfigOpt",
     "DataOpt", "DebugOpt", "DeviceOpt", "Dormancy", "DormancyOpt", "FormatOpt", "ImageSizeOpt",
     "CenterCropOpt", "DeviceMapOpt", "DtypeOpt", "ImportPathOpt", "LimitOpt", "MaxLengthOpt", "TextColumnOpt",
-    "TokenizerOpt", "freeze_gc", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
+    "TokenizerOpt", "WeightsArchOpt", "WeightsTrustOpt", "freeze_gc", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
     "OutputFormat", "OutputOpt", "QuietOpt", "RareOpt", "SaturatedOpt", "ScanSettings",
     "TargetOpt", "TauOpt", "TrustCheckpointOpt", "load_config_file", "load_model_and_data",
     "load_settings", "parse_arch_kwargs", "parse_share", "run_scan", "stderr_console",

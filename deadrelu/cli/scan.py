@@ -82,8 +82,9 @@ go to stderr. Exits 0 whatever it finds (use `deadrelu check` to gate CI),
       --arch sample_models/models.py:DigitsMLP \\
       --data sample_models/data/digits_test.npz --format json > report.json
 
-[dim]# a Hugging Face save_pretrained directory and a text file (one example per line)[/dim]
-  deadrelu scan sample_models/tiny_lm --data sample_models/data/tiny_lm_text.txt
+[dim]# a Hugging Face model directory; text, one example per line[/dim]
+  deadrelu scan sample_models/tiny_lm \\
+      --data sample_models/data/tiny_lm_text.txt
 
 [dim]# your own model: images resized and normalised, Markdown to a file[/dim]
   deadrelu scan model.pt \\
