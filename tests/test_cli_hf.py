@@ -116,7 +116,7 @@ def test_text_column_missing(cli, tmp_path: Path) -> None:
 def test_directory_without_config(cli, tmp_path: Path) -> None:
     torch.save({"w": torch.zeros(1)}, tmp_path / "weights.pt")
     line = _error(cli("scan", tmp_path, "--data", LM_TEXT))
-    assert "has no config.json" in line
+    assert "is a directory without config.json" in line
 
 
 def test_unknown_architecture(cli) -> None:

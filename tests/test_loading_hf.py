@@ -128,7 +128,7 @@ def test_directory_without_config(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         load_model(tmp_path)
     text = _one_line(info)
-    assert "has no config.json" in text and "weights.pt" in text
+    assert "is a directory without config.json" in text and "weights.pt" in text
 
 
 def test_config_without_weights(tmp_path: Path) -> None:

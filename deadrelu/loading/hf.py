@@ -159,9 +159,10 @@ def _read_config(folder: Path, config_path: Path) -> dict[str, Any]:
         from deadrelu.loading.checkpoint import TORCH_SUFFIXES
 
         files = sorted(p.name for p in folder.iterdir() if p.suffix in TORCH_SUFFIXES)[:3]
-        hint = f"pass the model file inside it ({', '.join(files)})" if files else (
+        hint = (f"pass the model file inside it ({', '.join(files)}), or a directory written by "
+                "save_pretrained (config.json + weights)") if files else (
             "pass a model file, or a directory written by save_pretrained (config.json + weights)")
-        raise CheckpointError(f"model directory {folder} has no config.json", hint)
+        raise CheckpointError(f"model path {folder} is a directory without config.json", hint)
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
