@@ -23,6 +23,11 @@ Site names: the module path for activation modules (``layer1.0.relu``), else the
 calling module's path plus the op (``layer1.0:relu``; ``<model>:relu`` for the
 top-level forward), with ``#k`` for the k-th repeat within one forward.
 
+Padding (per forward): an ``attention_mask`` (N, T) among the outermost forward's
+keyword arguments marks the real tokens; sites whose positions are those tokens
+count only them, and a sample stays a sequence when tokens are flattened to
+(N*T, F) rows (see ``_set_mask``).
+
 Unit axis rule (per site, decided at its first call): the channel dim (1) when
 the tensor has ≥3 dims and came from a conv, pooling or batch/instance/group
 norm layer, or has ≥4 dims and an unknown producer; otherwise the last dim
