@@ -142,3 +142,8 @@ def test_text_for_a_model_without_tokenizer(cli) -> None:
     line = _error(cli("scan", SM / "mlp_healthy.pt", "--arch", f"{SM}/models.py:DigitsMLP",
                       "--data", LM_TEXT))
     assert "needs a tokenizer" in line
+
+
+def test_weights_file_inside_a_directory_points_at_the_directory(cli) -> None:
+    line = _error(cli("scan", LM / "model.safetensors", "--data", LM_TEXT))
+    assert f"pass its directory {LM}" in line

@@ -461,11 +461,12 @@ def _from_state_dict(
 
     if arch is None:
         kind = "safetensors file" if fmt == "safetensors" else "state dict"
-        raise CheckpointError(
-            f"{path} is a {kind} ({len(state)} tensors) and holds no model code",
-            "this file is a state dict; pass --arch module:Class (or path/to/file.py:Class) "
-            "to build the model",
-        )
+        fix = ("this file is a state dict; pass --arch module:Class (or path/to/file.py:Class) "
+               "to build the model")
+        if (path.parent / "config.json").is_file():  # a save_pretrained directory's weights
+            fix = f"pass its directory {path.parent} instead (config.json there builds the model)"
+        raise CheckpointError(f"{path} is a {kind} ({len(state)} tensors) and holds no model code",
+                              fix)
     model = build_arch(arch, arch_kwargs, import_paths=import_paths)
     missing, unexpected, more_notes = apply_state_dict(model, state, path=path, arch=arch)
     device = _device_of(map_location)
