@@ -110,6 +110,8 @@ def load_hf_model(
         )
     transformers = _import_transformers(folder)
     _check_remote_code(raw, config_path, trust_checkpoint, transformers)
+    if not trust_checkpoint and not weights[0].startswith("model.safetensors"):
+        _check_pickled_weights(folder, weights[0])
     torch_dtype = _dtype(dtype)
     config = _config(folder, config_path, raw, trust_checkpoint)
     cls, arch_note = _model_class(arch, raw, config, config_path, transformers, trust_checkpoint)
@@ -152,6 +154,30 @@ def load_hf_model(
     missing = tuple(info.get("missing_keys") or ())
     unexpected = tuple(info.get("unexpected_keys") or ())
     return LoadedModel(model, "transformers", description, tuple(notes), missing, unexpected)
+
+
+def _check_pickled_weights(folder: Path, weights: str) -> None:
+    """Put ``pytorch_model.bin`` files through deadrelu's own allowlist before torch sees
+    them (as for any model file): they must be plain state dicts."""
+    from deadrelu.loading.pickle_safety import allowed_globals, scan_checkpoint
+
+    files = [folder / weights]
+    if weights.endswith(".index.json"):
+        try:
+            index = json.loads(files[0].read_text(encoding="utf-8"))
+            files = [folder / name for name in sorted(set(index["weight_map"].values()))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{files[0]} is not a valid weight index ({one_line(exc)})",
+                                  "re-save the model with save_pretrained") from exc
+    for file in files:
+        if not file.is_file():
+            raise CheckpointError(f"{file} is listed in {weights} but missing",
+                                  "copy every shard of the checkpoint into the directory")
+        if allowed_globals(file, scan_checkpoint(file)):
+            raise CheckpointError(
+                f"{file} holds more than a state dict (it pickles model classes)",
+                "re-save the model with save_pretrained, or pass --trust-checkpoint if you "
+                "trust the file")
 
 
 def _read_config(folder: Path, config_path: Path) -> dict[str, Any]:
