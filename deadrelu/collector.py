@@ -29,6 +29,11 @@ Site names: the module path for activation modules (``layer1.0.relu``), else the
 calling module's path plus the op (``layer1.0:relu``; ``<model>:relu`` for the
 top-level forward), with ``#k`` for the k-th repeat within one forward.
 
+Padding (per forward): an ``attention_mask`` (N, T) among the outermost forward's
+keyword arguments marks the real tokens; sites whose positions are those tokens
+count only them, and a sample stays a sequence when tokens are flattened to
+(N*T, F) rows (see ``_set_mask``).
+
 Unit axis (per site, decided at its first call; the rules live in
 :mod:`deadrelu.layout`): the dim that holds the units of the layer that made the
 tensor (channels of a conv, pooling or batch/instance/group norm; features of a
@@ -351,6 +356,16 @@ class Collector:
         #: tensors computed from another one through activation sites (see Derived)
         self._derived: TensorNotes[Derived] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
+        # this forward's padding mask: bool (N, T), its true count, and copies per device
+        self._mask: Tensor | None = None
+        self._mask_real = 0
+        self._seq: tuple[int, int] | None = None  # (N, T) of this forward's attention mask
+        self._seq_real = 0
+        self._seq_seen = False  # a site's positions were the mask's tokens
+        self._masks: dict[torch.device, Tensor] = {}
+        #: real (unpadded) tokens of the forwards recorded so far whose attention mask
+        #: matched some site's positions (0: none did)
+        self.tokens = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -548,6 +563,7 @@ class Collector:
         self._calls.clear()
         self.last_site = None
         self.failure = None
+        self._set_mask(kwargs.get("attention_mask") if d == 0 else None)
         self._tracing = not self._traced_once
         self._mode = _Mode(self)
         self._mode.__enter__()
@@ -564,6 +580,78 @@ class Collector:
         self._derived.clear()
         self._stack.clear()
         self._muted = 0
+        if self._seq is not None and self._seq_seen:
+            self.tokens += self._seq_real
+        self._mask, self._seq, self._seq_seen = None, None, False
+        self._masks.clear()
+
+    # -- padding -------------------------------------------------------------------------------
+
+    def _set_mask(self, mask: Any) -> None:
+        """Take the forward's ``attention_mask`` (N, T) as the positions that count.
+
+        Hugging Face models take padded batches with an ``attention_mask`` of 1 for
+        real tokens and 0 for padding. A pad position is not a position a unit could
+        fire on, so sites whose tensor has these (N, T) positions count only the
+        real ones (:meth:`UnitStats.update_masked`). A mask without padding is
+        dropped, so unpadded batches keep the fast path; its (N, T) shape is kept,
+        so tokens flattened to (N*T, F) rows (OPT's feed-forward) are still read as
+        N sequences of T tokens. One host sync per forward.
+        """
+        self._mask, self._seq, self._seq_seen = None, None, False
+        if not isinstance(mask, Tensor) or mask.ndim != 2 or int(mask.shape[0]) != self._batch:
+            return
+        keep = mask if mask.dtype == torch.bool else mask != 0
+        real = int(keep.sum())
+        self._seq, self._seq_real = (int(keep.shape[0]), int(keep.shape[1])), real
+        if real < keep.numel():
+            self._mask, self._mask_real = keep, real
+
+    def _view(self, t: Tensor, info: SiteInfo, sample_axis: int) -> tuple[Tensor, int]:
+        """``t`` laid out for the counters (see :func:`_layout`); token rows flattened
+        to (N*T, F) are viewed as (N, T, F), so that a sample is still a sequence."""
+        seq = self._seq
+        if (seq is not None and t.ndim == 2 and sample_axis == 0 and info.unit_axis == 1
+                and seq[1] > 1 and t.shape[0] == seq[0] * seq[1]):
+            return t.view(seq[0], seq[1], t.shape[1]) if t.is_contiguous() else \
+                t.reshape(seq[0], seq[1], t.shape[1]), 1
+        return _layout(t, info.unit_axis, sample_axis)
+
+    def _mask_for(self, out: Tensor, info: SiteInfo, sample_axis: int,
+                  y3: Tensor, rd: int) -> tuple[Tensor, int] | None:
+        """The padding mask laid out as ``y3``'s (S, R), with its true count; None if it
+        does not apply (no padding, or the site's positions are not the mask's tokens).
+
+        It applies when the first dim after the sample and unit dims has the mask's
+        length T: then R is T, or T times the dims after it (e.g. (N, T, heads, D)),
+        flattened T-major, so each token's mask entry repeats over them. Token rows
+        (N*T, F) viewed as (N, T, F) by :meth:`_view` have R == T. A site that matches
+        marks the forward's tokens as counted (:attr:`tokens`), padded or not: a mask
+        that matches no site (an audio model's mask over raw samples) claims nothing.
+        """
+        if self._seq is None:
+            return None
+        n, t = self._seq
+        r = int(y3.shape[rd])
+        if y3.shape[0] != n:
+            return None
+        if out.ndim == 2:  # token rows, if _view unflattened them
+            if r != t or y3.shape[3 - rd] != out.shape[1]:
+                return None
+        else:
+            rest = [d for d in range(out.ndim) if d not in (sample_axis % out.ndim, info.unit_axis)]
+            if not rest or out.shape[rest[0]] != t:
+                return None
+        self._seq_seen = True
+        mask = self._mask
+        if mask is None:
+            return None
+        device_mask = self._masks.get(y3.device)
+        if device_mask is None:
+            device_mask = self._masks[y3.device] = mask.to(y3.device, non_blocking=True)
+        if r != t:
+            return device_mask.repeat_interleave(r // t, dim=1), self._mask_real * (r // t)
+        return device_mask, self._mask_real
 
     # -- provenance (first forward only) ------------------------------------------------------
 
@@ -646,7 +734,7 @@ class Collector:
         """Run one activation call inside a recorded forward and record its output."""
         name, label, owner, index = self._site_key(func, op)
         site = self.sites.get(name)
-        if site is not None and func in _FUSED_RELU and not self._tracing:
+        if site is not None and func in _FUSED_RELU and not self._tracing and self._mask is None:
             out = self._fused_relu(func, site, args, kwargs)
             if out is not None:
                 self.last_site = name
@@ -704,11 +792,13 @@ class Collector:
         if inplace is None:
             inplace = bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
         sample_axis = self._sample_axis(x, info)
-        x3, rd = _layout(x, info.unit_axis, sample_axis)
+        x3, rd = self._view(x, info, sample_axis)
         if not _views(x3, x):
             return None
+        if self._seq is not None:  # no padding here (else no fused path): only note the match
+            self._mask_for(x, info, sample_axis, x3, rd)
         out = x if inplace else torch.empty_like(x)
-        o3 = x3 if inplace else _layout(out, info.unit_axis, sample_axis)[0]
+        o3 = x3 if inplace else self._view(out, info, sample_axis)[0]
         if not (inplace or _views(o3, out)) or not site.stats.relu_(x3, o3, rd):
             return None
         if inplace and not x.is_inference():
@@ -732,16 +822,25 @@ class Collector:
         info = site.info
         with torch.no_grad():  # during training: never part of the autograd graph
             sample_axis = self._sample_axis(out, info)
-            y3, rd = _layout(out.detach(), info.unit_axis, sample_axis)
-            scratch = self._scratch_for(y3)
-            if fired is None or fired.shape != out.shape:
-                site.stats.update(y3, rd, info.level, info.sat_low, info.sat_high, info.nonneg,
-                                  scratch)
-                return
-            # the output says nothing about firing: no value exceeds an infinite level,
-            # so update() counts none, and the input's mask is added instead
-            site.stats.update(y3, rd, math.inf, info.sat_low, info.sat_high, info.nonneg, scratch)
-            site.stats.add_firing(*_layout(fired, info.unit_axis, sample_axis))
+            y3, rd = self._view(out.detach(), info, sample_axis)
+            masked = self._mask_for(out, info, sample_axis, y3, rd)
+            by_input = fired is not None and fired.shape == out.shape
+            # where the input says where units fired (by_input), the output says nothing
+            # about firing: no value exceeds an infinite level, so the output's pass
+            # counts none, and the input's mask is added instead
+            level = math.inf if by_input else info.level
+            if masked is not None:
+                site.stats.update_masked(y3, rd, masked[0], masked[1], level, info.sat_low,
+                                         info.sat_high, info.nonneg, self._scratch_for(y3))
+            else:
+                site.stats.update(y3, rd, level, info.sat_low, info.sat_high, info.nonneg,
+                                  self._scratch_for(y3))
+            if by_input:
+                assert fired is not None
+                f3, frd = self._view(fired, info, sample_axis)
+                if masked is not None:  # padding never fires
+                    f3 = f3 & (masked[0].unsqueeze(-1) if frd == 1 else masked[0].unsqueeze(1))
+                site.stats.add_firing(f3, frd)
 
     def _graph_site(self, func: Any, op: str) -> tuple[str, str, str]:
         # An exported graph runs its nodes in order, so the k-th call of an op in this

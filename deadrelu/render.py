@@ -137,6 +137,9 @@ def header_rows(report: Report) -> list[tuple[str, str]]:
     meta = report.meta
     rows = [("model", str(meta.get("model", "?"))), ("data", str(meta.get("data", "?")))]
     scanned = f"{report.samples:,} (model in {meta.get('mode', 'eval')} mode)"
+    if meta.get("tokens"):  # text: a sample is a sequence, a position a real token
+        scanned = (f"{report.samples:,} sequences, {int(meta['tokens']):,} tokens "
+                   f"(padding excluded; model in {meta.get('mode', 'eval')} mode)")
     if meta.get("merged_from"):
         scanned += f", merged from {meta['merged_from']} reports"
     rows.append(("samples", scanned))

@@ -443,7 +443,7 @@ def merge_reports(reports: Sequence[Report]) -> Report:
     meta["merged_from"] = len(reports)
     from deadrelu.diagnose.datameta import merge_data_meta
 
-    for key in ("input_stats", "output_stats"):
+    for key in ("input_stats", "output_stats", "tokens"):
         meta.pop(key, None)
     # fresh-init dead counts were taken per shard: units dead on every shard cannot be
     # told from counts, so the merged report has no fresh-init comparison

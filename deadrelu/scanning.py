@@ -56,12 +56,28 @@ def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
     return model, notes
 
 
+def model_devices(model: nn.Module) -> list[torch.device]:
+    """The devices holding the model's weights, in order of first use (offloaded
+    ``meta`` weights, which hooks bring in when their layer runs, are not a device)."""
+    found: dict[torch.device, None] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.device.type != "meta":
+            found.setdefault(tensor.device)
+    return list(found)
+
+
 def resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    """The device to scan on: ``device`` if given (``"auto"``: CUDA when available), else the model's."""
-    if device is None:
-        for tensor in (*model.parameters(), *model.buffers()):
-            return tensor.device
-        return torch.device("cpu")
+    """The device to scan on: ``device`` if given (``"auto"``: CUDA when available), else the model's.
+
+    A model spread over several devices (``device_map="auto"``, layers placed by hand,
+    offloaded weights) stays where it is unless a device is named explicitly: the
+    inputs go to the device of its first weights, and each site's counters live on
+    the device its activations are computed on.
+    """
+    devices = model_devices(model)
+    spread = len(devices) > 1 or any(t.device.type == "meta" for t in model.parameters())
+    if device is None or (str(device) == "auto" and spread):
+        return devices[0] if devices else torch.device("cpu")
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -268,6 +284,8 @@ def scan(
         if moved:
             module.to(home)
     data_meta = data_stats.to_meta()
+    if collector.tokens:  # text: the attention masks' real tokens (padding excluded)
+        data_meta["tokens"] = collector.tokens
     from deadrelu import distributed
 
     if distributed.is_distributed():  # every rank scanned its share: combine them

@@ -247,6 +247,74 @@ class UnitStats:
                 torch.sum(torch.abs(blk, out=buf), rd, out=abss[i:j])
             for (op, value), out in zip(bounds, sat, strict=True):
                 out[i:j] = _mask_count(op, blk, value, scratch, exact, rd)
+        self._fold_slices(fired, sums, maxes, abss)
+        return sat
+
+    def update_masked(
+        self,
+        y3: Tensor,
+        reduce_dim: int,
+        mask: Tensor,
+        real: int,
+        level: float,
+        sat_low: float | None,
+        sat_high: float | None,
+        nonneg: bool,
+        scratch: Tensor | None = None,
+    ) -> None:
+        """Add one batch of which only the positions where ``mask`` is true count.
+
+        For sequences padded to the longest in their batch: a pad position is not a
+        position a unit could fire on, so it adds to no counter (a unit that fires
+        only on padding stays dead) and ``positions`` grows by ``real``, the number of
+        true entries of ``mask`` (passed in, so reading it costs no host sync per site).
+
+        Args:
+            y3: as for :meth:`update`, ``(S, R, U)`` or ``(S, U, R)``.
+            mask: bool ``(S, R)``: which positions of each sample are real.
+            real: ``mask.sum()``.
+            scratch: as for :meth:`update` (the fast path below uses it).
+
+        Fast path, for rectifier-like kinds (output never negative, firing above a
+        level ≥ 0, no saturation bound at or below 0): pad positions are set to 0,
+        which there never fires, adds nothing to the sums, is no larger than any
+        real output and is not saturated; the batch then goes through :meth:`update`
+        (the fused kernel on the CPU) and only ``positions`` is corrected: two passes.
+        Other kinds take plain tensor math: a few more full-size passes.
+        """
+        if y3.dtype not in (torch.float32, torch.float64):
+            y3 = y3.float()
+        rd = reduce_dim
+        keep = mask.unsqueeze(-1) if rd == 1 else mask.unsqueeze(1)
+        if (nonneg and level >= 0 and (sat_low is None or sat_low < 0)
+                and (sat_high is None or sat_high > 0)):
+            filled = torch.where(keep, y3, 0.0)
+            if scratch is None or scratch.numel() < scratch_size(filled):
+                scratch = torch.empty(scratch_size(filled), dtype=torch.float32, device=y3.device)
+            self.update(filled, rd, level, sat_low, sat_high, nonneg, scratch)
+            self.positions -= int(filled.shape[0]) * int(filled.shape[rd]) - int(real)
+            return
+        acc = self.tensors["active"].dtype
+        fired = torch.logical_and(y3 > level, keep).sum(rd, dtype=acc)
+        values = torch.where(keep, y3, 0.0)
+        sums = values.sum(rd)
+        abss = None if nonneg else values.abs_().sum(rd)
+        maxes = torch.where(keep, y3, float("-inf")).amax(rd)
+        for op, bound in ((torch.le, sat_low), (torch.ge, sat_high)):
+            if bound is not None:
+                hit = torch.logical_and(op(y3, bound), keep).sum(rd, dtype=acc)
+                self.tensors["saturated"].add_(hit.sum(0))
+        self._fold_slices(fired, sums, maxes, abss)
+        self.samples += int(y3.shape[0])
+        self.positions += int(real)
+
+    def _fold_slices(self, fired: Tensor, sums: Tensor, maxes: Tensor,
+                     abss: Tensor | None) -> None:
+        """Add per-(sample, unit) results: fire counts, sums, maxima and absolute sums.
+
+        A slice whose sum is not finite held NaN/Inf: counted in ``nonfinite`` and left
+        out of ``sum``/``abs_sum``/``max``.
+        """
         t = self.tensors
         t["active"].add_(fired.sum(0))
         t["sample_active"].add_((fired > 0).sum(0))
@@ -255,14 +323,13 @@ class UnitStats:
             t["sum"].add_(total)
             t["abs_sum"].add_(total if abss is None else abss.sum(0))
             _fold_max(t["max"], maxes.amax(0))
-            return sat
+            return
         bad = torch.isnan(sums - sums)  # the slice holds NaN or ±Inf
         t["nonfinite"].add_(bad.sum(0))
         sum_part = sums.masked_fill(bad, 0.0).sum(0)
         t["sum"].add_(sum_part)
         t["abs_sum"].add_(sum_part if abss is None else abss.masked_fill(bad, 0.0).sum(0))
         _fold_max(t["max"], maxes.masked_fill(bad, float("-inf")).amax(0))
-        return sat
 
     # -- combining ---------------------------------------------------------------------------
 

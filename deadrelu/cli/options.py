@@ -72,18 +72,65 @@ class OutputFormat(str, Enum):
 ModelArg = Annotated[Path, typer.Argument(
     metavar="MODEL", show_default=False,
     help="Model file: a state dict, whole-model pickle, safetensors, TorchScript or "
-         "torch.export file (.pt, .pth, .bin, .ckpt, .pt2, .safetensors).",
+         "torch.export file (.pt, .pth, .bin, .ckpt, .pt2, .safetensors), or a Hugging Face "
+         "save_pretrained directory (config.json + weights; the config.json itself works too).",
 )]
 DataOpt = Annotated[str, typer.Option(
     "--data", "-d", metavar="PATH", show_default=False, rich_help_panel=DATA_PANEL,
     help="Data to run through the model: a folder of images (flat or one folder per class), "
          "an image, a .pt/.npy/.npz/.safetensors tensor file or folder, a .csv/.parquet table, "
+         "text (.txt one example per line, .jsonl/.json records, or a table's text column; "
+         "tokenized with the model directory's tokenizer), "
          "or module:function / file.py:function returning batches (a DataLoader works).",
 )]
 ArchOpt = Annotated[str | None, typer.Option(
     "--arch", metavar="MODULE:CLASS", show_default=False, rich_help_panel=MODEL_PANEL,
     help="Class or factory that builds the model, for files holding only weights "
+         "(state dicts, safetensors): package.module:Class or path/to/file.py:Class. For a model "
+         "directory: the transformers class to build (the head), as transformers:NAME "
+         "\\[default: the config's architectures].",
+)]
+#: ``track`` reuses one model for a series of weight files: no model directories (yet).
+WeightsArchOpt = Annotated[str | None, typer.Option(
+    "--arch", metavar="MODULE:CLASS", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Class or factory that builds the model, for files holding only weights "
          "(state dicts, safetensors): package.module:Class or path/to/file.py:Class.",
+)]
+WeightsTrustOpt = Annotated[bool, typer.Option(
+    "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
+    help="Load the model file with torch's own, unchecked loaders (torch.load "
+         "weights_only=False, torch.export.load). This runs code stored in the file: only for "
+         "files you trust.",
+)]
+DtypeOpt = Annotated[str | None, typer.Option(
+    "--dtype", metavar="DTYPE", show_default=False, rich_help_panel=MODEL_PANEL,
+    help="Floating dtype for the weights: float32, float16 or bfloat16 (model directories are "
+         "materialised once, in this dtype) \\[default: as saved].",
+)]
+DeviceMapOpt = Annotated[str | None, typer.Option(
+    "--device-map", metavar="MAP", show_default=False,
+    rich_help_panel=MODEL_PANEL,
+    help="Model directories: spread the layers over the GPUs (and CPU) with accelerate: auto, "
+         "balanced or sequential; each layer's counters stay on its device.",
+)]
+CenterCropOpt = Annotated[str | None, typer.Option(
+    "--center-crop", metavar="H|HxW", show_default=False, rich_help_panel=DATA_PANEL,
+    help="The usual eval transform for images: resize the short side to the crop / 0.875, "
+         "then crop the centre to H×H or H×W (keeps the aspect ratio; --image-size squashes). "
+         "A model directory's preprocessor_config.json is used when neither is given.",
+)]
+TokenizerOpt = Annotated[Path | None, typer.Option(
+    "--tokenizer", metavar="DIR", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Tokenizer directory for text data \\[default: the model directory's own].",
+)]
+TextColumnOpt = Annotated[str | None, typer.Option(
+    "--text-column", metavar="NAME", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Field or column holding the text in .jsonl/.json/.csv/.parquet data "
+         "\\[default: the only string column].",
+)]
+MaxLengthOpt = Annotated[int | None, typer.Option(
+    "--max-length", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,
+    help="Cut text sequences to N tokens \\[default: the model's limit].",
 )]
 ArchKwargsOpt = Annotated[str | None, typer.Option(
     "--arch-kwargs", metavar="JSON", show_default=False, rich_help_panel=MODEL_PANEL,
@@ -97,7 +144,8 @@ ImportPathOpt = Annotated[list[Path] | None, typer.Option(
 TrustCheckpointOpt = Annotated[bool, typer.Option(
     "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
     help="Load the model file with torch's own, unchecked loaders (torch.load "
-         "weights_only=False, torch.export.load). This runs code stored in the file: only for "
+         "weights_only=False, torch.export.load), or run the custom code a model directory's "
+         "config names (trust_remote_code). This runs code stored with the model: only for "
          "files you trust.",
 )]
 class CompareInit(str, Enum):
@@ -368,6 +416,14 @@ class LoadOptions:
     target: str | None = None
     channels: int | None = None
     config_file: Path | None = None  # the [tool.deadrelu] file the settings came from
+    tokenizer: Path | None = None
+    text_column: str | None = None
+    max_length: int | None = None
+    dtype: str | None = None
+    device_map: str | None = None
+    device: str | None = None  # where a model directory's weights are materialised
+    center_crop: str | None = None
+    normalize_given: bool = False  # --normalize was on the command line (even as "none")
 
     @classmethod
     def from_cli(
@@ -386,6 +442,13 @@ class LoadOptions:
         target: str | None = None,
         channels: int | None = None,
         config: Config | None = None,
+        tokenizer: Path | None = None,
+        text_column: str | None = None,
+        max_length: int | None = None,
+        dtype: str | None = None,
+        device_map: str | None = None,
+        device: str | None = None,
+        center_crop: str | None = None,
     ) -> LoadOptions:
         """Parse CLI strings; ``batch_size``/``limit`` fall back to the config, then defaults.
 
@@ -406,8 +469,11 @@ class LoadOptions:
             model=Path(model), data=data, arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs),
             import_paths=tuple(Path(p) for p in import_path or ()),
             trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
-            image_size=image_size, normalize=normalize or "none", target=target, channels=channels,
+            image_size=image_size, normalize=normalize or "none", normalize_given=normalize is not None,
+            target=target, channels=channels,
             config_file=config.source if config is not None else None,
+            tokenizer=tokenizer, text_column=text_column, max_length=max_length, dtype=dtype,
+            device_map=device_map, device=device, center_crop=center_crop,
         )
 
     def input_paths(self) -> list[Path]:
@@ -421,6 +487,8 @@ class LoadOptions:
             if sep and arch_file.endswith(".py"):
                 paths.append(Path(arch_file))
         paths.extend(Path(p) for p in self.import_paths)  # folders of model code
+        if self.tokenizer is not None:
+            paths.append(self.tokenizer)
         if self.config_file is not None:
             paths.append(self.config_file)
         return paths
@@ -437,10 +505,11 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     """
     from deadrelu.loading import check_fit, load_model, open_data
     from deadrelu.loading.checkpoint import sniff_format
+    from deadrelu.loading.hf import hf_directory
 
     # Decided from the file's content, before any torch loader runs: loading a
     # TorchScript archive runs its code, and it could not be scanned anyway.
-    if sniff_format(opts.model) == "torchscript":
+    if hf_directory(opts.model) is None and sniff_format(opts.model) == "torchscript":
         from deadrelu.errors import ModelError
 
         raise ModelError(
@@ -452,18 +521,99 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     loaded = load_model(
         opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
         import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
+        dtype=opts.dtype, device_map=_device_map(opts),
     )
+    if opts.dtype is not None and loaded.format != "transformers":
+        from deadrelu.loading.hf import _dtype
+
+        loaded.model.to(_dtype(opts.dtype))
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
+    tokenizer, model_limit = _tokenizer_for(opts, loaded)
+    transform, normalize = _image_transform(opts, loaded)
+    extractor = _feature_extractor(opts, loaded)
     source = open_data(
         opts.data, batch_size=opts.batch_size, limit=opts.limit, image_size=opts.image_size,
-        normalize=opts.normalize, target=opts.target, channels=channels,
-        import_paths=opts.import_paths,
+        normalize=normalize, target=opts.target, channels=channels,
+        import_paths=opts.import_paths, tokenizer=tokenizer, text_column=opts.text_column,
+        max_length=opts.max_length, model_max_length=model_limit, transform=transform,
+        feature_extractor=extractor,
     )
     if source.sample_shape is not None:
         check_fit(loaded.model, source.sample_shape, opts.batch_size, source.num_samples)
     return loaded, source
+
+
+def _device_map(opts: LoadOptions) -> Any:
+    """Where a model directory's weights are materialised: ``--device-map``, else the
+    scan's device (so a GPU scan never holds a CPU copy first), else the CPU."""
+    if opts.device_map is not None:
+        return opts.device_map
+    if opts.device in (None, "auto"):
+        import torch
+
+        return "cuda" if opts.device == "auto" and torch.cuda.is_available() else None
+    return opts.device
+
+
+def _feature_extractor(opts: LoadOptions, loaded: LoadedModel) -> Any:
+    """A model directory's audio feature extractor, for ``.wav``/``.flac`` ``--data``."""
+    from deadrelu.loading.audio import AUDIO_SUFFIXES, list_audio, load_feature_extractor
+
+    data = Path(opts.data)
+    is_audio = (data.suffix.lower() in AUDIO_SUFFIXES if data.is_file()
+                else data.is_dir() and not _looks_like_images(opts.data) and bool(list_audio(data)))
+    if loaded.format != "transformers" or not is_audio:
+        return None
+    from deadrelu.loading.hf import hf_directory
+
+    folder = hf_directory(opts.model)
+    return load_feature_extractor(folder) if folder is not None else None
+
+
+def _image_transform(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, str | None]:
+    """The eval transform for image ``--data`` and the normalisation to use with it.
+
+    ``--center-crop`` wins; else a model directory's ``preprocessor_config.json``
+    (size, crop, and its mean/std unless ``--normalize`` is given), unless
+    ``--image-size`` asks to squash instead; else none (the flags as they are).
+    """
+    from deadrelu.loading.preprocess import from_preprocessor_config, parse_crop
+
+    normalize = opts.normalize
+    if opts.center_crop is not None:
+        return parse_crop(opts.center_crop), normalize
+    if loaded.format != "transformers" or opts.image_size is not None \
+            or not _looks_like_images(opts.data):
+        return None, normalize
+    from deadrelu.loading.hf import hf_directory
+
+    folder = hf_directory(opts.model)
+    transform = from_preprocessor_config(folder) if folder is not None else None
+    if transform is not None and normalize in (None, "none") and not opts.normalize_given:
+        normalize = transform.normalize_spec() or normalize
+    return transform, normalize
+
+
+def _tokenizer_for(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, int | None]:
+    """The tokenizer for text ``--data`` (``--tokenizer``, else the model directory's own),
+    and the model's sequence limit; ``(None, None)`` when the data is not text."""
+    from deadrelu.loading.hf import hf_directory
+    from deadrelu.loading.text import is_saved_dataset, is_text_file, load_tokenizer
+
+    data = Path(opts.data)
+    is_dir_model = loaded.format == "transformers"
+    known = opts.tokenizer is not None or is_dir_model
+    if not (data.is_file() or is_saved_dataset(data)) or not is_text_file(
+            data, tokenizer_known=known, text_column=opts.text_column):
+        return None, None
+    source = opts.tokenizer or (hf_directory(opts.model) if is_dir_model else None)
+    if source is None:
+        return None, None  # open_data says that text needs a tokenizer
+    config = getattr(loaded.model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    return load_tokenizer(source, trust_checkpoint=opts.trust_checkpoint), limit
 
 
 def _looks_like_images(spec: str) -> bool:
@@ -609,7 +759,8 @@ def warnings_to_stderr(quiet: bool = False) -> Iterator[None]:
 __all__ = [
     "AlwaysOnOpt", "ArchKwargsOpt", "ArchOpt", "BatchSizeOpt", "ChannelsOpt", "ConfigOpt",
     "DataOpt", "DebugOpt", "DeviceOpt", "Dormancy", "DormancyOpt", "FormatOpt", "ImageSizeOpt",
-    "ImportPathOpt", "LimitOpt", "freeze_gc", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
+    "CenterCropOpt", "DeviceMapOpt", "DtypeOpt", "ImportPathOpt", "LimitOpt", "MaxLengthOpt", "TextColumnOpt",
+    "TokenizerOpt", "WeightsArchOpt", "WeightsTrustOpt", "freeze_gc", "LoadOptions", "ModelArg", "NoProgressOpt", "NormalizeOpt",
     "OutputFormat", "OutputOpt", "QuietOpt", "RareOpt", "SaturatedOpt", "ScanSettings",
     "TargetOpt", "TauOpt", "TrustCheckpointOpt", "load_config_file", "load_model_and_data",
     "load_settings", "parse_arch_kwargs", "parse_share", "run_scan", "stderr_console",
@@ -700,7 +851,14 @@ def _init_baseline(loaded: LoadedModel, source: Any, opts: LoadOptions, settings
     if not explicit and not is_cheap(loaded.model, samples):
         return None, None
     factory = None
-    if opts.arch is not None:
+    if loaded.format == "transformers":
+        # the class and config the directory named; --arch there picks a head, not a
+        # constructor. from_config draws the model's own initialization (_init_weights).
+        cls, config = type(loaded.model), loaded.model.config
+
+        def factory() -> Any:
+            return cls._from_config(config)
+    elif opts.arch is not None:
         from deadrelu.loading.checkpoint import build_arch
 
         arch, arch_kwargs, paths = opts.arch, opts.arch_kwargs, opts.import_paths

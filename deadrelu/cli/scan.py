@@ -20,19 +20,23 @@ from deadrelu.cli.options import (
     ArchKwargsOpt,
     ArchOpt,
     BatchSizeOpt,
+    CenterCropOpt,
     ChannelsOpt,
     CompareInit,
     CompareInitOpt,
     ConfigOpt,
     DataOpt,
     DebugOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DormancyOpt,
+    DtypeOpt,
     FormatOpt,
     IgnoreOpt,
     ImageSizeOpt,
     ImportPathOpt,
     LimitOpt,
+    MaxLengthOpt,
     ModelArg,
     NoProgressOpt,
     NormalizeOpt,
@@ -44,6 +48,8 @@ from deadrelu.cli.options import (
     SelectOpt,
     TargetOpt,
     TauOpt,
+    TextColumnOpt,
+    TokenizerOpt,
     TrustCheckpointOpt,
 )
 
@@ -83,6 +89,10 @@ go to stderr. Exits 0 whatever it finds (use `deadrelu check` to gate CI),
       --arch sample_models/models.py:DigitsMLP \\
       --data sample_models/data/digits_test.npy --format html -o report.html
 
+[dim]# a Hugging Face model directory; text, one example per line[/dim]
+  deadrelu scan sample_models/tiny_lm \\
+      --data sample_models/data/tiny_lm_text.txt
+
 [dim]# your own model: images resized and normalised, Markdown to a file[/dim]
   deadrelu scan model.pt \\
       --arch mypkg.nets:ResNet --arch-kwargs '{"depth": 18}' \\
@@ -112,9 +122,15 @@ def scan_command(
     batch_size: BatchSizeOpt = None,
     limit: LimitOpt = None,
     image_size: ImageSizeOpt = None,
+    center_crop: CenterCropOpt = None,
     normalize: NormalizeOpt = None,
     channels: ChannelsOpt = None,
     target: TargetOpt = None,
+    tokenizer: TokenizerOpt = None,
+    text_column: TextColumnOpt = None,
+    max_length: MaxLengthOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
     config: ConfigOpt = None,
     rare: RareOpt = None,
     always_on: AlwaysOnOpt = None,
@@ -152,7 +168,9 @@ def scan_command(
             model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
             trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
             image_size=image_size, normalize=normalize, target=target, channels=channels,
-            config=settings.config,
+            config=settings.config, tokenizer=tokenizer, text_column=text_column,
+            max_length=max_length, dtype=dtype, device_map=device_map, device=settings.device,
+            center_crop=center_crop,
         )
         if main_rank:
             guard_paths(opts.input_paths(), {"--output": output}, streams=[opts.config_file])

@@ -17,7 +17,6 @@ import typer
 
 from deadrelu.cli.options import (
     ArchKwargsOpt,
-    ArchOpt,
     BatchSizeOpt,
     ChannelsOpt,
     ConfigOpt,
@@ -32,7 +31,8 @@ from deadrelu.cli.options import (
     OutputOpt,
     QuietOpt,
     TargetOpt,
-    TrustCheckpointOpt,
+    WeightsArchOpt,
+    WeightsTrustOpt,
 )
 
 if TYPE_CHECKING:
@@ -116,10 +116,10 @@ def register(app: typer.Typer) -> None:
 def track_command(
     checkpoints: CheckpointsArg,
     *,
-    arch: ArchOpt = None,
+    arch: WeightsArchOpt = None,
     arch_kwargs: ArchKwargsOpt = None,
     import_path: ImportPathOpt = None,
-    trust_checkpoint: TrustCheckpointOpt = False,
+    trust_checkpoint: WeightsTrustOpt = False,
     device: DeviceOpt = None,
     data: DataOpt,
     batch_size: BatchSizeOpt = None,

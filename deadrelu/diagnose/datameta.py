@@ -133,7 +133,7 @@ def output_is_constant(meta: Mapping[str, Any]) -> bool:
 
 
 def merge_data_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Exact merge of ``input_stats``/``output_stats`` of reports over disjoint data.
+    """Exact merge of ``input_stats``/``output_stats`` (and ``tokens``) of reports over disjoint data.
 
     Returns the merged entries (only those every report has with the same shape).
     """
@@ -154,4 +154,6 @@ def merge_data_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         merged["min"] = [min(v) for v in zip(*(p["min"] for p in parts), strict=True)]
         merged["max"] = [max(v) for v in zip(*(p["max"] for p in parts), strict=True)]
         out[key] = merged
+    if metas and all("tokens" in m for m in metas):  # real (unpadded) tokens of text data
+        out["tokens"] = sum(int(m["tokens"]) for m in metas)
     return out

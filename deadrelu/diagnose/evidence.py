@@ -64,6 +64,12 @@ def _out_width(module: nn.Module) -> int | None:
     return None
 
 
+def _offloaded(module: nn.Module) -> bool:
+    """Whether the module's weights are offloaded (on the ``meta`` device, brought in by
+    accelerate's hooks only while it runs), so that there is nothing to read."""
+    return any(p.is_meta for p in module.parameters(recurse=False))
+
+
 def _weight_summary(module: nn.Module) -> dict[str, Any]:
     w = cast(torch.Tensor, module.weight).detach()
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
@@ -149,12 +155,14 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
         }
         path = info.input_layer or ""
         source = modules.get(path) if path else None
+        if source is not None and _offloaded(source):
+            source = None  # weights offloaded (accelerate): not readable here, so no evidence
         if source is not None and _out_width(source) == info.units:
             if isinstance(source, _NORM_TYPES):
                 entry["norm"] = path
                 summarise(path)
                 feeder = _feeding_weight_layer(model, path, info.units)
-                if feeder is not None:
+                if feeder is not None and not _offloaded(modules[feeder]):
                     entry["layer"] = feeder
                     summarise(feeder)
             elif isinstance(source, _WEIGHT_TYPES) and getattr(source, "weight", None) is not None:
@@ -167,7 +175,8 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
         for name, param in model.named_parameters():
             # A finite sum means every value is finite (a NaN or inf makes the sum so): one
             # cheap reduction per tensor, the exact count only for the rare tensor that fails.
-            if param.is_floating_point() and not bool(torch.isfinite(param.detach().sum())):
+            if (param.is_floating_point() and not param.is_meta
+                    and not bool(torch.isfinite(param.detach().sum()))):
                 bad = int((~torch.isfinite(param.detach())).sum())
                 if bad:
                     nonfinite[name] = bad

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-FORMATS = ("pickle", "state_dict", "safetensors", "torchscript", "export")
+FORMATS = ("pickle", "state_dict", "safetensors", "torchscript", "export", "transformers")
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pt2", ".tar", ".safetensors")
 
 _EXPORT_NOTE = (
@@ -84,8 +84,11 @@ def load_model(
     import_paths: Sequence[str | Path] = (),
     trust_checkpoint: bool = False,
     map_location: Any = "cpu",
+    dtype: str | None = None,
+    device_map: Any = None,
 ) -> LoadedModel:
-    """Load a whole-model pickle, state dict, safetensors, TorchScript or torch.export file.
+    """Load a whole-model pickle, state dict, safetensors, TorchScript or torch.export file,
+    or a Hugging Face ``save_pretrained`` directory (see :mod:`deadrelu.loading.hf`).
 
     Args:
         path: the model file; never modified.
@@ -96,6 +99,8 @@ def load_model(
         trust_checkpoint: unpickle with ``weights_only=False``; runs any code the
             file contains, so only for files the user trusts.
         map_location: where tensors are loaded (as for ``torch.load``).
+        dtype, device_map: for model directories only: the floating dtype and where to
+            materialise the weights (see :func:`deadrelu.loading.hf.load_hf_model`).
 
     Returns:
         The model and how it was loaded.
@@ -105,6 +110,12 @@ def load_model(
         ConfigError: a bad ``arch`` value.
     """
     path = Path(path)
+    from deadrelu.loading.hf import hf_directory, load_hf_model
+
+    folder = hf_directory(path)
+    if folder is not None:
+        return load_hf_model(folder, arch=arch, trust_checkpoint=trust_checkpoint, dtype=dtype,
+                             device_map=device_map)
     _check_path(path)
     kind = _sniff(path)
     _refuse_untrusted(path, kind, trust_checkpoint)
@@ -275,6 +286,7 @@ def _load_pickle(
 ) -> Any:
     import torch
 
+    from deadrelu.loading.hf import refuse_pickled_transformers
     from deadrelu.loading.pickle_safety import allowed_globals, scan_checkpoint
 
     scan = None
@@ -283,6 +295,7 @@ def _load_pickle(
             with extra_sys_path(import_paths), torch_quiet():
                 return torch.load(path, map_location=map_location, weights_only=False)
         scan = scan_checkpoint(path)
+        refuse_pickled_transformers(path, scan.globals)
         allowed = allowed_globals(path, scan, import_paths=import_paths, arch=arch)
         if allowed and scan.legacy:
             # The legacy format stores module source code through persistent
@@ -456,11 +469,12 @@ def _from_state_dict(
 
     if arch is None:
         kind = "safetensors file" if fmt == "safetensors" else "state dict"
-        raise CheckpointError(
-            f"{path} is a {kind} ({len(state)} tensors) and holds no model code",
-            "this file is a state dict; pass --arch module:Class (or path/to/file.py:Class) "
-            "to build the model",
-        )
+        fix = ("this file is a state dict; pass --arch module:Class (or path/to/file.py:Class) "
+               "to build the model")
+        if (path.parent / "config.json").is_file():  # a save_pretrained directory's weights
+            fix = f"pass its directory {path.parent} instead (config.json there builds the model)"
+        raise CheckpointError(f"{path} is a {kind} ({len(state)} tensors) and holds no model code",
+                              fix)
     model = build_arch(arch, arch_kwargs, import_paths=import_paths)
     missing, unexpected, more_notes = apply_state_dict(model, state, path=path, arch=arch)
     device = _device_of(map_location)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import ConfigError, DataError
 from deadrelu.files import require_regular
 from deadrelu.loading.arrays import TENSOR_SUFFIXES, open_arrays
+from deadrelu.loading.audio import AUDIO_SUFFIXES, open_audio
 from deadrelu.loading.images import IMAGE_SUFFIXES, list_images, open_images
 from deadrelu.loading.imports import (
     exits_refused,
@@ -30,11 +31,14 @@ from deadrelu.loading.imports import (
 from deadrelu.loading.source import Batch, DataSource, limited
 from deadrelu.loading.tables import TABLE_SUFFIXES, open_tables
 
+if TYPE_CHECKING:
+    from deadrelu.loading.preprocess import ImageTransform
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _SUPPORTED = (
     "a folder of images, an image, .pt/.pth/.npy/.npz/.safetensors tensors, "
-    ".csv/.parquet tables, or module:function"
+    ".csv/.parquet tables, .txt/.jsonl/.json text, .wav/.flac audio, or module:function"
 )
 
 __all__ = ["DataSource", "open_data", "parse_image_size", "parse_normalize"]
@@ -50,6 +54,12 @@ def open_data(
     target: str | None = None,
     channels: int | None = None,
     import_paths: Sequence[str | Path] = (),
+    tokenizer: Any = None,
+    text_column: str | None = None,
+    max_length: int | None = None,
+    model_max_length: int | None = None,
+    transform: ImageTransform | None = None,
+    feature_extractor: Any = None,
 ) -> DataSource:
     """Open ``spec`` as a re-iterable, streaming source of input batches.
 
@@ -65,6 +75,14 @@ def open_data(
         target: table column to drop (the label).
         channels: image channels: 1 (greyscale), 3 (RGB, the default) or 4 (RGBA).
         import_paths: directories searched first when ``spec`` names a function.
+        tokenizer: a ``transformers`` tokenizer for text data (``.txt``, ``.jsonl``,
+            ``.json``, and tables with a text column; see :mod:`deadrelu.loading.text`).
+        text_column, max_length, model_max_length: for text data, see
+            :func:`deadrelu.loading.text.open_text`.
+        transform: an eval transform for images (short side resized, centre crop; see
+            :mod:`deadrelu.loading.preprocess`), instead of ``image_size``.
+        feature_extractor: for ``.wav``/``.flac`` audio, a ``transformers`` feature
+            extractor (see :mod:`deadrelu.loading.audio`).
 
     Returns:
         The :class:`DataSource`. Files have only been opened (headers, the first
@@ -85,8 +103,16 @@ def open_data(
             f"--channels {channels} is not supported", "pass --channels 1 (greyscale) or 3 (RGB)"
         )
     size = parse_image_size(image_size)
+    if size is not None and transform is not None:
+        raise ConfigError(
+            f"--image-size and {transform.source} both say how to size the images",
+            "pass one of them (--image-size squashes to a size; a centre crop keeps the aspect)",
+        )
     stats = parse_normalize(normalize)
-    source, kind = _open(
+    text = _text_source(spec, tokenizer, batch_size=batch_size, limit=limit,
+                        text_column=text_column, max_length=max_length,
+                        model_max_length=model_max_length)
+    source, kind = (text, "text") if text is not None else _open(
         spec,
         batch_size=batch_size,
         limit=limit,
@@ -94,6 +120,8 @@ def open_data(
         channels=channels,
         target=target,
         import_paths=import_paths,
+        transform=transform,
+        feature_extractor=feature_extractor,
     )
     notes = list(source.notes)
     if kind != "images":
@@ -130,6 +158,27 @@ def open_data(
     )
 
 
+def _text_source(spec: str | Path, tokenizer: Any, *, batch_size: int, limit: int | None,
+                 text_column: str | None, max_length: int | None,
+                 model_max_length: int | None) -> DataSource | None:
+    """The text reader's source when ``spec`` is text, else None (see :mod:`.text`)."""
+    from deadrelu.loading.text import is_saved_dataset, is_text_file, open_text
+
+    path = Path(spec)
+    if not (path.is_file() or is_saved_dataset(path)) or not is_text_file(
+            path, tokenizer_known=tokenizer is not None, text_column=text_column):
+        return None
+    if tokenizer is None:
+        raise DataError(
+            f"--data {path} is text, which needs a tokenizer to become token ids",
+            "scan the model's save_pretrained directory with its tokenizer saved beside it, "
+            "or pass --tokenizer DIR",
+        )
+    return open_text(path, tokenizer, batch_size=batch_size, limit=limit,
+                     text_column=text_column, max_length=max_length,
+                     model_max_length=model_max_length)
+
+
 def _open(
     spec: str | Path,
     *,
@@ -139,6 +188,8 @@ def _open(
     channels: int | None,
     target: str | None,
     import_paths: Sequence[str | Path],
+    transform: ImageTransform | None = None,
+    feature_extractor: Any = None,
 ) -> tuple[DataSource, str]:
     path = Path(spec)
     if isinstance(spec, str) and not path.exists() and is_object_spec(spec):
@@ -168,7 +219,11 @@ def _open(
             limit=limit,
             image_size=image_size,
             channels=channels,
+            transform=transform,
         )
+    elif kind == "audio":
+        source = open_audio(path, files, batch_size=batch_size, limit=limit,
+                            feature_extractor=feature_extractor)
     elif kind == "tensors":
         source = open_arrays(path, files, batch_size=batch_size)
     else:
@@ -184,6 +239,8 @@ def _kind_of(path: Path) -> str | None:
         return "tensors"
     if suffix in TABLE_SUFFIXES:
         return "table"
+    if suffix in AUDIO_SUFFIXES:
+        return "audio"
     return None
 
 
@@ -212,7 +269,7 @@ def _classify_folder(path: Path) -> tuple[list[Path], str]:
             f"point --data at {_SUPPORTED}",
         )
     if len(by_kind) > 1:
-        labels = {"tensors": "tensor", "table": "table"}
+        labels = {"tensors": "tensor", "table": "table", "audio": "audio"}
         counts = ", ".join(f"{len(v)} {labels[k]} file(s)" for k, v in sorted(by_kind.items()))
         raise DataError(
             f"data folder {path} mixes kinds of data ({counts})",

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from deadrelu.loading.preprocess import ImageTransform
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -47,8 +49,12 @@ def open_images(
     limit: int | None,
     image_size: tuple[int, int] | None,
     channels: int | None,
+    transform: ImageTransform | None = None,
 ) -> DataSource:
     """A :class:`DataSource` over ``files`` (already listed from ``path``).
+
+    ``transform`` (see :mod:`deadrelu.loading.preprocess`) shapes each image first,
+    e.g. the short side resized and a centre crop; ``image_size`` squashes instead.
 
     Raises:
         DataError: Pillow missing, or the first image unreadable.
@@ -57,12 +63,14 @@ def open_images(
     if limit is not None:
         files = files[:limit]
     mode = _MODES[channels or 3]
-    first = _read(files[0], mode=mode, size=image_size, expected=None)
+    first = _read(files[0], mode=mode, size=image_size, expected=None, transform=transform)
     height, width = first.shape[-2:]
     expected = image_size or (height, width)
     notes: list[str] = []
     if image_size is not None:
         notes.append(f"images resized to {image_size[0]}x{image_size[1]} (height x width)")
+    if transform is not None:
+        notes.append(transform.describe())
 
     def batches() -> Iterator[torch.Tensor]:
         import numpy as np
@@ -70,7 +78,7 @@ def open_images(
 
         for start in range(0, len(files), batch_size):
             arrays = [
-                _read(f, mode=mode, size=image_size, expected=expected)
+                _read(f, mode=mode, size=image_size, expected=expected, transform=transform)
                 for f in files[start : start + batch_size]
             ]
             yield torch.from_numpy(np.stack(arrays))
@@ -92,7 +100,8 @@ def open_images(
 
 
 def _read(
-    file: Path, *, mode: str, size: tuple[int, int] | None, expected: tuple[int, int] | None
+    file: Path, *, mode: str, size: tuple[int, int] | None, expected: tuple[int, int] | None,
+    transform: ImageTransform | None = None,
 ) -> np.ndarray:
     """One image as a float32 ``(C, H, W)`` array in [0, 1]."""
     import numpy as np
@@ -101,6 +110,8 @@ def _read(
     try:
         with image_module.open(file) as image:
             image.load()
+            if transform is not None:
+                image = transform.apply(image)
             if size is not None:
                 image = image.resize((size[1], size[0]), image_module.Resampling.BILINEAR)
             elif expected is not None and (image.height, image.width) != expected:
