@@ -337,16 +337,18 @@ def _apply(model: nn.Module, graph: ChannelGraph, accepted: list[_Accepted]) -> 
 def _fold(module: nn.Module, indices: list[int], constant: torch.Tensor) -> None:
     """Add what input columns ``indices`` contributed (the constant) to ``module``'s bias."""
     weight = module.weight
+    assert isinstance(weight, torch.Tensor)
     values = constant.to(device=weight.device, dtype=torch.float64)
     cols = weight.detach()[:, indices].double()
     if isinstance(module, nn.Linear):
         delta = cols @ values
     else:
         delta = (cols.flatten(2).sum(2) * values).sum(1)
-    if module.bias is None:
-        module.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype,
-                                               device=weight.device))
-    module.bias.add_(delta.to(module.bias.dtype))
+    bias = module.bias
+    if not isinstance(bias, torch.Tensor):
+        bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
+        module.bias = bias
+    bias.add_(delta.to(bias.dtype))
 
 
 def _blame(model: nn.Module, example: Any, accepted: list[_Accepted], data: Any,
@@ -359,7 +361,8 @@ def _blame(model: nn.Module, example: Any, accepted: list[_Accepted], data: Any,
         _apply(trial, ChannelGraph(trial, example), subset)
         diff = measure.compare_outputs(model, trial, data, batch_size)
         if not diff.within(tolerance):
-            what = diff.error or (f"changed the output by {diff.max_abs:.3g} (largest |output| "
+            what = (f"makes the model's forward fail ({diff.error})" if diff.error else
+                    f"changed the output by {diff.max_abs:.3g} (largest |output| "
                                   f"{diff.scale:.3g}, tolerance {tolerance:g} of it)")
             raise ModelError(
                 f"removing the constant units of {order[k - 1]} {what}; nothing was pruned",

@@ -28,7 +28,7 @@ def summary_lines(result: PruneResult) -> list[str]:
     """Plain lines: units removed, parameters, multiply-adds, latency, output difference."""
     lines = [f"removed {result.units_removed} unit(s) from {len(result.removed)} layer(s); "
              f"{result.units_kept} dead/constant unit(s) kept"]
-    lines.append(f"parameters: {_num(result.params_before)} → {_num(result.params_after)} "
+    lines.append(f"parameters: {_num(result.params_before)} → {_num(result.params_after)}"
                  f"{_ratio(result.params_before, result.params_after)}")
     if result.macs_before is not None:
         lines.append(f"multiply-adds per sample: {_num(result.macs_before)} → "
