@@ -28,6 +28,7 @@ _EXPORTS = {
     "KeptUnits": "deadrelu.fix.prune",
     "Monitor": "deadrelu.monitor",
     "PruneResult": "deadrelu.fix.prune",
+    "RecycleResult": "deadrelu.fix.recycle",
     "RemovedUnits": "deadrelu.fix.prune",
     "Report": "deadrelu.report",
     "Severity": "deadrelu.findings",
@@ -36,6 +37,7 @@ _EXPORTS = {
     "load_pruned": "deadrelu.fix.persist",
     "merge_reports": "deadrelu.report",
     "prune": "deadrelu.fix.prune",
+    "recycle": "deadrelu.fix.recycle",
     "scan": "deadrelu.scanning",
 }
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from deadrelu.findings import Finding, Severity  # noqa: F401
     from deadrelu.fix.persist import load_pruned  # noqa: F401
     from deadrelu.fix.prune import KeptUnits, PruneResult, RemovedUnits, prune  # noqa: F401
+    from deadrelu.fix.recycle import RecycleResult, recycle  # noqa: F401
     from deadrelu.report import Report, merge_reports  # noqa: F401
     from deadrelu.scanning import InsufficientDataWarning, scan  # noqa: F401
 

@@ -129,6 +129,10 @@ class Monitor:
         auto_step: count one step per forward of ``model`` in train mode until the first
             :meth:`step` call; ``False``: only :meth:`step` ends a step.
         name: the model's label in report headers (default: its class name).
+        recycle: after each report, recycle the units it finds dead with
+            :func:`deadrelu.recycle` (ReDo); ``True``, or a dict of its keyword arguments
+            (``{"definition": "redo", "tau": 0.025}``). Results go to :attr:`recycled`.
+        optimizer: the training optimizer, whose state for recycled slices is zeroed.
 
     Raises:
         ConfigError: an invalid argument.
@@ -149,6 +153,8 @@ class Monitor:
         sync: bool | None = None,
         auto_step: bool = True,
         name: str | None = None,
+        recycle: bool | Mapping[str, Any] = False,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         from deadrelu.integrations import as_logger
         from deadrelu.scanning import unwrap
@@ -185,6 +191,11 @@ class Monitor:
         self.collector = _GatedCollector(self.module, self._gate, unit_axis=unit_axis,
                                          saturation_margin=saturation_margin)
         self.last_report: Report | None = None
+        self.recycle_options: dict[str, Any] | None = (
+            dict(recycle) if isinstance(recycle, Mapping) else {} if recycle else None)
+        self.optimizer = optimizer
+        #: (step, RecycleResult) of every recycling done by ``recycle=True``
+        self.recycled: list[tuple[int, Any]] = []
         self._compiled = _compiled_wrapper(model)
         self._step = 0
         self._manual = not auto_step
@@ -413,6 +424,11 @@ class Monitor:
         self._record(report)
         for logger in self.loggers:
             logger.log_report(report, self._step)
+        if self.recycle_options is not None:
+            from deadrelu.fix.recycle import recycle
+
+            done = recycle(self.module, report, self.optimizer, **self.recycle_options)
+            self.recycled.append((self._step, done))
         if reset:
             self.collector.reset()
             self._window_start = self._step
