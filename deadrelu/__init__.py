@@ -32,6 +32,7 @@ _EXPORTS = {
     "RemovedUnits": "deadrelu.fix.prune",
     "Report": "deadrelu.report",
     "Severity": "deadrelu.findings",
+    "SwapResult": "deadrelu.fix.swap",
     "Thresholds": "deadrelu.analyzer",
     "UnitState": "deadrelu.analyzer",
     "load_pruned": "deadrelu.fix.persist",
@@ -39,6 +40,7 @@ _EXPORTS = {
     "prune": "deadrelu.fix.prune",
     "recycle": "deadrelu.fix.recycle",
     "scan": "deadrelu.scanning",
+    "swap_activations": "deadrelu.fix.swap",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from deadrelu.fix.persist import load_pruned  # noqa: F401
     from deadrelu.fix.prune import KeptUnits, PruneResult, RemovedUnits, prune  # noqa: F401
     from deadrelu.fix.recycle import RecycleResult, recycle  # noqa: F401
+    from deadrelu.fix.swap import SwapResult, swap_activations  # noqa: F401
     from deadrelu.report import Report, merge_reports  # noqa: F401
     from deadrelu.scanning import InsufficientDataWarning, scan  # noqa: F401
 
