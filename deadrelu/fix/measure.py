@@ -195,13 +195,19 @@ def count_macs(model: nn.Module, inputs: Any) -> int | None:
     return total or None
 
 
-def latency(model: nn.Module, inputs: Any, repeats: int = 7) -> float:
-    """Median seconds of one forward of ``inputs`` (after one warm-up)."""
-    times = []
-    with eval_mode(model), torch.no_grad():
-        batches.call(model, inputs)
-        for _ in range(repeats):
-            start = time.perf_counter()
+def latencies(first: nn.Module, second: nn.Module, inputs: Any, repeats: int = 9) -> tuple[float, float]:
+    """Median seconds of one forward of ``inputs`` through each model.
+
+    The two models run alternately (after a warm-up of each), so that a machine
+    getting busier or quieter during the measurement affects both alike.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    with eval_mode(first), eval_mode(second), torch.no_grad():
+        for model in (first, second):
             batches.call(model, inputs)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for _ in range(repeats):
+            for model, out in ((first, times[0]), (second, times[1])):
+                start = time.perf_counter()
+                batches.call(model, inputs)
+                out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])

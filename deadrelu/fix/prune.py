@@ -205,12 +205,12 @@ def prune(
     diff = measure.compare_outputs(model, pruned, data, batch_size)
     if not diff.within(tolerance):
         _blame(model, first, accepted, data, batch_size, tolerance)
+    timed = measure.latencies(model, pruned, first) if timing else (None, None)
     result = PruneResult(
         removed=_removed(accepted), kept=tuple(kept), samples=samples,
         params_before=params, params_after=measure.count_params(pruned),
         macs_before=measure.count_macs(model, first), macs_after=measure.count_macs(pruned, first),
-        latency_before=measure.latency(model, first) if timing else None,
-        latency_after=measure.latency(pruned, first) if timing else None,
+        latency_before=timed[0], latency_after=timed[1],
         latency_batch=measure.batches.batch_size(first),
         max_abs_diff=diff.max_abs, output_scale=diff.scale, widths=widths(model, pruned),
     )

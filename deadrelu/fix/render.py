@@ -34,7 +34,7 @@ def summary_lines(result: PruneResult) -> list[str]:
         lines.append(f"multiply-adds per sample: {_num(result.macs_before)} → "
                      f"{_num(result.macs_after)}{_ratio(result.macs_before, result.macs_after)}")
     if result.latency_before is not None:
-        lines.append(f"latency (batch of {result.latency_batch}, median of 7): "
+        lines.append(f"latency (batch of {result.latency_batch}, median of 9, alternating): "
                      f"{_ms(result.latency_before)} → {_ms(result.latency_after)}")
     if result.max_abs_diff is not None:
         lines.append(f"max |output difference| on {result.samples} samples: {result.max_abs_diff:.3g} "
