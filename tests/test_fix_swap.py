@@ -78,3 +78,30 @@ def test_gated_functional_call_listed_and_bad_arguments_refused():
         deadrelu.swap_activations(model, to="sigmoid")
     with pytest.raises(ConfigError, match="matches no module"):
         deadrelu.swap_activations(model, layers="encoder.*")
+
+
+class _Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 10), nn.Linear(10, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.fc2(h)
+
+
+def test_fix_text_names_the_functional_call_with_file_and_line():
+    torch.manual_seed(0)
+    model = _Functional()
+    with torch.no_grad():
+        model.fc1.bias[:4] = -50.0  # far below the default init: a large-update trace
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = deadrelu.scan(model, torch.randn(300, 6))
+    lines, start = inspect.getsourcelines(_Functional.forward)
+    line = start + next(i for i, text in enumerate(lines) if "torch.relu" in text)
+    where = f"test_fix_swap.py:{line}"
+    assert report.evidence["sites"]["<model>:relu"]["call_site"].endswith(where)
+    fixes = [f.fix for f in report.findings if f.layer == "<model>:relu"]
+    assert fixes and any("`torch.relu` call in the model's forward" in fix and where in fix
+                         for fix in fixes), fixes

@@ -11,10 +11,7 @@ and listed with file and line, so the user can edit them.
 
 from __future__ import annotations
 
-import ast
 import fnmatch
-import inspect
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deadrelu.callsites import forward_calls
 from deadrelu.errors import ConfigError
 
 #: Target name → factory(negative_slope, inplace) of the replacement module.
@@ -125,28 +123,15 @@ def swap_activations(
 
 
 def _functional_calls(cls: type, owners: list[str]) -> list[FunctionalCall]:
-    """ReLU calls written in ``cls.forward`` (not in torch's own classes: their calls go
-    through attributes, handled above)."""
+    """ReLU calls written in ``cls.forward`` (torch's own classes call theirs through
+    attributes, handled above)."""
     if cls.__module__.startswith("torch."):
         return []
-    forward = cls.__dict__.get("forward")
-    if forward is None:
-        return []
-    try:
-        lines, start = inspect.getsourcelines(forward)
-        file = inspect.getsourcefile(forward)
-    except (OSError, TypeError):
+    calls = forward_calls(cls, "relu")
+    if calls is None:
         return [FunctionalCall(", ".join(owners), cls.__qualname__, "relu (source not available)",
                                None, None)]
-    tree = ast.parse(textwrap.dedent("".join(lines)))
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr in _CALL_NAMES:
-            found.append(FunctionalCall(", ".join(owners), cls.__qualname__,
-                                        ast.unparse(node.func) + "(...)", file,
-                                        start + node.lineno - 1))
-    return found
+    return [FunctionalCall(", ".join(owners), cls.__qualname__, c.call, c.file, c.line) for c in calls]
 
 
 def describe(result: SwapResult) -> str:
