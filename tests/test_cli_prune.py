@@ -148,3 +148,15 @@ def test_nothing_to_prune_and_a_model_the_verifier_cannot_run(cli, tmp_path):
             "-o", tmp_path / "out.pt", "--no-progress")
     assert r.code == 2 and "forward fail" in r.err and "nothing was pruned" in r.err
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_whole_model_pickle_and_an_image_folder_as_scan_takes_them(cli, tmp_path):
+    out = tmp_path / "cnn.pt"
+    r = cli("prune", SM / "cnn_full.pt", "--import-path", SM, "--data", SM / "data" / "digits_png",
+            "-o", out, "--json", "--no-progress")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert [x["layer"] for x in result["removed"]] == ["relu3"]
+    assert result["widths"]["fc1"]["out_features"] == 64 - len(result["removed"][0]["units"])
+    r = cli("scan", out, "--import-path", SM, "--data", SM / "data" / "digits_png", "-q")
+    assert r.code == 0 and "no dead units" in r.out.lower(), r.out

@@ -251,3 +251,14 @@ def test_state_dict_route_round_trips_through_load_pruned(tmp_path):
     loaded = load_model(tmp_path / "m.pt").model
     _assert_same_outputs(pruned, loaded, data)
     _assert_same_outputs(pruned, torch.load(tmp_path / "m.pt", weights_only=False), data)
+
+
+def test_a_model_in_train_mode_is_traced_and_measured_in_eval_mode_and_left_as_it_was():
+    model, data, _ = fm.convnet()
+    report = _scan(model, data)
+    model.train()
+    stats = model.bn.running_mean.clone()
+    pruned, result = deadrelu.prune(model, report, data)
+    assert torch.equal(model.bn.running_mean, stats) and model.training and pruned.training
+    assert result.units_removed >= 4
+    _assert_same_outputs(model, pruned, data)  # both compared in eval mode

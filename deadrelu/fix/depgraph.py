@@ -94,8 +94,10 @@ class ChannelGraph:
         tp = torch_pruning()
         self.model = model
         self.names = {id(m): n for n, m in model.named_modules()}
-        try:
-            with torch.enable_grad():
+        from deadrelu.collector import eval_mode
+
+        try:  # eval mode: a train-mode trace would update BatchNorm running statistics
+            with eval_mode(model), torch.enable_grad():
                 self.graph = tp.DependencyGraph().build_dependency(
                     model, example_inputs=example_inputs, verbose=False)
         except Exception as exc:  # tracing runs the user's forward

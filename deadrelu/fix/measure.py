@@ -202,12 +202,18 @@ def latencies(first: nn.Module, second: nn.Module, inputs: Any, repeats: int = 9
     getting busier or quieter during the measurement affects both alike.
     """
     times: tuple[list[float], list[float]] = ([], [])
+    device = model_device(first)
+    cuda = device is not None and device.type == "cuda"
     with eval_mode(first), eval_mode(second), torch.no_grad():
         for model in (first, second):
             batches.call(model, inputs)
         for _ in range(repeats):
             for model, out in ((first, times[0]), (second, times[1])):
+                if cuda:  # kernels run asynchronously: time them to completion
+                    torch.cuda.synchronize(device)
                 start = time.perf_counter()
                 batches.call(model, inputs)
+                if cuda:
+                    torch.cuda.synchronize(device)
                 out.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
