@@ -178,3 +178,25 @@ def mobilenet() -> tuple[nn.Module, torch.Tensor, dict[str, list[int]]]:
         m[1].bias[3] = DEAD
         m[1].bias[10] = -DEAD
     return m, torch.randn(150, c, 6, 6), {"2": [3, 10]}
+
+
+class Inception(nn.Module):
+    """Two branches concatenated along channels, read by a 1x1 conv (channel offsets)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 3, padding=1)
+        self.b = nn.Conv2d(3, 5, 1)
+        self.mix = nn.Conv2d(11, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], dim=1))
+
+
+def inception() -> tuple[nn.Module, torch.Tensor, dict[str, list[int]]]:
+    torch.manual_seed(0)
+    m = Inception().eval()
+    with torch.no_grad():
+        m.a.bias[4] = DEAD
+        m.b.bias[[0, 3]] = DEAD
+    return m, torch.randn(120, 3, 6, 6), {"<model>:relu": [4], "<model>:relu#1": [0, 3]}

@@ -262,3 +262,20 @@ def test_a_model_in_train_mode_is_traced_and_measured_in_eval_mode_and_left_as_i
     assert torch.equal(model.bn.running_mean, stats) and model.training and pruned.training
     assert result.units_removed >= 4
     _assert_same_outputs(model, pruned, data)  # both compared in eval mode
+
+
+def test_concatenated_branches_map_each_unit_to_its_offset_in_the_reader():
+    model, _, planted, _, pruned, _, removed = _prune_and_check(fm.inception)
+    assert {k: list(v.units) for k, v in removed.items()} == planted
+    assert (pruned.a.out_channels, pruned.b.out_channels, pruned.mix.in_channels) == (5, 3, 8)
+    keep = [c for c in range(11) if c not in (4, 6 + 0, 6 + 3)]
+    assert torch.equal(pruned.mix.weight, model.mix.weight[:, keep])
+
+
+def test_a_train_mode_report_from_a_monitor_is_refused():
+    model, data, _ = fm.gated()
+    report = _scan(model, data)
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="train mode"):
+        deadrelu.prune(model, replace(report, meta={**report.meta, "mode": "train"}), data)

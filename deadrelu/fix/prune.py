@@ -236,6 +236,10 @@ def _check_report(model: nn.Module, report: Report, min_samples: int, signature:
     if known is not None and known != signature(model):
         raise ConfigError("the report was scanned on a model of another architecture",
                           "prune the model the report was scanned on")
+    if report.meta.get("mode") == "train":
+        raise ConfigError("the report was taken during training (train mode: BatchNorm batch "
+                          "statistics, dropout), so its constants need not hold in eval mode",
+                          "scan the model with deadrelu.scan (eval mode) and prune with that report")
     if report.samples < min_samples:
         bound = rule_out_rate(report.samples)
         raise ConfigError(
