@@ -160,3 +160,9 @@ def test_whole_model_pickle_and_an_image_folder_as_scan_takes_them(cli, tmp_path
     assert result["widths"]["fc1"]["out_features"] == 64 - len(result["removed"][0]["units"])
     r = cli("scan", out, "--import-path", SM, "--data", SM / "data" / "digits_png", "-q")
     assert r.code == 0 and "no dead units" in r.out.lower(), r.out
+
+
+def test_missing_torch_pruning_is_one_line_naming_the_pip_command(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch_pruning", None)  # import fails as if not installed
+    r = cli("prune", SM / "mlp_high_lr.pt", *MLP, "--data", DATA, "-o", tmp_path / "x.pt")
+    assert r.code == 2 and "pip install 'deadrelu[prune]'" in r.err and r.err.count("\n") == 1

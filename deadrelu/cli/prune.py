@@ -82,7 +82,7 @@ passes through (residual adds, BatchNorm, depthwise convs, flatten, gated
 products), folds their constant into the biases of the layers that read them,
 and checks on the same data that the outputs did not change (else nothing is
 pruned and the error names the layer). Units that cannot go exactly are listed
-with the reason. Needs torch-pruning: pip install 'deadrelu[prune]'.
+with the reason. Needs torch-pruning: pip install 'deadrelu\\[prune]'.
 
 [bold]Example[/bold]:
 
@@ -100,13 +100,12 @@ def register(app: typer.Typer) -> None:
 def prune_command(
     model: ModelArg,
     *,
-    data: DataOpt,
-    output: OutOpt,
     arch: ArchOpt = None,
     arch_kwargs: ArchKwargsOpt = None,
     import_path: ImportPathOpt = None,
     trust_checkpoint: TrustCheckpointOpt = False,
     device: DeviceOpt = None,
+    data: DataOpt,
     batch_size: BatchSizeOpt = None,
     limit: LimitOpt = None,
     image_size: ImageSizeOpt = None,
@@ -117,6 +116,7 @@ def prune_command(
     layers: LayersOpt = None,
     min_samples: MinSamplesOpt = 100,
     tolerance: ToleranceOpt = 1e-5,
+    output: OutOpt,
     save_format: SaveFormatOpt = SaveFormat.model,
     json_output: JsonOpt = False,
     no_progress: NoProgressOpt = False,
