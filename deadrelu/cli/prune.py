@@ -167,8 +167,11 @@ def prune_command(
                                min_samples=min_samples, tolerance=tolerance,
                                batch_size=opts.batch_size)
     if not result.removed:
-        reasons = sorted({k.reason for k in result.kept})
-        why = f"; kept {result.units_kept} unit(s): {reasons[0]}" if reasons else ""
+        counts: dict[str, int] = {}
+        for k in result.kept:
+            counts[k.reason] = counts.get(k.reason, 0) + len(k.units)
+        common = max(counts, key=lambda reason: counts[reason]) if counts else None
+        why = f"; kept {result.units_kept} unit(s), most because {common}" if common else ""
         raise ModelError(f"nothing to prune: no unit of {model} can be removed exactly{why}",
                          "scan it (`deadrelu scan`) to see its dead units; only units that "
                          "output one constant on the data can be pruned")
