@@ -68,4 +68,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    # The public names and the module's dunders; not the helpers this file imports
+    # (annotations, importlib, Any, TYPE_CHECKING) nor submodules loaded so far.
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

@@ -143,8 +143,12 @@ def load_config(path: str | Path | None = None, *, start: Path | None = None) ->
     """
     if path is not None:
         p = Path(path)
-        if not p.is_file():
+        # Not is_file(): /dev/null or a pipe (<(echo ...)) is a fine, if unusual, config.
+        if not p.exists():
             raise ConfigError(f"config file {p} does not exist", "check the --config path")
+        if p.is_dir():
+            raise ConfigError(f"config file {p} is a directory",
+                              "pass a pyproject.toml or TOML file, e.g. --config pyproject.toml")
         data = _toml_load(p)
         table = data.get("tool", {}).get("deadrelu", data if p.name != "pyproject.toml" else None)
         if table is None:

@@ -75,6 +75,8 @@ def to_markdown(report: Report) -> str:
     for finding in report.findings:
         where = f" in `{finding.layer}`" if finding.layer else ""
         lines.append(f"- **{finding.code}** ({finding.severity.value}){where}: {_cell(finding.message)}")
+        if finding.cause and finding.cause != "unknown":  # as the terminal report says it
+            lines.append(f"  - *Likely cause:* {_cell(finding.cause.replace('_', ' '))}")
         if finding.fix:
             lines.append(f"  - *Fix:* {_cell(finding.fix)}")
     lines += ["", f"**Summary:** {summary_line(report)}", ""]

@@ -380,7 +380,7 @@ class Monitor:
 
         Returns:
             A :class:`~deadrelu.report.Report` with ``meta["mode"] == "train"`` and
-            ``meta["step"]``, ``meta["window"]`` (first and last step) and
+            ``meta["step"]``, ``meta["window"]`` (``[first, last + 1]``: the first step and one past the last) and
             ``meta["sampled_steps"]``.
         """
         from deadrelu import distributed

@@ -274,8 +274,12 @@ def render_layers(report: Report, width: int | None = None) -> RenderableType:
                   title_style="bold")
     show_hist = width >= _NARROW
     show_counts = width >= _NARROWEST
-    # a site name is what users search their code for: keep it whole up to 40 columns
+    rows = table_rows(report)
+    # a site name is what users search their code for: never break it. When the longest
+    # does not fit beside the numbers, every name goes on a line of its own.
     longest = max((len(site.info.name) for site in report.sites), default=8)
+    if longest > _name_room(rows, width, show_counts, show_hist):
+        return _stacked_layers(rows, width, show_counts, show_hist)
     table.add_column("layer", overflow="fold", min_width=max(8, min(longest, 40, width // 3)))
     table.add_column("kind", overflow="fold")
     table.add_column("units", justify="right", no_wrap=True)
@@ -286,7 +290,7 @@ def render_layers(report: Report, width: int | None = None) -> RenderableType:
     if show_hist:
         table.add_column("fire rate\n0% → 100%", no_wrap=True, justify="center")
     table.add_column("verdict", overflow="fold", min_width=10)
-    for row in table_rows(report):
+    for row in rows:
         cells: list[Any] = [row["layer"], row["kind"], row["units"], row["dead"]]
         if show_counts:
             cells += [row["rare"], row["on/sat"]]
@@ -295,6 +299,65 @@ def render_layers(report: Report, width: int | None = None) -> RenderableType:
         cells.append(Text(row["verdict"], style=row["style"]))
         table.add_row(*cells)
     return table
+
+
+_TITLE = "Activation layers, in forward order"
+#: Header, key and alignment of the number columns, in order.
+_COLUMNS = (("kind", "kind", "left"), ("units", "units", "right"), ("dead", "dead", "right"),
+            ("rare", "rare", "right"), ("on/sat", "on/sat", "right"),
+            ("fire rate", "fire rate", "left"))
+
+
+def _columns(show_counts: bool, show_hist: bool) -> list[tuple[str, str, str]]:
+    return [c for c in _COLUMNS if (show_counts or c[1] not in ("rare", "on/sat"))
+            and (show_hist or c[1] != "fire rate")]
+
+
+def _widths(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[int]:
+    return [max([len(head), *(len(r[key]) for r in rows)]) for head, key, _ in columns]
+
+
+def _name_room(rows: list[dict[str, Any]], width: int, show_counts: bool,
+               show_hist: bool) -> int:
+    """Columns left for the layer name beside the numbers and a 10-column verdict."""
+    widths = _widths(rows, _columns(show_counts, show_hist))
+    fire_rate_head = 10 if show_hist else 0  # "0% → 100%" under "fire rate"
+    used = sum(widths) + max(0, fire_rate_head - (widths[-1] if show_hist else 0))
+    gaps = 2 * (len(widths) + 1)  # the table's padding between columns
+    return width - used - gaps - 10
+
+
+def _stacked_layers(rows: list[dict[str, Any]], width: int, show_counts: bool,
+                    show_hist: bool) -> RenderableType:
+    """The layer table for long names (transformers: ``encoder.layer.11.intermediate.
+    intermediate_act_fn:gelu``): each name on a line of its own, whole, with its numbers
+    on the line below, indented, in columns aligned over the whole table."""
+    from rich.console import Group
+    from rich.text import Text
+
+    columns = _columns(show_counts, show_hist)
+    widths = _widths(rows, columns)
+
+    def line(cells: list[Any], verdict_cell: Any) -> Text:
+        out = Text("  ")
+        for (_, _, align), w, cell in zip(columns, widths, cells, strict=True):
+            text = cell if isinstance(cell, Text) else Text(str(cell))
+            pad = " " * (w - text.cell_len)
+            out.append_text(Text(pad) + text if align == "right" else text + Text(pad))
+            out.append("  ")
+        out.append_text(verdict_cell)
+        return out
+
+    parts: list[Any] = [Text(_TITLE, style="bold"), Text("layer", style="bold"),
+                        line([Text(h, style="bold") for h, _, _ in columns],
+                             Text("verdict", style="bold"))]
+    parts.append(Text("─" * min(width, max(len(parts[-1]), 20)), style="dim"))
+    for row in rows:
+        parts.append(Text(row["layer"], overflow="fold"))
+        cells = [Text(row[key], style="cyan") if key == "fire rate" else row[key]
+                 for _, key, _ in columns]
+        parts.append(line(cells, Text(row["verdict"], style=row["style"])))
+    return Group(*parts)
 
 
 class _AtWidth:

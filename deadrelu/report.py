@@ -116,16 +116,32 @@ class Report:
             })
         return rows
 
-    @cached_property
+    @property
     def layers(self) -> pd.DataFrame:
-        """One row per site in forward order (see the README for the columns)."""
+        """One row per site in forward order (see the README for the columns).
+
+        A new DataFrame on every access (built once, copied after): the report is
+        frozen, so adding or changing a column of the frame a caller got never shows
+        in what the next call returns.
+        """
+        return self._layers.copy()
+
+    @cached_property
+    def _layers(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame(self.layer_records())
 
-    @cached_property
+    @property
     def units(self) -> pd.DataFrame:
-        """One row per unit: ``layer``, ``unit``, ``fire_rate``, ``sample_fire_rate``, ``state``..."""
+        """One row per unit: ``layer``, ``unit``, ``fire_rate``, ``sample_fire_rate``, ``state``...
+
+        A new DataFrame on every access, as :attr:`layers`.
+        """
+        return self._units.copy()
+
+    @cached_property
+    def _units(self) -> pd.DataFrame:
         import pandas as pd
 
         frames = []
@@ -208,12 +224,12 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "deadrelu_version": __version__,
-            "meta": _jsonable(dict(self.meta)),
+            "meta": jsonable(dict(self.meta)),
             "thresholds": self.thresholds.to_dict(),
             "summary": self.summary(),
             "layers": layers,
-            "findings": [_jsonable(f.to_dict()) for f in self.findings],
-            "evidence": _jsonable(dict(self.evidence)),
+            "findings": [jsonable(f.to_dict()) for f in self.findings],
+            "evidence": jsonable(dict(self.evidence)),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -263,11 +279,13 @@ class Report:
         yield from render_report(self)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python ones and non-finite floats as
+    ``None`` (strict JSON has no NaN/Infinity); anything else unknown as its ``str``."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (float, np.floating)):

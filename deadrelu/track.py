@@ -392,6 +392,21 @@ def _json_default(value: Any) -> Any:
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
+def require_matplotlib() -> None:
+    """Raise the one-line ``pip install 'deadrelu[plot]'`` error when matplotlib is missing.
+
+    Looks the package up without importing it (an import takes a second), so
+    ``track --plot`` can refuse before it scans anything.
+    """
+    import importlib.util
+
+    from deadrelu.errors import ConfigError
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("plotting needs matplotlib, which is not installed",
+                          "pip install 'deadrelu[plot]'")
+
+
 def plot_trend(trend: Trend, path: str | Path) -> Path:
     """See :meth:`Trend.plot`."""
     path = Path(path)

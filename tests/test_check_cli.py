@@ -221,3 +221,23 @@ def test_exit_zero_and_baseline_from_config(cli, tmp_path, monkeypatch, baseline
     code, out, _ = cli("check", BAD, *LOAD)
     assert code == 0
     assert "FAIL max-increase:" in out and f"baseline: {baseline.as_posix()}" in out
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "github", "junit", "sarif", "markdown"])
+def test_o_always_leaves_a_file_when_the_check_could_not_run(cli, tmp_path, fmt):
+    """A CI step uploads the -o file whatever happened: each format says why in its own terms
+    (the SARIF, JUnit and JSON files are validated against their schemas)."""
+    target = tmp_path / f"out.{fmt}"
+    code, out, err = cli("check", SM / "nope.pt", *LOAD, "--format", fmt, "-o", target)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and "nope.pt does not exist" in err
+    assert "nope.pt does not exist" in target.read_text(encoding="utf-8")
+
+
+def test_the_error_file_never_lands_on_an_input(cli, tmp_path):
+    data = tmp_path / "data.npy"
+    data.write_bytes(Path(LOAD[3]).read_bytes())
+    before = data.read_bytes()
+    code, _, err = cli("check", SM / "nope.pt", "--arch", LOAD[1], "--data", data,
+                       "--format", "sarif", "-o", data)
+    assert code == 2 and data.read_bytes() == before

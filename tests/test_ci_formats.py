@@ -12,7 +12,13 @@ from torch import nn
 
 import deadrelu
 from deadrelu.ci import CheckFormat, CheckRun, render
-from deadrelu.ci.github import annotation, escape_data, escape_property, write_step_summary
+from deadrelu.ci.github import (
+    annotation,
+    escape_data,
+    escape_property,
+    render_annotations,
+    write_step_summary,
+)
 from deadrelu.findings import Finding, Severity
 from deadrelu.gates import Gates, LayerLimit, evaluate
 
@@ -228,3 +234,136 @@ def test_table(failing_run, passing_run):
 def test_every_format_renders(failing_run):
     for fmt in CheckFormat:
         assert render(fmt, failing_run).strip()
+
+
+# -- what real consumers accept ---------------------------------------------------------------
+
+
+def test_the_schema_validators_catch_what_consumers_reject():
+    """The vendored schemas are live: an unencoded URI and testsuites@skipped are errors."""
+    import schemas
+
+    log = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}}, "results": [{
+        "message": {"text": "m"},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": "my model.pt"}}}]}]}]}
+    with pytest.raises(AssertionError, match="uri-reference"):
+        schemas.validate_sarif(json.dumps(log))
+    with pytest.raises(AssertionError, match="skipped"):
+        schemas.validate_junit('<testsuites skipped="0"><testsuite name="s" tests="0" '
+                               'failures="0" errors="0"/></testsuites>')
+
+
+@pytest.mark.parametrize(("path", "uri"), [
+    ("my models/net v2.pt", "my%20models/net%20v2.pt"),
+    ("models/100%/ü.pt", "models/100%25/%C3%BC.pt"),
+    ("a:b.pt", "a%3Ab.pt"),
+    ("/srv/my models/net.pt", "file:///srv/my%20models/net.pt"),
+])
+def test_sarif_uris_are_percent_encoded(passing_run, path, uri):
+    report = replace(passing_run.report, findings=(FINDING,))
+    log = json.loads(render("sarif", CheckRun(passing_run.outcome, report, path)))  # validated
+    (result,) = log["runs"][0]["results"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == uri
+
+
+def _sarif_levels(run: CheckRun) -> dict[tuple[str, str | None], str]:
+    results = json.loads(render("sarif", run))["runs"][0]["results"]
+    return {(r["ruleId"], r["properties"]["layer"]): r["level"] for r in results}
+
+
+def _github_levels(run: CheckRun) -> dict[tuple[str, str | None], str]:
+    levels = {}
+    for line in render("github", run).splitlines():
+        if not line.startswith("::"):
+            continue
+        kind = line[2:].split(" ", 1)[0].split("::", 1)[0]
+        title = line.split("title=", 1)[1].split("::", 1)[0] if "title=" in line else ""
+        parts = title.split(" ", 2)  # "deadrelu DR001 (enc.1)"
+        if len(parts) >= 2 and parts[1].startswith("DR"):
+            layer = parts[2].strip("()") if len(parts) == 3 else None
+            levels[(parts[1], layer)] = {"notice": "note"}.get(kind, kind)
+    return levels
+
+
+def test_a_passing_check_has_no_error_in_sarif_or_annotations(passing_run):
+    """An error-severity finding that no gate fails on is a warning in both formats."""
+    report = replace(passing_run.report, findings=(FINDING, NOTE_FINDING))
+    run = CheckRun(evaluate(report, Gates(max_dead=0.5)), report, "model.pt")
+    assert run.outcome.passed
+    sarif, github = _sarif_levels(run), _github_levels(run)
+    assert sarif == github == {("DR001", "enc.1"): "warning", ("DR010", "dec.1"): "note"}
+    assert "::error" not in render("github", run)
+
+
+def test_sarif_and_annotations_agree_when_a_finding_fails_the_check(failing_run):
+    sarif = _sarif_levels(failing_run)
+    assert sarif[("DR001", "enc.1")] == "error" and sarif[("DR010", "dec.1")] == "note"
+    github = _github_levels(failing_run)
+    # DR001 fails fail-on[error]: GitHub shows it inside that gate's ::error annotation
+    fail_on = next(ln for ln in render("github", failing_run).splitlines()
+                   if "fail-on[error]" in ln)
+    assert fail_on.startswith("::error ") and "DR001" in fail_on
+    assert github == {("DR010", "dec.1"): "note"}
+
+
+def test_annotations_keep_within_githubs_10_per_type_and_say_how_many_more(passing_run):
+    warnings = tuple(Finding("DR004", Severity.WARNING, f"enc.{i}", f"warning {i}", "unknown", "x")
+                     for i in range(14))
+    infos = tuple(Finding("DR010", Severity.INFO, f"dec.{i}", f"info {i}", "unknown", "x")
+                  for i in range(12))
+    errors = tuple(Finding("DR001", Severity.ERROR, f"enc.{i}", f"error {i}", "unknown", "x")
+                   for i in range(3))
+    report = replace(passing_run.report, findings=infos + warnings + errors)
+    run = CheckRun(evaluate(report, Gates(max_dead=0.5)), report, "model.pt")
+    lines = render("github", run, ).splitlines()
+    kinds = [ln[2:].split(" ", 1)[0] for ln in lines if ln.startswith("::")]
+    assert kinds.count("warning") == 10 and kinds.count("notice") == 10
+    # most important first: the three error-severity findings lead the warnings
+    warning_lines = [ln for ln in lines if ln.startswith("::warning")]
+    assert all("DR001" in ln for ln in warning_lines[:3])
+    summary = lines[-2]
+    assert summary.startswith("::notice title=deadrelu%3A more findings::")
+    # 17 warnings (3 + 14) keep 10, 12 notices keep 9 (the summary is the tenth)
+    assert "10 more annotations not shown (7 warnings, 3 notices)" in summary
+    assert "--format markdown" in summary
+    env_summary = render_annotations(run, {"GITHUB_STEP_SUMMARY": "/tmp/s.md"}).splitlines()[-2]
+    assert "job's summary" in env_summary
+    assert lines[-1] == run.headline()
+
+
+def test_no_summary_annotation_when_everything_fits(failing_run):
+    assert "more findings" not in render("github", failing_run)
+
+
+def test_annotation_line_property():
+    assert annotation("warning", "m", file="m.pt", line=12) == "::warning file=m.pt,line=12::m"
+    assert annotation("warning", "m", line=12) == "::warning::m"  # a line needs a file
+
+
+def test_check_json_has_a_schema_version_and_strict_numbers(failing_run):
+    import math
+
+    from deadrelu.ci import CHECK_SCHEMA_VERSION
+
+    doc = json.loads(render("json", failing_run))  # validated against check.schema.json
+    assert doc["schema_version"] == CHECK_SCHEMA_VERSION == 1 and doc["error"] is None
+    nonfinite = replace(failing_run.report, findings=(replace(
+        FINDING, evidence={"max": -math.inf, "ratio": math.nan, "ok": 1.5}),))
+    text = render("json", CheckRun(failing_run.outcome, nonfinite, "m.pt"))
+    assert "Infinity" not in text and "NaN" not in text
+    evidence = json.loads(text)["findings"][0]["evidence"]
+    assert evidence == {"max": None, "ratio": None, "ok": 1.5}
+
+
+@pytest.mark.parametrize("fmt", [f.value for f in CheckFormat])
+def test_every_format_can_say_the_check_could_not_run(fmt):
+    from deadrelu.ci import render_error
+
+    text = render_error(fmt, "my model.pt", "model file my model.pt does not exist — check it")
+    assert "does not exist" in text  # validated by the autouse fixture for sarif/junit/json
+    if fmt == "sarif":
+        (inv,) = json.loads(text)["runs"][0]["invocations"]
+        assert inv["executionSuccessful"] is False
+    if fmt == "json":
+        doc = json.loads(text)
+        assert doc["passed"] is False and doc["error"].startswith("model file")

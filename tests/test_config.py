@@ -75,3 +75,27 @@ def test_explicit_config_file(tmp_path: Path):
     assert load_config(f).make_thresholds().rare == 0.2
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_config_from_an_empty_non_regular_file_is_empty(tmp_path: Path):
+    """``--config /dev/null`` means "no settings", not "does not exist"."""
+    null = Path("/dev/null")
+    if not null.exists():
+        pytest.skip("no /dev/null here")
+    cfg = load_config(null)
+    assert cfg.select is None and cfg.ignore == () and cfg.source == null
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_ignore_flag_adds_to_the_config_files_ignore_select_replaces(tmp_path: Path):
+    from deadrelu.cli.options import load_settings
+
+    config = tmp_path / "deadrelu.toml"
+    config.write_text('select = ["DR0"]\nignore = ["DR010"]\n')
+    settings = load_settings(config, select=["DR001,dr002"], ignore=["DR004", "DR005"])
+    assert settings.config.ignore == ("DR010", "DR004", "DR005")
+    assert settings.config.select == ("DR001", "DR002")
+    assert load_settings(config).config.ignore == ("DR010",)

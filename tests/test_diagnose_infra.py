@@ -97,6 +97,10 @@ def test_rules_command_lists_and_explains_without_torch():
     assert [r["code"] for r in as_json] == RULES.codes()
     md = runner.invoke(app, ["rules", "DR008", "--format", "markdown"]).output
     assert md.startswith("## DR008 `relu-on-output`")
+    # the whole listing in Markdown is docs/rules.md, introduction and table included
+    full = runner.invoke(app, ["rules", "--format", "markdown"]).output
+    assert full == (ROOT / "docs" / "rules.md").read_text(encoding="utf-8").rstrip() + "\n"
+    assert "Every finding deadrelu reports comes from one of these rules." in full
 
     probe = ("import sys, runpy; sys.argv = ['deadrelu', 'rules', 'DR001'];\n"
              "try: runpy.run_module('deadrelu', run_name='__main__')\n"

@@ -115,7 +115,7 @@ def fresh_native(monkeypatch, tmp_path):
     """The loader as in a new process, with its cache in ``tmp_path``."""
     monkeypatch.setenv("DEADRELU_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("DEADRELU_NATIVE", raising=False)
-    for name, value in (("_ops", None), ("_reason", None), ("_path", None), ("_job", None),
+    for name, value in (("_ops", None), ("_reason", None), ("_path", None), ("_job", False),
                         ("_building", False), ("_next_look", 0.0)):
         monkeypatch.setattr(native, name, value)
     return tmp_path

@@ -253,3 +253,69 @@ def test_markdown_content(report: Report) -> None:
     assert "**Summary:** 2 of 3 layers have dead units" in md
     partial = export.to_markdown(replace(report, meta={**report.meta, "partial": True}))
     assert "**PARTIAL:**" in partial
+
+
+# -- long layer names (transformers) at 80 columns -------------------------------------------
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = nn.Linear(4, 4)
+        self.intermediate_act_fn = nn.GELU()
+
+    def forward(self, x):
+        return self.intermediate_act_fn(self.dense(x))
+
+
+class LongNames(nn.Module):
+    """Sites named like a Hugging Face encoder's: ``encoder.layer.N.intermediate.
+    intermediate_act_fn`` (48-50 characters), ``blocks`` of them, and one dead ReLU unit."""
+
+    def __init__(self, blocks: int) -> None:
+        super().__init__()
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList()
+        for _ in range(blocks):
+            block = nn.Module()
+            block.intermediate = _Block()
+            self.encoder.layer.append(block)
+        self.head = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+        with torch.no_grad():
+            self.head[0].bias[0] = -100.0
+
+    def forward(self, x):
+        for block in self.encoder.layer:
+            x = block.intermediate(x)
+        return self.head(x)
+
+
+def _long_names_report(blocks: int) -> Report:
+    torch.manual_seed(0)
+    report = deadrelu.scan(LongNames(blocks).eval(), torch.rand(400, 4), batch_size=100)
+    meta = {**report.meta, "seconds": 0.5}  # the golden text must not depend on the clock
+    return replace(report, meta=meta, findings=())
+
+
+def _render_layers(report: Report, width: int) -> str:
+    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
+    console.print(render.render_layers(report))
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
+def test_long_layer_names_golden_at_80_columns() -> None:
+    _golden("layers_long_names_80.txt", _render_layers(_long_names_report(3), 80))
+
+
+def test_long_layer_names_stay_whole_for_hundreds_of_sites() -> None:
+    report = _long_names_report(150)
+    names = [s.info.name for s in report.sites]
+    assert len(names) == 151 and max(map(len, names)) >= 50
+    for width in (80, 60, 50):
+        lines = _render_layers(report, width).splitlines()
+        assert all(len(line) <= width for line in lines)
+        for name in names:  # every name is one whole line of its own
+            assert name in lines, (width, name)
+    # short names keep the one-row-per-layer table
+    short = _render(deadrelu.scan(Planted(), _data(), batch_size=16), width=80)
+    assert "act1  " in short and "\nact1\n" not in short

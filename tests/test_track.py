@@ -302,3 +302,26 @@ def test_cli_track_never_writes_over_its_config_file(capsys, tmp_path):
     assert info.value.code == 2
     assert "would overwrite the input" in capsys.readouterr().err
     assert config.read_text() == "[tool.deadrelu]\nrare = 0.02\n"
+
+
+def test_cli_track_plot_without_matplotlib_fails_before_scanning(capsys, tmp_path, monkeypatch):
+    import sys
+
+    from deadrelu import scanning
+    from deadrelu.cli import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("scanned before checking the plot extra")
+
+    monkeypatch.setattr(scanning, "scan", no_scan)
+    with pytest.raises(SystemExit) as info:
+        main(["track", str(SM / "series"), "--arch", f"{SM / 'models.py'}:DigitsMLP",
+              "--data", str(SM / "data" / "digits_test.npy"), "--plot",
+              str(tmp_path / "trend.png")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == ("error: plotting needs matplotlib, which is not installed — "
+                   "pip install 'deadrelu[plot]'\n")
+    assert not (tmp_path / "trend.png").exists()

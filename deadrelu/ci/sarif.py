@@ -2,19 +2,25 @@
 
 One run; ``tool.driver.rules`` holds one rule per gate that produced a result
 and per finding code; ``results`` holds every failed gate (level ``error``) and
-every finding (``error``/``warning``/``note`` by severity, ``error`` when a
-failed ``fail-on`` gate matched it). Passed gates are not results: SARIF lists
-problems. Each result points at the model file (``artifactLocation``; GitHub
+every finding at the level :func:`deadrelu.ci.finding_level` gives it (``error``
+only when a failed ``fail-on`` gate matched it, so a passing check has no
+``error`` result, and the GitHub annotations of the same run show the same
+levels). Passed gates are not results: SARIF lists problems. Each result points
+at the model file (``artifactLocation``, a percent-encoded URI reference; GitHub
 also wants ``region.startLine``, so line 1) and names the layer as a
 ``logicalLocation``. ``partialFingerprints`` (rule + layer) let dashboards match
 an alert across runs even though the model file is binary.
+
+A check that could not run is a log with no results and one error notification
+(:func:`render_sarif_error`). The tests validate every log they produce against
+the official OASIS SARIF 2.1.0 schema (``tests/data/sarif-schema-2.1.0.json``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,7 +38,24 @@ _GATE_RULES = {
     "max-increase": "Dead fraction of the model rose above the baseline by more than --max-increase",
     "max-increase-layer": "Dead fraction of a layer rose above the baseline by more than --max-increase",
 }
-_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def artifact_uri(path: str) -> str:
+    """``path`` as a SARIF ``artifactLocation.uri``: a URI reference, percent-encoded.
+
+    A relative path stays relative (GitHub resolves it against the repository root);
+    an absolute one becomes a ``file:`` URI. Spaces, ``#``, ``%`` and non-ASCII
+    characters are escaped, which the schema's ``uri-reference`` format requires.
+    """
+    from urllib.parse import quote
+
+    posix = PurePath(path).as_posix()
+    # RFC 3986 path characters stay; a colon only in absolute URIs (in a relative
+    # reference "a:b.pt" would read as a scheme).
+    safe = "/!$&'()*+,;=@"
+    if PurePosixPath(posix).is_absolute() or PurePath(path).is_absolute():
+        return "file://" + quote(posix if posix.startswith("/") else "/" + posix, safe=safe + ":")
+    return quote(posix, safe=safe)
 
 
 def _locations(uri: str | None, layer: str | None) -> list[dict[str, Any]]:
@@ -51,8 +74,10 @@ def _fingerprint(*parts: str | None) -> str:
 def render_sarif(run: CheckRun) -> str:
     """The outcome and findings as a SARIF 2.1.0 log (JSON text)."""
     from deadrelu import __version__
+    from deadrelu.ci import finding_level
+    from deadrelu.report import jsonable
 
-    uri = PurePath(run.model_path).as_posix() if run.model_path else None
+    uri = artifact_uri(run.model_path) if run.model_path else None
     rules: list[dict[str, Any]] = []
     index: dict[str, int] = {}
 
@@ -63,15 +88,14 @@ def render_sarif(run: CheckRun) -> str:
         return index[rule_id]
 
     results: list[dict[str, Any]] = []
-    gated: list[Finding] = []
+    gated = run.gated
     for r in run.outcome.failures:
         if r.gate == "fail-on":
-            gated += r.findings
-            continue
+            continue  # its findings are results of their own, at level error
         results.append(_gate_result(r, uri, rule_index(r.gate, _gate_rule(r.gate))))
     for f in run.report.findings:
-        level = "error" if f in gated else _LEVEL[f.severity.value]
-        i = rule_index(f.code, _finding_rule(f))
+        level = finding_level(f, gated)
+        i = rule_index(f.code, _finding_rule(f, level))
         results.append({
             "ruleId": f.code, "ruleIndex": i, "level": level,
             "message": {"text": f"{f.message} Fix: {f.fix}"},
@@ -92,7 +116,7 @@ def render_sarif(run: CheckRun) -> str:
             "properties": {"summary": run.report.summary(), "baseline": run.baseline_path},
         }],
     }
-    return json.dumps(log, indent=2, default=str)
+    return json.dumps(jsonable(log), indent=2, allow_nan=False)
 
 
 def _gate_rule(gate: str) -> dict[str, Any]:
@@ -101,7 +125,29 @@ def _gate_rule(gate: str) -> dict[str, Any]:
             "defaultConfiguration": {"level": "error"}, "properties": {"kind": "gate"}}
 
 
-def _finding_rule(f: Finding) -> dict[str, Any]:
+def render_sarif_error(model_label: str, message: str) -> str:
+    """A SARIF log for a check that could not run: no results, one error notification,
+    ``executionSuccessful`` false (code-scanning uploads show the run as failed)."""
+    from deadrelu import __version__
+
+    log = {
+        "$schema": SCHEMA,
+        "version": VERSION,
+        "runs": [{
+            "tool": {"driver": {"name": "deadrelu", "version": __version__, "rules": []}},
+            "invocations": [{
+                "executionSuccessful": False,
+                "exitCode": 2,
+                "toolExecutionNotifications": [{"level": "error", "message": {"text": message}}],
+                "properties": {"model": model_label},
+            }],
+            "results": [],
+        }],
+    }
+    return json.dumps(log, indent=2)
+
+
+def _finding_rule(f: Finding, level: str) -> dict[str, Any]:
     """The rule's documentation from the registry (``deadrelu rules CODE`` prints the same)."""
     from deadrelu.diagnose.registry import RULES
 
@@ -118,7 +164,7 @@ def _finding_rule(f: Finding) -> dict[str, Any]:
                              "documentation.",
                      "markdown": rule.to_markdown()},
         }
-    return {**described, "defaultConfiguration": {"level": _LEVEL[f.severity.value]},
+    return {**described, "defaultConfiguration": {"level": level},
             "properties": {"kind": "finding"}}
 
 

@@ -125,7 +125,14 @@ def render_markdown(run: CheckRun) -> str:
     findings = run.report.findings
     if findings:
         lines += ["", f"<details><summary>{len(findings)} finding(s)</summary>", ""]
-        lines += [f"- **{f.code}** ({f.severity}) `{f.layer or 'model'}`: {_md(f.message)}"
-                  for f in findings]
+        for f in findings:
+            lines.append(f"- **{f.code}** ({f.severity}) `{f.layer or 'model'}`: {_md(f.message)}")
+            lines.append(f"  - *Likely cause:* {_md(f.cause.replace('_', ' '))}. *Fix:* {_md(f.fix)}")
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def render_markdown_error(model_label: str, message: str) -> str:
+    """Markdown for a check that could not run: the verdict line and the error."""
+    return (f"### :x: deadrelu check could not run\n\nModel `{model_label}`: "
+            f"{_md(message)}\n")

@@ -20,8 +20,11 @@ import typer
 #: Command modules, in the order they are listed in --help.
 COMMANDS = ("scan", "check", "track", "merge", "prune", "rules")
 
+from deadrelu.cli.help import Group  # noqa: E402  (after typer, before the app)
+
 app = typer.Typer(
     name="deadrelu",
+    cls=Group,
     help=(
         "Find dead, dormant and saturated units in trained PyTorch networks, "
         "and say why and what to change.\n\n"
@@ -47,7 +50,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
                                  help="Print the version and exit."),
 ) -> None:
     """deadrelu: dead-neuron diagnostics for PyTorch."""

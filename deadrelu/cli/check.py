@@ -89,7 +89,7 @@ ExitZeroOpt = Annotated[bool, typer.Option(
     help="Exit 0 even when a gate fails (errors still exit 2).",
 )]
 CheckFormatOpt = Annotated[_CheckFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: gates table for a terminal; github: workflow annotations (plus a job summary "
          "in $GITHUB_STEP_SUMMARY); junit: JUnit XML; sarif: SARIF 2.1.0; json; markdown: for a "
          "PR comment. Anything but table puts only that format on stdout.",
@@ -112,14 +112,16 @@ data or baseline). --exit-zero turns 1 into 0.
       --max-dead 5% --max-dead-layer 'encoder.*=20%'
 
 [dim]# no more than 2 points worse than the last good checkpoint[/dim]
-  deadrelu scan good.pt --arch mypkg.nets:Net --data val/ --format json > baseline.json
+  deadrelu scan good.pt --arch mypkg.nets:Net --data val/ \\
+      --format json -o baseline.json
   deadrelu check new.pt --arch mypkg.nets:Net --data val/ \\
       --baseline baseline.json --max-increase 2pp
 
 [dim]# in GitHub Actions: annotations and a job summary[/dim]
   deadrelu check model.pt --data val/ --max-dead 5% --format github
 
-[dim]# with the sample models in the repository (fails: a learning-rate spike killed units)[/dim]
+[dim]# the sample models in this repository (fails: a learning-rate spike[/dim]
+[dim]# killed units)[/dim]
   deadrelu check sample_models/series/step_400.pt \\
       --arch sample_models/models.py:DigitsMLP \\
       --data sample_models/data/digits_test.npy --max-dead 20%
@@ -128,7 +130,10 @@ data or baseline). --exit-zero turns 1 into 0.
 
 def register(app: typer.Typer) -> None:
     """Add the ``check`` command to ``app``."""
-    app.command("check", help=HELP, no_args_is_help=True, rich_help_panel=None)(check_command)
+    from deadrelu.cli.help import Command
+
+    app.command("check", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(check_command)
 
 
 def check_command(
@@ -203,7 +208,8 @@ def check_command(
             report = load_and_scan(opts, settings, progress=not no_progress, quiet=quiet,
                                    partial_on_interrupt=False)
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
-        _emit_error(exc, output_format, model=model, output=output)
+        _emit_error(exc, output_format, model=model, output=output,
+                    inputs=[model, data, baseline, config, arch.rpartition(":")[0] if arch else None])
         raise
     report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
@@ -220,26 +226,33 @@ def check_command(
 
 
 def _emit_error(exc: Exception, output_format: CheckFormat, *, model: Path,
-                output: Path | None) -> None:
-    """For CI formats, say that the check could not run where CI looks for results."""
+                output: Path | None, inputs: list[Path | str | None]) -> None:
+    """Say that the check could not run where CI looks for results.
+
+    Every format has its own way to say it (:func:`deadrelu.ci.render_error`): with
+    ``-o`` it is written to that file, so a CI step that uploads it always finds one;
+    without, the machine formats print it on stdout (the one-line ``error:`` on stderr
+    follows either way). The file is not written when the error is about ``--output``
+    itself or when it would land on one of the inputs.
+    """
     import sys
 
-    from deadrelu.ci import CheckFormat
+    from deadrelu.ci import CheckFormat, render_error
 
     message = str(exc)
-    if output_format is CheckFormat.github:
-        from deadrelu.ci.github import annotation
-
-        sys.stdout.write(annotation("error", message, title="deadrelu check could not run") + "\n")
-    elif output_format is CheckFormat.junit:
-        from deadrelu.ci.junit import render_junit_error
-
-        xml = render_junit_error(display_path(model), message)
-        if output is None:
-            sys.stdout.write(xml)
-        elif "--output" not in message:  # never write over an input the error is about
-            with contextlib.suppress(OSError):
-                output.write_text(xml, encoding="utf-8")
+    text = render_error(output_format, display_path(model), message)
+    if output is None:
+        if output_format is not CheckFormat.table:
+            sys.stdout.write(text)
+        return
+    if "--output" in message or output.is_dir():
+        return
+    target = output.resolve()
+    for source in inputs:
+        if source is not None and Path(source).exists() and Path(source).resolve() == target:
+            return
+    with contextlib.suppress(OSError):
+        output.write_text(text, encoding="utf-8")
 
 
 def resolve_gates(

@@ -24,7 +24,7 @@ ReportsArg = Annotated[list[Path], typer.Argument(
     help="JSON reports (`deadrelu scan --format json`) of one model over disjoint data shards.",
 )]
 MergeFormatOpt = Annotated[OutputFormat | None, typer.Option(
-    "--format", "-f", case_sensitive=False, show_default=False, rich_help_panel="Output",
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, show_default=False, rich_help_panel="Output",
     help="json: the merged report (Report.to_dict schema, the default with --output); "
          "table: the terminal report (the default otherwise); csv; markdown.",
 )]
@@ -50,7 +50,9 @@ version are refused.
 
 def register(app: typer.Typer) -> None:
     """Add the ``merge`` command to ``app``."""
-    app.command("merge", help=HELP, no_args_is_help=True)(merge_command)
+    from deadrelu.cli.help import Command
+
+    app.command("merge", cls=Command, help=HELP, no_args_is_help=True)(merge_command)
 
 
 def merge_command(

@@ -125,8 +125,9 @@ TargetOpt = Annotated[str | None, typer.Option(
 )]
 ChannelsOpt = Annotated[int | None, typer.Option(
     "--channels", metavar="1|3|4", show_default=False, rich_help_panel=DATA_PANEL,
-    help="Read images as 1 (greyscale), 3 (RGB) or 4 (RGBA) channels "
-         "\\[default: the model's first conv layer's input channels, else 3].",
+    help="Read images as 1 (greyscale), 3 (RGB) or 4 (RGBA) channels \\[default: the input "
+         "channels of the model's first conv layer; without one, 1 when the first image file is "
+         "greyscale, else 3].",
 )]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", metavar="FILE", show_default=False, rich_help_panel=THRESHOLD_PANEL,
@@ -148,7 +149,7 @@ SaturatedOpt = Annotated[str | None, typer.Option(
          "'saturated' \\[default: 99%].",
 )]
 DormancyOpt = Annotated[Dormancy | None, typer.Option(
-    "--dormancy", show_default=False, case_sensitive=False, rich_help_panel=THRESHOLD_PANEL,
+    "--dormancy", metavar="NAME", show_default=False, case_sensitive=False, rich_help_panel=THRESHOLD_PANEL,
     help="Definition behind the 'dormant' numbers: redo (Sokar et al. 2023, score ≤ tau), "
          "dohare (Dohare et al. 2024, active < 1%) or dead (never active) \\[default: redo].",
 )]
@@ -164,7 +165,7 @@ SelectOpt = Annotated[list[str] | None, typer.Option(
 IgnoreOpt = Annotated[list[str] | None, typer.Option(
     "--ignore", metavar="CODES", show_default=False, rich_help_panel=THRESHOLD_PANEL,
     help="Do not report these rule codes or prefixes (comma-separated or repeated); "
-         "replaces ignore in \\[tool.deadrelu].",
+         "added to ignore in \\[tool.deadrelu], as ruff's --ignore.",
 )]
 NoProgressOpt = Annotated[bool, typer.Option(
     "--no-progress", rich_help_panel=OUTPUT_PANEL, help="Do not show the progress bar.",
@@ -178,7 +179,7 @@ DebugOpt = Annotated[bool, typer.Option(
     help="Show the full traceback of an error instead of one line.",
 )]
 FormatOpt = Annotated[OutputFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: the terminal report; json: the full report (Report.to_dict schema), nothing "
          "else on stdout; csv: the per-layer table; markdown: header, layer table and findings.",
 )]
@@ -297,7 +298,10 @@ def load_settings(
     from deadrelu.errors import ConfigError
 
     cfg = load_config_file(config)
-    cfg = cfg.with_overrides(select=_codes(select), ignore=_codes(ignore))
+    # As in ruff: --select replaces the file's select, --ignore adds to its ignore.
+    extra_ignore = _codes(ignore)
+    cfg = cfg.with_overrides(select=_codes(select),
+                             ignore=(*cfg.ignore, *extra_ignore) if extra_ignore else None)
     if tau is not None and tau < 0:
         raise ConfigError(f"--tau {tau} is negative", "ReDo uses 0, 0.025 or 0.1")
     thresholds = cfg.make_thresholds(

@@ -25,9 +25,11 @@ class RulesFormat(str, Enum):
 
 def rules(
     code: Annotated[str | None, typer.Argument(
-        help="A rule code such as DR001; omit to list every rule.", show_default=False)] = None,
+        metavar="CODE", help="A rule code such as DR001; omit to list every rule.",
+        show_default=False)] = None,
     output_format: Annotated[RulesFormat, typer.Option(
-        "--format", help="text, json (for tools) or markdown (what docs/rules.md holds).")
+        "--format", "-f", metavar="FORMAT", case_sensitive=False,
+        help="text, json (for tools) or markdown (what docs/rules.md holds).")
     ] = RulesFormat.text,
 ) -> None:
     """List the diagnosis rules, or explain one: what it checks, why it matters, the fix, an example."""
@@ -51,7 +53,12 @@ def rules(
                  for r in selected]
         typer.echo(json.dumps(items[0] if code is not None else items, indent=2, ensure_ascii=False))
     elif output_format is RulesFormat.markdown:
-        typer.echo("\n".join(r.to_markdown() for r in selected).rstrip())
+        if code is None:  # the whole of docs/rules.md, introduction and table included
+            from deadrelu.diagnose import docs
+
+            typer.echo(docs.render().rstrip())
+        else:
+            typer.echo(selected[0].to_markdown().rstrip())
     elif code is not None:
         typer.echo(selected[0].to_text().rstrip())
     else:
@@ -65,4 +72,7 @@ def rules(
 
 def register(app: typer.Typer) -> None:
     """Add ``rules`` to the ``deadrelu`` app."""
-    app.command("rules", help="List the diagnosis rules, or explain one (`deadrelu rules DR001`).")(rules)
+    from deadrelu.cli.help import Command
+
+    app.command("rules", cls=Command,
+                help="List the diagnosis rules, or explain one (`deadrelu rules DR001`).")(rules)

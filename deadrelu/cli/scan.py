@@ -86,7 +86,10 @@ go to stderr. Exits 0 whatever it finds (use `deadrelu check` to gate CI),
 
 def register(app: typer.Typer) -> None:
     """Add the ``scan`` command to ``app``."""
-    app.command("scan", help=HELP, no_args_is_help=True, rich_help_panel=None)(scan_command)
+    from deadrelu.cli.help import Command
+
+    app.command("scan", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(scan_command)
 
 
 def scan_command(

@@ -71,7 +71,7 @@ PlotOpt = Annotated[Path | None, typer.Option(
     help="Draw dead fraction per layer against step (needs pip install 'deadrelu\\[plot]').",
 )]
 TrackFormatOpt = Annotated[TrackFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: trend table, jumps and units that died; json / csv: only that on stdout.",
 )]
 
@@ -98,7 +98,10 @@ which units died between consecutive checkpoints.
 
 def register(app: typer.Typer) -> None:
     """Add the ``track`` command to ``app``."""
-    app.command("track", help=HELP, no_args_is_help=True, rich_help_panel=None)(track_command)
+    from deadrelu.cli.help import Command
+
+    app.command("track", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(track_command)
 
 
 def track_command(
@@ -153,6 +156,10 @@ def track_command(
 
             raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
                               f"use one of {', '.join(PLOT_SUFFIXES)}")
+        if plot is not None:  # say it before scanning every checkpoint, not after
+            from deadrelu.track import require_matplotlib
+
+            require_matplotlib()
         found, notes = discover(checkpoints)
         opts = LoadOptions.from_cli(
             model=found[0].path, data=data, arch=arch, arch_kwargs=arch_kwargs,

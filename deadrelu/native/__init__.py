@@ -16,7 +16,6 @@ on the eager path meanwhile. ``DEADRELU_NATIVE=0`` turns it off;
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ _ops: Any = None  # torch.ops.deadrelu_native once loaded
 _reason: str | None = None  # why the kernel is not in use, once that is known
 _disabled = 0  # nesting depth of disabled()
 _path: Path | None = None  # the library for this source, torch and CPU
-_job: subprocess.Popen[bytes] | None = None  # our background build, if any
+_job = False  # this process started the background build
 _building = False  # a build (ours or another process's) is under way
 _next_look = 0.0  # time.monotonic() before which a pending build is not looked at again
 
@@ -84,8 +83,8 @@ def ensure(wait: bool = True) -> bool:
                     _job = build.start(_path)
                     _building = True
                 if wait:
-                    build.wait(_path, _job)
-                elif _job is None or _job.poll() is None:  # still building
+                    build.wait(_path)
+                elif build.running(_path):  # still building
                     _next_look = time.monotonic() + _POLL
                     return False
             _building = False
@@ -95,7 +94,7 @@ def ensure(wait: bool = True) -> bool:
                                        else "the build did not finish")
             torch.ops.load_library(str(_path))
             _ops = torch.ops.deadrelu_native
-        except (build.BuildError, OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        except (build.BuildError, OSError, RuntimeError) as exc:
             _reason = f"fused kernel unavailable: {' '.join(str(exc).split())}"
     return _ops is not None
 

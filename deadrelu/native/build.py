@@ -11,6 +11,13 @@ The job renames its output into place itself, so it completes even when the proc
 that started it has already exited, and a lock file keeps concurrent processes
 (torchrun ranks) from compiling the same library twice.
 
+The job must never be visible to the user: it is started through a short-lived shell
+that puts it in the background and exits at once, so the job is not a child of the
+Python process (no ``ResourceWarning: subprocess N is still running`` when a CLI exits
+before the build ends, no zombie), its output goes nowhere, and it has a session of its
+own (Ctrl-C in the terminal does not stop it). Whether it still runs is read from the
+lock file, which holds its pid.
+
 The cache key covers the source, torch's version and install path, the compiler
 flags and the CPU's instruction-set flags, so a home directory shared between
 machines never loads a library built for another CPU. A failed build leaves a
@@ -20,7 +27,6 @@ it (or run ``python -m deadrelu.native --rebuild``) after installing a compiler.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import platform
@@ -128,6 +134,7 @@ def _lock(target: Path) -> Path:
 # Runs detached: renames the library (or the failure note) into place, then unlocks.
 _JOB = """
 tmp="$1"; target="$2"; note="$3"; lock="$4"; shift 4
+echo $$ > "$lock"
 if "$@" -o "$tmp" 2> "$tmp.log"; then
   mv -f "$tmp" "$target"
 else
@@ -138,13 +145,17 @@ fi
 rm -f "$tmp.log" "$lock"
 """
 
+# Starts _JOB ($1) in the background with the remaining arguments and exits at once.
+_LAUNCH = 'job="$1"; shift; sh -c "$job" sh "$@" </dev/null >/dev/null 2>&1 &'
 
-def start(target: Path) -> subprocess.Popen[bytes] | None:
-    """Start building ``target`` in a detached background job; returns it.
 
-    Returns None when another process already holds the build lock (its job will
-    produce the same file). Raises :class:`BuildError` when this machine cannot
-    build (see :func:`supported`) or the cache is not writable.
+def start(target: Path) -> bool:
+    """Start building ``target`` in a detached background job.
+
+    Returns False when another process already holds the build lock (its job will
+    produce the same file), True when this call started the job. Raises
+    :class:`BuildError` when this machine cannot build (see :func:`supported`) or the
+    cache is not writable.
     """
     reason = supported()
     if reason is not None:
@@ -159,7 +170,7 @@ def start(target: Path) -> subprocess.Popen[bytes] | None:
         try:
             os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
-            return None
+            return False
         fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so", dir=target.parent)
         os.close(fd)
     except OSError as exc:
@@ -167,18 +178,23 @@ def start(target: Path) -> subprocess.Popen[bytes] | None:
                          "set DEADRELU_CACHE_DIR to a writable folder") from exc
     limit = ["timeout", str(TIMEOUT)] if shutil.which("timeout") else []
     try:
-        job = subprocess.Popen(
-            ["sh", "-c", _JOB, "sh", tmp, str(target), str(marker(target)), str(lock),
+        # The launcher returns at once; the job it leaves behind is not our child.
+        subprocess.run(
+            ["sh", "-c", _LAUNCH, "sh", _JOB, tmp, str(target), str(marker(target)), str(lock),
              *limit, *command(cxx)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in the terminal does not stop the build
+            start_new_session=True, check=True, timeout=60,
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         lock.unlink(missing_ok=True)
         raise BuildError(f"cannot start the build ({exc})") from exc
-    with contextlib.suppress(OSError):  # the job's pid tells others whether it still runs
-        lock.write_text(str(job.pid))
-    return job
+    return True
+
+
+def running(target: Path) -> bool:
+    """Whether a build of ``target`` (ours or another process's) is under way."""
+    lock = _lock(target)
+    return lock.exists() and not _stale(lock)
 
 
 def _stale(lock: Path) -> bool:
@@ -199,12 +215,8 @@ def _stale(lock: Path) -> bool:
     return age > TIMEOUT + 60
 
 
-def wait(target: Path, job: subprocess.Popen[bytes] | None) -> None:
+def wait(target: Path) -> None:
     """Block until the build of ``target`` (ours, or another process's) has ended."""
-    if job is not None:
-        job.wait(timeout=TIMEOUT + 60)
-        return
     deadline = time.monotonic() + TIMEOUT + 60
-    lock = _lock(target)
-    while lock.exists() and not _stale(lock) and time.monotonic() < deadline:
+    while running(target) and time.monotonic() < deadline:
         time.sleep(0.1)
