@@ -51,7 +51,7 @@ OutOpt = Annotated[Path, typer.Option(
     help="Where to write the pruned model (never the input file).",
 )]
 SaveFormatOpt = Annotated[SaveFormat, typer.Option(
-    "--format", "-f", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
+    "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="model: the whole model, pickled (torch.load(weights_only=False) and `deadrelu scan "
          "OUT` load it); state-dict: OUT as safetensors plus OUT's stem + .plan.json with the "
          "new widths, for deadrelu.load_pruned(fresh_model, OUT).",
@@ -94,7 +94,10 @@ with the reason. Needs torch-pruning: pip install 'deadrelu\\[prune]'.
 
 def register(app: typer.Typer) -> None:
     """Add the ``prune`` command to ``app``."""
-    app.command("prune", help=HELP, no_args_is_help=True)(prune_command)
+    from deadrelu.cli.help import Command
+
+    app.command("prune", cls=Command, help=HELP, no_args_is_help=True,
+                rich_help_panel=None)(prune_command)
 
 
 def prune_command(
