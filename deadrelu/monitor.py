@@ -42,6 +42,7 @@ from deadrelu.report import Report
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from deadrelu.integrations import ReportLogger
 
@@ -476,6 +477,31 @@ class Monitor:
         import pandas as pd
 
         return pd.DataFrame(self._rows, columns=list(HISTORY_COLUMNS))
+
+    def plot(self, *, total: bool = True) -> Figure:
+        """Dead fraction per layer against step from :attr:`history`, as a matplotlib ``Figure``.
+
+        Args:
+            total: add the whole model's dead fraction as a black dashed line.
+
+        Raises:
+            ConfigError: no report has been taken yet, or matplotlib is not installed.
+        """
+        from deadrelu.plotting import dead_fraction_figure
+
+        history = self.history
+        if history.empty:
+            raise ConfigError("the monitor has no history to plot yet",
+                              "call monitor.report() (or set report_every=) during training first")
+        table = history.pivot_table(index="layer", columns="step", values="dead_fraction",
+                                    sort=False)
+        name = "(model)"
+        if total:
+            sums = history.groupby("step")[["dead", "units"]].sum()
+            table.loc[name] = (sums["dead"] / sums["units"].where(sums["units"] > 0)).reindex(
+                table.columns).to_numpy()
+        return dead_fraction_figure(table, total=name if total else None,
+                                    title=f"Dead fraction per layer during training ({self.name})")
 
     def __repr__(self) -> str:
         state = "attached" if self._attached else "detached"

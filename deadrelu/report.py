@@ -278,6 +278,20 @@ class Report:
 
         yield from render_report(self)
 
+    def __repr__(self) -> str:
+        """One line (model, samples, sites, dead units): never the counters' tensors."""
+        units = sum(s.info.units for s in self.sites)
+        dead = sum(int((v.state == "dead").sum()) for v in self.verdicts.values())
+        partial = ", partial" if self.partial else ""
+        return (f"<Report {self.meta.get('model', '?')}: {self.samples:,} samples, "
+                f"{len(self.sites)} sites, {dead:,} of {units:,} units dead{partial}>")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: header, per-layer overview chart and findings (no script)."""
+        from deadrelu.html import report_fragment
+
+        return report_fragment(self)
+
 
 def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars and arrays as Python ones and non-finite floats as

@@ -118,7 +118,7 @@ def scan(
     thresholds: Thresholds | None = None,
     unit_axis: Mapping[str, int] | None = None,
     saturation_margin: float = 0.01,
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback | bool | None = None,
     partial_on_interrupt: bool = False,
     model_name: str | None = None,
     data_name: str | None = None,
@@ -145,7 +145,9 @@ def scan(
         thresholds: verdict thresholds (see :class:`~deadrelu.analyzer.Thresholds`).
         unit_axis: site-name glob → unit dimension, overriding the default rule.
         saturation_margin: band width of sigmoid/tanh saturation.
-        progress: called as ``progress(samples_done, total_or_None)`` after each batch.
+        progress: called as ``progress(samples_done, total_or_None)`` after each batch;
+            ``True`` shows a bar (an HTML bar in a Jupyter notebook, rich on a terminal's
+            stderr, nothing in a pipe).
         partial_on_interrupt: on Ctrl-C return the report of the batches seen so far,
             marked ``partial``, instead of raising ``KeyboardInterrupt``.
         model_name, data_name: labels for the report header.
@@ -171,6 +173,18 @@ def scan(
     if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
         raise ConfigError(f"batch_dim must be a non-negative int, got {batch_dim!r}",
                           "pass 0 for batch-first data, 1 for (T, N, E) sequences")
+    if isinstance(progress, bool):
+        if not progress:
+            progress = None
+        else:
+            from deadrelu.progress import progress_bar
+
+            with progress_bar() as update:
+                return scan(model, data, limit=limit, device=device, batch_size=batch_size,
+                            thresholds=thresholds, unit_axis=unit_axis,
+                            saturation_margin=saturation_margin, progress=update,
+                            partial_on_interrupt=partial_on_interrupt, model_name=model_name,
+                            data_name=data_name, selection=selection, batch_dim=batch_dim)
     thresholds = thresholds or Thresholds()
     chosen = Selection.coerce(selection)
     module, notes = unwrap(model)

@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.gates import units_list
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
     from torch import nn
 
     from deadrelu.report import Report
@@ -374,12 +375,23 @@ class Trend:
         path.write_text(self.to_json())
         return path
 
-    def plot(self, path: str | Path) -> Path:
-        """Draw the dead fraction of every layer against step to ``path`` (.png, .svg or .pdf).
+    @overload
+    def plot(self, path: None = None) -> Figure: ...
+
+    @overload
+    def plot(self, path: str | Path) -> Path: ...
+
+    def plot(self, path: str | Path | None = None) -> Figure | Path:
+        """Dead fraction of every layer against step, jumps marked.
+
+        Without ``path``: the matplotlib ``Figure`` (a notebook shows it). With ``path``
+        (.png, .svg or .pdf): the figure is saved there and the path returned.
 
         Raises:
             ConfigError: an unsupported suffix, or matplotlib is not installed.
         """
+        if path is None:
+            return trend_figure(self)
         return plot_trend(self, path)
 
 
@@ -390,6 +402,16 @@ def _json_default(value: Any) -> Any:
 
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def trend_figure(trend: Trend) -> Figure:
+    """See :meth:`Trend.plot`."""
+    from deadrelu.plotting import dead_fraction_figure
+
+    title = "Dead fraction per layer" + (f" (jump at step {trend.jump_step})"
+                                         if trend.jump_step is not None else "")
+    return dead_fraction_figure(trend.table(), total=MODEL,
+                                jump_steps=[t.to_step for t in trend.jumps], title=title)
 
 
 def require_matplotlib() -> None:
@@ -413,35 +435,7 @@ def plot_trend(trend: Trend, path: str | Path) -> Path:
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise ConfigError(f"cannot plot to {path.name}: unknown image type {path.suffix or '(none)'}",
                           f"use one of {', '.join(PLOT_SUFFIXES)}")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ConfigError("plotting needs matplotlib, which is not installed",
-                          "pip install 'deadrelu[plot]'") from exc
-    table = trend.table()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    try:
-        for layer, row in table.iterrows():
-            style: dict[str, Any] = (
-                {"color": "black", "linestyle": "--", "linewidth": 2} if layer == MODEL else {})
-            ax.plot(list(table.columns), [v * 100 for v in row.to_numpy()], marker="o",
-                    label=str(layer), **style)
-        for step in sorted({t.to_step for t in trend.jumps}):
-            ax.axvline(step, color="red", alpha=0.3, linestyle=":")
-        ax.set_xlabel("step")
-        ax.set_ylabel("dead units (%)")
-        ax.set_ylim(-2, 102)
-        ax.set_title("Dead fraction per layer" + (f" (jump at step {trend.jump_step})"
-                                                  if trend.jump_step is not None else ""))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="best")
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    trend_figure(trend).savefig(path)
     return path
 
 

@@ -142,13 +142,17 @@ def test_custom_class_needs_import_path(nets, tmp_path):
     assert same_outputs(model, loaded.model, torch.randn(2, 3, 6, 6))
 
 
-def test_class_from_current_directory_is_found(nets, tmp_path, monkeypatch):
+def test_class_from_current_directory_needs_import_path(nets, tmp_path, monkeypatch):
+    # The working directory is not trusted: a file naming train.Anything must not
+    # make deadrelu import train.py. --import-path . says the user trusts it.
     module, folder = nets
     path = tmp_path / "net.pt"
     torch.save(module.Net(), path)
     forget(module)
     monkeypatch.chdir(folder)
-    assert load_unchanged(path).format == "pickle"
+    message = error_of(CheckpointError, path)
+    assert "--import-path" in message and module.__name__ not in sys.modules
+    assert load_unchanged(path, import_paths=[Path(".")]).format == "pickle"
 
 
 def test_main_class_message(tmp_path):
@@ -409,7 +413,10 @@ def test_torchscript_round_trip(tmp_path):
     model = mlp().eval()
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(model), path)
-    loaded = load_unchanged(path, arch="ignored:x")
+    message = error_of(CheckpointError, path)
+    assert "TorchScript" in message and "--trust-checkpoint" in message
+    with pytest.warns(UserWarning, match="code stored in the file may run"):
+        loaded = load_unchanged(path, arch="ignored:x", trust_checkpoint=True)
     assert loaded.format == "torchscript"
     assert any("TorchScript" in note for note in loaded.notes)
     assert same_outputs(model, loaded.model, torch.randn(3, 4))

@@ -12,6 +12,7 @@ github      workflow annotations (:mod:`deadrelu.ci.github`)
 junit       JUnit XML, one test case per gate and layer (:mod:`deadrelu.ci.junit`)
 sarif       SARIF 2.1.0 for code-scanning dashboards (:mod:`deadrelu.ci.sarif`)
 json        the outcome as JSON (below; schema ``deadrelu/schemas/check.schema.json``)
+html        one offline page: gates, then the report with charts (:mod:`deadrelu.html`)
 ==========  =================================================================
 
 Every format also has a way to say that the check could not run (a missing
@@ -46,6 +47,7 @@ class CheckFormat(str, Enum):
     junit = "junit"
     sarif = "sarif"
     markdown = "markdown"
+    html = "html"
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,10 @@ def render_error(fmt: CheckFormat | str, model_label: str, message: str) -> str:
         from deadrelu.ci.text import render_markdown_error
 
         return render_markdown_error(model_label, message)
+    if fmt is CheckFormat.html:
+        from deadrelu.html import check_error_page
+
+        return check_error_page(model_label, message)
     return f"deadrelu check could not run: {message}\n"
 
 
@@ -188,6 +194,10 @@ def render(fmt: CheckFormat | str, run: CheckRun, *, width: int | None = None) -
         from deadrelu.ci.sarif import render_sarif
 
         return render_sarif(run)
+    if fmt is CheckFormat.html:
+        from deadrelu.html import check_page
+
+        return check_page(run)
     from deadrelu.ci.text import render_markdown, render_table_text
 
     if fmt is CheckFormat.markdown:

@@ -92,7 +92,7 @@ CheckFormatOpt = Annotated[_CheckFormat, typer.Option(
     "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: gates table for a terminal; github: workflow annotations (plus a job summary "
          "in $GITHUB_STEP_SUMMARY); junit: JUnit XML; sarif: SARIF 2.1.0; json; markdown: for a "
-         "PR comment. Anything but table puts only that format on stdout.",
+         "PR comment; html: one offline page with charts. Anything but table puts only that format on stdout.",
 )]
 
 HELP = """

@@ -61,6 +61,7 @@ class OutputFormat(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 # -- typer aliases ---------------------------------------------------------------------------
@@ -91,12 +92,13 @@ ArchKwargsOpt = Annotated[str | None, typer.Option(
 ImportPathOpt = Annotated[list[Path] | None, typer.Option(
     "--import-path", "-I", metavar="DIR", show_default=False, rich_help_panel=MODEL_PANEL,
     help="Directory searched first for the model's code (repeatable); needed for whole-model "
-         "pickles whose classes live next to the checkpoint.",
+         "pickles whose classes live next to the checkpoint (-I . for the working directory).",
 )]
 TrustCheckpointOpt = Annotated[bool, typer.Option(
     "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
-    help="Unpickle the model file fully (torch.load weights_only=False). This runs code "
-         "stored in the file: only for files you trust.",
+    help="Load the model file with torch's own, unchecked loaders (torch.load "
+         "weights_only=False, torch.export.load). This runs code stored in the file: only for "
+         "files you trust.",
 )]
 BatchSizeOpt = Annotated[int | None, typer.Option(
     "--batch-size", "-b", metavar="N", show_default=False, rich_help_panel=DATA_PANEL,
@@ -181,7 +183,8 @@ DebugOpt = Annotated[bool, typer.Option(
 FormatOpt = Annotated[OutputFormat, typer.Option(
     "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
     help="table: the terminal report; json: the full report (Report.to_dict schema), nothing "
-         "else on stdout; csv: the per-layer table; markdown: header, layer table and findings.",
+         "else on stdout; csv: the per-layer table; markdown: header, layer table and findings; "
+         "html: one self-contained page with charts (use with --output report.html).",
 )]
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", metavar="FILE", show_default=False, rich_help_panel=OUTPUT_PANEL,
@@ -415,19 +418,23 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
         CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
     """
     from deadrelu.loading import check_fit, load_model, open_data
+    from deadrelu.loading.checkpoint import sniff_format
 
-    loaded = load_model(
-        opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
-        import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
-    )
-    if loaded.format == "torchscript":  # say so before any data is read or checked
+    # Decided from the file's content, before any torch loader runs: loading a
+    # TorchScript archive runs its code, and it could not be scanned anyway.
+    if sniff_format(opts.model) == "torchscript":
         from deadrelu.errors import ModelError
 
         raise ModelError(
             f"{opts.model} is a TorchScript archive: it runs compiled graph code with no Python "
-            "forward to observe, so its activations cannot be seen",
+            "forward to observe, so its activations cannot be seen (deadrelu did not load it: "
+            "loading TorchScript runs code from the file)",
             "scan the original nn.Module checkpoint (or a torch.export .pt2 program) instead",
         )
+    loaded = load_model(
+        opts.model, arch=opts.arch, arch_kwargs=opts.arch_kwargs,
+        import_paths=opts.import_paths, trust_checkpoint=opts.trust_checkpoint,
+    )
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
@@ -558,34 +565,9 @@ def run_scan(
 @contextlib.contextmanager
 def _progress_bar(*, enabled: bool, total: int | None) -> Iterator[Any]:
     """Yields a ``progress(done, total)`` callback for :func:`deadrelu.scan`, or ``None``."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from deadrelu.progress import progress_bar
 
-    console = stderr_console()
-    if not console.is_terminal:
-        # Nothing to animate in a log file or a pipe; a bar there is only noise.
-        yield None
-        return
-    columns: list[Any] = [SpinnerColumn(), TextColumn("scanning"), BarColumn(),
-                          MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn()]
-    if total:
-        columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("scan", total=total)
-
-        def update(done: int, known_total: int | None) -> None:
-            bar.update(task, completed=done, total=known_total or total)
-
+    with progress_bar(total=total, enabled=enabled) as update:
         yield update
 
 

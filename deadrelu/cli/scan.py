@@ -76,6 +76,11 @@ go to stderr. Exits 0 whatever it finds (use `deadrelu check` to gate CI),
       --arch sample_models/models.py:DigitsMLP \\
       --data sample_models/data/digits_test.npz --format json > report.json
 
+[dim]# one offline HTML page with charts, to open in a browser[/dim]
+  deadrelu scan sample_models/mlp_high_lr.pt \\
+      --arch sample_models/models.py:DigitsMLP \\
+      --data sample_models/data/digits_test.npy --format html -o report.html
+
 [dim]# your own model: images resized and normalised, Markdown to a file[/dim]
   deadrelu scan model.pt \\
       --arch mypkg.nets:ResNet --arch-kwargs '{"depth": 18}' \\
@@ -213,6 +218,10 @@ def render_text(report: Report, output_format: OutputFormat, *, width: int = 100
         return export.to_csv(report)
     if output_format is OutputFormat.markdown:
         return export.to_markdown(report)
+    if output_format is OutputFormat.html:
+        from deadrelu.html import report_page
+
+        return report_page(report)
     import io
 
     from rich.console import Console

@@ -29,6 +29,7 @@ from deadrelu.cli.options import (
     LimitOpt,
     NoProgressOpt,
     NormalizeOpt,
+    OutputOpt,
     QuietOpt,
     TargetOpt,
     TrustCheckpointOpt,
@@ -46,6 +47,7 @@ class TrackFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    html = "html"
 
 
 CheckpointsArg = Annotated[str, typer.Argument(
@@ -72,7 +74,9 @@ PlotOpt = Annotated[Path | None, typer.Option(
 )]
 TrackFormatOpt = Annotated[TrackFormat, typer.Option(
     "--format", "-f", metavar="FORMAT", case_sensitive=False, rich_help_panel=OUTPUT_PANEL,
-    help="table: trend table, jumps and units that died; json / csv: only that on stdout.",
+    help="table: trend table, jumps and units that died; json / csv: only that on stdout; "
+         "html: one offline page with the trend chart and the last checkpoint's report "
+         "(use with --output trend.html).",
 )]
 
 HELP = """
@@ -93,6 +97,11 @@ which units died between consecutive checkpoints.
 [dim]# Lightning checkpoints, trend written for a notebook[/dim]
   deadrelu track 'lightning_logs/version_0/checkpoints/*.ckpt' \\
       --arch mypkg.nets:Net --data val/ --csv trend.csv --json trend.json
+
+[dim]# one offline HTML page: trend chart, jumps, the last checkpoint's report[/dim]
+  deadrelu track sample_models/series \\
+      --arch sample_models/models.py:DigitsMLP \\
+      --data sample_models/data/digits_test.npy --format html -o trend.html
 """
 
 
@@ -122,6 +131,7 @@ def track_command(
     jump: JumpOpt = "5pp",
     config: ConfigOpt = None,
     output_format: TrackFormatOpt = TrackFormat.table,
+    output: OutputOpt = None,
     csv: CsvOpt = None,
     json: JsonOpt = None,
     plot: PlotOpt = None,
@@ -168,7 +178,7 @@ def track_command(
             channels=channels, config=settings.config,
         )
         inputs = [*opts.input_paths(), *(c.path for c in found)]
-        for out in (csv, json, plot):
+        for out in (csv, json, plot, output):
             if out is not None:
                 check_output_path(out, inputs)
         loaded, source = load_model_and_data(opts)
@@ -196,10 +206,15 @@ def track_command(
         written.append(trend.write_json(json))
     if plot is not None:
         written.append(trend.plot(plot))
-    if output_format is TrackFormat.json:
-        sys.stdout.write(trend.to_json())
-    elif output_format is TrackFormat.csv:
-        sys.stdout.write(trend.frame.to_csv(index=False))
+    text = _render_text(trend, output_format, str(checkpoints))
+    if output is not None:
+        from deadrelu.cli.options import write_output
+
+        write_output(output, text if text is not None else _plain_table(trend, str(checkpoints)))
+        written.append(output)
+        text = None  # as for scan: the file holds the format, the terminal shows the table
+    if text is not None:
+        sys.stdout.write(text)
     else:
         from rich.console import Console
 
@@ -210,6 +225,33 @@ def track_command(
     if not quiet:
         for path in written:
             sys.stderr.write(f"wrote {path}\n")
+
+
+def _render_text(trend: Trend, output_format: TrackFormat, source: str) -> str | None:
+    """The trend as text in a machine format, or None for the terminal table."""
+    if output_format is TrackFormat.json:
+        return trend.to_json()
+    if output_format is TrackFormat.csv:
+        return str(trend.frame.to_csv(index=False))
+    if output_format is TrackFormat.html:
+        from deadrelu.html import trend_page
+
+        return trend_page(trend, source)
+    return None
+
+
+def _plain_table(trend: Trend, source: str) -> str:
+    """The terminal output without colour, for ``--format table --output FILE``."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, color_system=None, force_terminal=False,
+                      highlight=False)
+    for part in trend_parts(trend, source):
+        console.print(part, soft_wrap=_is_text(part))
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
 def trend_summary(trend: Trend) -> Any:

@@ -12,17 +12,19 @@ naming the file or value and the fix.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pickle
-import re
 import struct
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import CheckpointError, ConfigError
+from deadrelu.loading.archive import ZIP_MAGIC
 from deadrelu.loading.imports import extra_sys_path, one_line, resolve_object
 
 if TYPE_CHECKING:
@@ -102,14 +104,15 @@ def load_model(
     path = Path(path)
     _check_path(path)
     kind = _sniff(path)
-    if trust_checkpoint and kind in ("pickle", "export"):
+    _refuse_untrusted(path, kind, trust_checkpoint)
+    if trust_checkpoint and kind in ("pickle", "export", "legacy export", "torchscript"):
         warnings.warn(
             f"loading {path} without safety checks (--trust-checkpoint): "
             "code stored in the file may run",
             UserWarning,
             stacklevel=2,
         )
-    if kind == "export":
+    if kind in ("export", "legacy export"):
         if not trust_checkpoint:
             from deadrelu.loading.export_safety import check_export_archive
 
@@ -125,9 +128,40 @@ def load_model(
         )
     # kind == "pickle": a torch.save file, zip or legacy.
     obj = _load_pickle(
-        path, trusted=trust_checkpoint, import_paths=import_paths, map_location=map_location
+        path, trusted=trust_checkpoint, import_paths=import_paths, arch=arch,
+        map_location=map_location,
     )
     return _interpret(obj, path, arch, arch_kwargs, import_paths, map_location)
+
+
+def sniff_format(path: str | Path) -> str:
+    """The file's format from its content alone, without calling any torch loader.
+
+    One of :data:`FORMATS`, or ``"legacy export"`` for a pre-2.8 ``.pt2`` layout.
+
+    Raises:
+        CheckpointError: missing, empty, a directory, or not a PyTorch model file.
+    """
+    path = Path(path)
+    _check_path(path)
+    return _sniff(path)
+
+
+def _refuse_untrusted(path: Path, kind: str, trusted: bool) -> None:
+    """Formats torch can only load by running the file's code need ``--trust-checkpoint``."""
+    from deadrelu.loading.allowlist import TRUST_ONLY
+
+    if trusted or kind not in TRUST_ONLY:
+        return
+    what = {"torchscript": "a TorchScript archive", "legacy export": (
+        "a torch.export archive in the pre-2.8 layout (serialized_exported_program.json)")}[kind]
+    fix = (
+        "pass --trust-checkpoint to load it (this runs code from the file; only do it if you "
+        "trust where it came from)"
+    )
+    if kind == "legacy export":
+        fix = f"re-export it with torch.export.save from torch 2.8 or newer, or {fix}"
+    raise CheckpointError(f"refusing to load {path}: it is {what}, and {TRUST_ONLY[kind]}", fix)
 
 
 def _check_path(path: Path) -> None:
@@ -153,7 +187,15 @@ def _sniff(path: Path) -> str:
     with path.open("rb") as stream:
         head = stream.read(16)
     size = path.stat().st_size
-    if head.startswith(b"PK"):
+    if head.startswith(b"PK") and not head.startswith(ZIP_MAGIC):
+        # torch.load reads such a file as a legacy pickle, zipfile as an archive:
+        # no check could read it the way torch will.
+        raise CheckpointError(
+            f"{path} looks truncated or corrupt: it starts like a zip archive but not with a "
+            "file record, as torch.save writes it",
+            "re-save or re-download the checkpoint",
+        )
+    if head.startswith(ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
@@ -198,16 +240,16 @@ _FORMAT_FIX = (
 
 
 def _zip_kind(path: Path, names: list[str]) -> str:
-    if any(
-        re.fullmatch(r"([^/]+/)?(archive_format|serialized_exported_program\.json)", n)
-        for n in names
-    ) or any(re.fullmatch(r"([^/]+/)?models/[^/]+\.json", n) for n in names):
+    # Markers are matched without regard to case, as torch's zip reader looks
+    # names up; the format's allowlist then decides what the archive may hold.
+    bases = [n.lower().partition("/")[2] or n.lower() for n in names]
+    if any(b == "serialized_exported_program.json" for b in bases):
+        return "legacy export"
+    if any(b == "archive_format" for b in bases):
         return "export"
-    if any(
-        re.fullmatch(r"([^/]+/)?constants\.pkl", n) or re.match(r"([^/]+/)?code/", n) for n in names
-    ):
+    if any(b == "constants.pkl" or b.startswith("code/") for b in bases):
         return "torchscript"
-    if any(re.fullmatch(r"([^/]+/)?data\.pkl", n) for n in names):
+    if any(b == "data.pkl" for b in bases):
         return "pickle"
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
     raise CheckpointError(
@@ -216,7 +258,12 @@ def _zip_kind(path: Path, names: list[str]) -> str:
 
 
 def _load_pickle(
-    path: Path, *, trusted: bool, import_paths: Sequence[str | Path], map_location: Any
+    path: Path,
+    *,
+    trusted: bool,
+    import_paths: Sequence[str | Path],
+    arch: str | None,
+    map_location: Any,
 ) -> Any:
     import torch
 
@@ -225,10 +272,10 @@ def _load_pickle(
     scan = None
     try:
         if trusted:
-            with extra_sys_path(import_paths):
+            with extra_sys_path(import_paths), torch_quiet():
                 return torch.load(path, map_location=map_location, weights_only=False)
         scan = scan_checkpoint(path)
-        allowed = allowed_globals(path, scan, import_paths=import_paths)
+        allowed = allowed_globals(path, scan, import_paths=import_paths, arch=arch)
         if allowed and scan.legacy:
             # The legacy format stores module source code through persistent
             # ids, which the weights-only unpickler rejects outright.
@@ -244,7 +291,7 @@ def _load_pickle(
                 "load safely",
                 "upgrade torch to 2.5 or newer, or pass --trust-checkpoint if you trust the file",
             )
-        with extra_sys_path(import_paths), warnings.catch_warnings():
+        with extra_sys_path(import_paths), warnings.catch_warnings(), torch_quiet():
             # Our own error explains protocol problems; torch's warning would repeat it.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             if allowed:
@@ -271,11 +318,20 @@ def _load_pickle(
             f"{path} looks truncated or corrupt: torch.load failed ({one_line(exc)})",
             "re-save or re-download the checkpoint",
         ) from exc
+    except SystemExit as exc:  # a trusted file's code may call sys.exit
+        raise _exited(path, exc) from None
     except Exception as exc:  # unpickling user classes can raise anything
         raise CheckpointError(
             f"loading {path} raised {type(exc).__name__}: {one_line(exc)}",
             "check that the model's code is the version the file was saved with",
         ) from exc
+
+
+def _exited(path: Path, exc: SystemExit) -> CheckpointError:
+    return CheckpointError(
+        f"loading {path} called sys.exit({exc.code!r}): code in the file stopped the load",
+        "do not load this file, or load it in Python to see what it runs",
+    )
 
 
 _TRUST_FIX = (
@@ -322,7 +378,10 @@ def _load_torchscript(path: Path, map_location: Any) -> nn.Module:
     import torch
 
     try:
-        return torch.jit.load(str(path), map_location=_device_of(map_location))
+        with torch_quiet():
+            return torch.jit.load(str(path), map_location=_device_of(map_location))
+    except SystemExit as exc:
+        raise _exited(path, exc) from None
     except Exception as exc:
         raise CheckpointError(
             f"{path} is a TorchScript archive that cannot be loaded ({one_line(exc)})",
@@ -334,8 +393,11 @@ def _load_export(path: Path) -> nn.Module:
     import torch
 
     try:
-        program = torch.export.load(str(path))
-        return program.module()
+        with torch_quiet():
+            program = torch.export.load(str(path))
+            return program.module()
+    except SystemExit as exc:
+        raise _exited(path, exc) from None
     except Exception as exc:
         raise CheckpointError(
             f"{path} is a torch.export program that cannot be loaded ({one_line(exc)})",
@@ -365,6 +427,7 @@ def _interpret(
     inner, where = found
     notes = [f"weights taken from checkpoint key {where!r}"] if where else []
     if isinstance(inner, nn.Module):
+        _check_initialised(inner, path)
         return _loaded(inner, "pickle", path, [*notes, *_ignored_arch(arch)])
     return _from_state_dict(
         inner, "state_dict", path, arch, arch_kwargs, import_paths, map_location, notes
@@ -434,6 +497,84 @@ def build_arch(
             "point --arch at a Module class or a function that returns one",
         )
     return model
+
+
+@contextlib.contextmanager
+def torch_quiet() -> Iterator[None]:
+    """Keep torch's log records (some with whole tracebacks) off stderr while it loads a file.
+
+    ``torch.export.load`` logs a failed attempt with ``exc_info`` before trying
+    another layout, and other loaders log warnings; deadrelu reports a load in
+    one line of its own, so the records are dropped.
+    """
+    root = logging.getLogger("torch")
+    # torch's loggers may carry handlers of their own (torch._logging sets some up):
+    # silence each one that exists, and catch records of any created meanwhile at the root.
+    loggers = [root] + [
+        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith("torch.") and isinstance(logger, logging.Logger)
+    ]
+    disabled = [logger.disabled for logger in loggers]
+    saved = root.handlers[:], root.propagate
+    root.handlers, root.propagate = [logging.NullHandler()], False
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        root.handlers, root.propagate = saved
+        for logger, was in zip(loggers, disabled, strict=True):
+            logger.disabled = was
+
+
+def _check_initialised(model: nn.Module, path: Path) -> None:
+    """Refuse module objects that were allocated but never given a module's state.
+
+    A pickle may allocate an allowed class (``NEWOBJ``) and skip its state;
+    such an object has no parameter/buffer/submodule tables, and any later use
+    fails far from the cause. Walks the tables directly (``__dict__``), since
+    the object's own methods cannot be trusted to work.
+    """
+    import torch
+    from torch import nn
+
+    seen: set[int] = set()
+    todo: list[tuple[str, Any]] = [("", model)]
+    while todo:
+        name, module = todo.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        state = getattr(module, "__dict__", {})
+        missing = [k for k in ("_parameters", "_buffers", "_modules") if not isinstance(state.get(k), dict)]
+        if missing:
+            where = f"its submodule {name!r}" if name else "it"
+            raise CheckpointError(
+                f"{path} holds a {type(module).__name__} object that was never initialised "
+                f"({where} lacks {', '.join(missing)}), so it is not a saved model",
+                "re-save it with torch.save(model) from a constructed model, or save its state "
+                "dict and use --arch",
+            )
+        for table in ("_parameters", "_buffers"):
+            odd = [k for k, v in state[table].items() if v is not None and not isinstance(v, torch.Tensor)]
+            if odd:
+                where = f"{name}.{odd[0]}" if name else str(odd[0])
+                raise CheckpointError(
+                    f"{path} holds a model whose {table[1:-1]} {where!r} is a "
+                    f"{type(state[table][odd[0]]).__name__}, not a tensor",
+                    "re-save it with torch.save(model) from a constructed model",
+                )
+        for child_name, child in state["_modules"].items():
+            if child is None:
+                continue
+            child_path = f"{name}.{child_name}" if name else str(child_name)
+            if not isinstance(child, nn.Module):
+                raise CheckpointError(
+                    f"{path} holds a model whose submodule {child_path!r} is a "
+                    f"{type(child).__name__}, not a module",
+                    "re-save it with torch.save(model) from a constructed model",
+                )
+            todo.append((child_path, child))
 
 
 def _device_of(map_location: Any) -> str | None:
@@ -508,7 +649,7 @@ def load_weights(
         state: Mapping[str, Any] = _load_safetensors(path, "cpu")
     elif kind == "pickle":
         obj = _load_pickle(path, trusted=trust_checkpoint, import_paths=import_paths,
-                           map_location="cpu")
+                           arch=arch, map_location="cpu")
         found = find_nested(obj)
         if found is None:
             raise CheckpointError(f"{path} holds {describe_container(obj)}, not a model or state dict",
@@ -516,6 +657,8 @@ def load_weights(
         inner, where = found
         if where:
             notes.append(f"weights taken from checkpoint key {where!r}")
+        if isinstance(inner, nn.Module):
+            _check_initialised(inner, path)
         state = inner.state_dict() if isinstance(inner, nn.Module) else inner
     else:
         raise CheckpointError(

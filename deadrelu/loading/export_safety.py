@@ -9,8 +9,13 @@ name arbitrary ``torch.*`` callables. An ordinary export of an ordinary model
 uses none of the dangerous parts, so we check the archive statically and load
 it only if:
 
+* every member is one the export table of :mod:`deadrelu.loading.allowlist`
+  names (so no ``data/aotinductor/`` shared library, no pickled custom or opaque
+  object, no program file under another spelling), checked by
+  :mod:`deadrelu.loading.archive` exactly as torch will read it;
 * no payload is pickled beyond plain tensors (nested ``.pt`` records are scanned
-  like any checkpoint: only torch's default weights-only globals may appear);
+  like any checkpoint: only torch's default weights-only globals may appear),
+  and every weight/constant the payload tables point at is a raw tensor member;
 * ``guards_code`` is empty;
 * every symbolic expression is built only from sympy/torch math constructors,
   symbol names, numbers and operators (checked on its Python AST);
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from deadrelu.errors import CheckpointError
+from deadrelu.loading.allowlist import Role
+from deadrelu.loading.archive import TRUST_FIX, CheckedArchive, open_checked
 from deadrelu.loading.imports import one_line
 
 _TARGET_OK = re.compile(
@@ -58,27 +65,28 @@ _SAFE_AST = (
     ast.cmpop,
     ast.boolop,
 )
-_FIX = (
-    "pass --trust-checkpoint to load it anyway (this may run code from the file; only do it "
-    "if you trust where it came from)"
-)
+_FIX = TRUST_FIX
 
 
 def check_export_archive(path: Path) -> None:
     """Raise :class:`CheckpointError` unless ``path`` passes the checks in the module docstring."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                base = name.split("/", 1)[1] if "/" in name else name
-                if base.endswith(".json") and _is_payload_config(base):
-                    _check_payload_config(path, name, _read_json(archive, name))
-                elif base.endswith(".json") and _is_program(base):
-                    _check_program(path, name, _read_json(archive, name))
-                elif base.endswith(".pt"):
-                    _check_nested_pickle(path, name, archive.read(name))
+        with open_checked(path, "export") as archive:
+            if not archive.names(Role.PROGRAM):
+                raise CheckpointError(
+                    f"{path} is a torch.export archive without a models/NAME.json program",
+                    "re-export it with torch.export.save, or re-download it",
+                )
+            raw = set(archive.names(Role.BYTES))
+            for name in archive.names(Role.PAYLOAD_CONFIG):
+                _check_payload_config(path, name, _read_json(archive, name), raw)
+            for name in archive.names(Role.PROGRAM):
+                _check_program(path, name, _read_json(archive, name))
+            for name in archive.names(Role.TENSOR_PICKLE):
+                _check_nested_pickle(path, name, archive.read(name))
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, RecursionError) as exc:
         raise CheckpointError(
             f"{path} looks truncated or corrupt: its torch.export archive cannot be read "
             f"({one_line(exc)})",
@@ -86,15 +94,7 @@ def check_export_archive(path: Path) -> None:
         ) from exc
 
 
-def _is_payload_config(base: str) -> bool:
-    return base.startswith(("data/weights/", "data/constants/")) and base.endswith("_config.json")
-
-
-def _is_program(base: str) -> bool:
-    return base.startswith("models/") or base == "serialized_exported_program.json"
-
-
-def _read_json(archive: zipfile.ZipFile, name: str) -> Any:
+def _read_json(archive: CheckedArchive, name: str) -> Any:
     return json.loads(archive.read(name).decode("utf-8"))
 
 
@@ -102,16 +102,21 @@ def _refuse(path: Path, what: str) -> CheckpointError:
     return CheckpointError(f"refusing to load {path}: {what}", _FIX)
 
 
-def _check_payload_config(path: Path, name: str, config: Any) -> None:
+def _check_payload_config(path: Path, name: str, config: Any, raw: set[str]) -> None:
     entries = config.get("config", {}) if isinstance(config, dict) else {}
-    for fqn, meta in entries.items():
+    folder = name.rsplit("/", 1)[0]
+    for fqn, meta in (entries.items() if isinstance(entries, dict) else ()):
         if not isinstance(meta, dict):
-            continue
+            raise _refuse(path, f"entry {str(fqn)[:80]!r} in {name} is not a tensor description")
         if meta.get("use_pickle"):
             raise _refuse(path, f"entry {fqn!r} in {name} is stored as a pickle")
-        stored = str(meta.get("path_name", ""))
-        if stored.startswith(("custom_obj_", "opaque_obj_")):
-            raise _refuse(path, f"constant {fqn!r} in {name} is a pickled Python object")
+        stored = f"{folder}/{meta.get('path_name', '')}"
+        if stored not in raw:
+            # custom_obj_* / opaque_obj_* constants are unpickled by torch without checks.
+            raise _refuse(
+                path, f"entry {fqn!r} in {name} points at {stored}, which is not a raw tensor "
+                "record (a pickled custom or opaque object?)"
+            )
 
 
 def _check_program(path: Path, name: str, program: Any) -> None:
@@ -146,7 +151,7 @@ def _safe_expression(expr: str) -> bool:
     """Whether evaluating ``expr`` (as sympify does) can only build math objects."""
     try:
         tree = ast.parse(expr, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return False
     allowed = _math_names()
     for node in ast.walk(tree):
@@ -188,7 +193,7 @@ def _math_names() -> frozenset[str]:
 def _check_nested_pickle(path: Path, name: str, data: bytes) -> None:
     from deadrelu.loading.pickle_safety import default_allowed, scan_stream
 
-    scan = scan_stream(io.BytesIO(data), name)
+    scan = scan_stream(io.BytesIO(data), f"{path}:{name}")
     extra = [g.dotted for g in scan.globals if g.dotted not in default_allowed()]
     if extra or scan.ext_codes:
         shown = ", ".join(extra[:3]) or "pickle extension codes"

@@ -32,7 +32,9 @@ def extra_sys_path(paths: Sequence[str | Path]) -> Iterator[None]:
 
     The working directory is included because a console script's ``sys.path``
     starts with its ``bin/`` folder, not with the directory the user is in, yet
-    "the class lives next to my checkpoint" is the common case.
+    ``--arch models.py:Net`` / ``--data mydata:batches`` next to the user is the
+    common case. Which modules a *checkpoint* may cause to be imported is decided
+    separately, by name (:func:`deadrelu.loading.allowlist.may_import`).
     """
     saved = list(sys.path)
     front = [str(Path(p).resolve()) for p in paths] + [os.getcwd()]
