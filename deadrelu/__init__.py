@@ -25,13 +25,22 @@ _EXPORTS = {
     "DeadReluError": "deadrelu.errors",
     "Finding": "deadrelu.findings",
     "InsufficientDataWarning": "deadrelu.scanning",
+    "KeptUnits": "deadrelu.fix.prune",
     "Monitor": "deadrelu.monitor",
+    "PruneResult": "deadrelu.fix.prune",
+    "RecycleResult": "deadrelu.fix.recycle",
+    "RemovedUnits": "deadrelu.fix.prune",
     "Report": "deadrelu.report",
     "Severity": "deadrelu.findings",
+    "SwapResult": "deadrelu.fix.swap",
     "Thresholds": "deadrelu.analyzer",
     "UnitState": "deadrelu.analyzer",
+    "load_pruned": "deadrelu.fix.persist",
     "merge_reports": "deadrelu.report",
+    "prune": "deadrelu.fix.prune",
+    "recycle": "deadrelu.fix.recycle",
     "scan": "deadrelu.scanning",
+    "swap_activations": "deadrelu.fix.swap",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -41,6 +50,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from deadrelu.collector import Collector  # noqa: F401
     from deadrelu.errors import DeadReluError  # noqa: F401
     from deadrelu.findings import Finding, Severity  # noqa: F401
+    from deadrelu.fix.persist import load_pruned  # noqa: F401
+    from deadrelu.fix.prune import KeptUnits, PruneResult, RemovedUnits, prune  # noqa: F401
+    from deadrelu.fix.recycle import RecycleResult, recycle  # noqa: F401
+    from deadrelu.fix.swap import SwapResult, swap_activations  # noqa: F401
     from deadrelu.report import Report, merge_reports  # noqa: F401
     from deadrelu.scanning import InsufficientDataWarning, scan  # noqa: F401
 

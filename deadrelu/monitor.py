@@ -152,6 +152,10 @@ class Monitor:
         findings: warn (:class:`DeadUnitsWarning`) and tell loggers that have
             ``log_finding(finding, step)`` once per rule and layer when a conclusive
             window's diagnosis finds dead or saturated units with a likely cause.
+        recycle: after each report, recycle the units it finds dead with
+            :func:`deadrelu.recycle` (ReDo); ``True``, or a dict of its keyword arguments
+            (``{"definition": "redo", "tau": 0.025}``). Results go to :attr:`recycled`;
+            the ``optimizer``'s state for recycled slices is zeroed.
 
     Raises:
         ConfigError: an invalid argument.
@@ -175,6 +179,7 @@ class Monitor:
         findings: bool = True,
         optimizer: Any = None,
         scheduler: Any = None,
+        recycle: bool | Mapping[str, Any] = False,
     ) -> None:
         from deadrelu.integrations import as_logger
         from deadrelu.scanning import unwrap
@@ -211,6 +216,10 @@ class Monitor:
         self.collector = _GatedCollector(self.module, self._gate, unit_axis=unit_axis,
                                          saturation_margin=saturation_margin)
         self.last_report: Report | None = None
+        self.recycle_options: dict[str, Any] | None = (
+            dict(recycle) if isinstance(recycle, Mapping) else {} if recycle else None)
+        #: (step, RecycleResult) of every recycling done by ``recycle=True``; step as in :attr:`history`
+        self.recycled: list[tuple[int, Any]] = []
         self._compiled = _compiled_wrapper(model)
         self._step = 0
         self._manual = not auto_step
@@ -473,6 +482,11 @@ class Monitor:
         self._record(report)
         for logger in self.loggers:
             logger.log_report(report, last)
+        if self.recycle_options is not None:
+            from deadrelu.fix.recycle import recycle
+
+            done = recycle(self.module, report, self.optimizer, **self.recycle_options)
+            self.recycled.append((last, done))
         if reset:
             self.collector.reset()
             self._window_start = self._step

@@ -18,7 +18,7 @@ import sys
 import typer
 
 #: Command modules, in the order they are listed in --help.
-COMMANDS = ("scan", "check", "track", "merge", "rules")
+COMMANDS = ("scan", "check", "track", "merge", "prune", "rules")
 
 from deadrelu.cli.help import Group  # noqa: E402  (after typer, before the app)
 

@@ -854,7 +854,8 @@ def _init_baseline(loaded: LoadedModel, source: Any, opts: LoadOptions, settings
     if loaded.format == "transformers":
         # the class and config the directory named; --arch there picks a head, not a
         # constructor. from_config draws the model's own initialization (_init_weights).
-        cls, config = type(loaded.model), loaded.model.config
+        cls: Any = type(loaded.model)
+        config = loaded.model.config
 
         def factory() -> Any:
             return cls._from_config(config)

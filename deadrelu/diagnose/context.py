@@ -290,6 +290,9 @@ class SiteView:
         cls = self.evidence.get("owner_class")
         if cls and owner != "<model>":
             where += f" ({cls})"
+        call_site = self.evidence.get("call_site")
+        if call_site:
+            where += f" at {call_site}"
         return f"replace the `{self.info.op}` call in {where} (site `{self.name}`) with {new_function}"
 
     def leaky_fix(self) -> str | None:

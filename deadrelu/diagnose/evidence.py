@@ -17,7 +17,8 @@ Schema (``report.evidence``)::
 
     {"version": 1,
      "layers": {path: {"class", "kind": "weight"|"norm", ...per-unit lists}},
-     "sites": {site: {"activation_class", "owner_class", "layer", "norm", "direct"}},
+     "sites": {site: {"activation_class", "owner_class", "layer", "norm", "direct",
+                      "call_site" (functional calls whose file:line the source tells)}},
      "nonfinite_params": {path: count}}
 """
 
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from deadrelu.collector import Site
+    from deadrelu.collector import Site, SiteInfo
 
 VERSION = 1
 
@@ -123,6 +124,29 @@ def _feeding_weight_layer(model: nn.Module, norm_path: str, width: int) -> str |
     return f"{parent_path}.{found}" if parent_path else found
 
 
+def _call_site(owner: nn.Module | None, info: SiteInfo, sites: Sequence[Site]) -> str | None:
+    """``file:line`` of the functional call behind ``info``, when the source says which one.
+
+    The k-th call of an op in a forward is the k-th written call when the forward has as
+    many written calls as the scan saw sites (no loops or branches in between); a forward
+    with one written call has only that one.
+    """
+    from deadrelu.callsites import forward_calls
+
+    if owner is None:
+        return None
+    written = forward_calls(type(owner), info.kind)
+    if not written:
+        return None
+    seen = sum(1 for s in sites if s.info.module == info.module and s.info.kind == info.kind
+               and s.info.op != "module")
+    if len(written) == 1:
+        return written[0].where
+    if len(written) == seen and info.call_index < len(written):
+        return written[info.call_index].where
+    return None
+
+
 def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
     """Read-only, JSON-ready summary of the weights feeding each site (see the module docstring).
 
@@ -168,6 +192,10 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
             elif isinstance(source, _WEIGHT_TYPES) and getattr(source, "weight", None) is not None:
                 entry["layer"] = path
                 summarise(path)
+        if info.op != "module":
+            call_site = _call_site(owner, info, sites)
+            if call_site is not None:
+                entry["call_site"] = call_site
         entries[info.name] = entry
 
     nonfinite: dict[str, int] = {}
