@@ -35,7 +35,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -181,8 +180,8 @@ class Monitor:
         scheduler: Any = None,
         recycle: bool | Mapping[str, Any] = False,
     ) -> None:
+        from deadrelu.identity import unwrap
         from deadrelu.integrations import as_logger
-        from deadrelu.scanning import unwrap
 
         if not isinstance(model, nn.Module):
             raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}",
@@ -435,8 +434,8 @@ class Monitor:
             ``meta["sampled_steps"]``.
         """
         from deadrelu import distributed
-        from deadrelu.diagnose import collect_evidence, diagnose
-        from deadrelu.scanning import InsufficientDataWarning, model_signature, weights_fingerprint
+        from deadrelu.assemble import assemble_report
+        from deadrelu.scanning import InsufficientDataWarning
 
         if self._exit_report is not None and not self.window_steps:
             # the with block already reported the last window; nothing ran since
@@ -455,7 +454,7 @@ class Monitor:
             warnings.warn(self._empty_window_reason(start, last), InsufficientDataWarning,
                           stacklevel=2)
         device = next((str(t.device) for t in self.module.parameters()), "cpu")
-        meta: dict[str, Any] = {
+        run: dict[str, Any] = {
             "model": self.name,
             "data": f"training steps {start}-{last}",
             "device": device,
@@ -468,17 +467,14 @@ class Monitor:
             "every": self.every,
             "sampled_steps": sampled,
             "notes": list(self.notes),
-            "torch_version": torch.__version__,
-            "model_signature": model_signature(self.module),
-            "weights_fingerprint": weights_fingerprint(self.module),
         }
+        measured: dict[str, Any] = {}
         if sync:
-            meta["world_size"] = distributed.get_world_size()
+            measured["world_size"] = distributed.get_world_size()
         recipe = self._recipe(last)
         if recipe:
-            meta["recipe"] = recipe
-        base = Report(tuple(sites), self.thresholds, meta, (), collect_evidence(self.module, sites))
-        report = replace(base, findings=tuple(diagnose(base)))
+            measured["recipe"] = recipe
+        report = assemble_report(self.module, sites, self.thresholds, run, measured)
         self._record(report)
         for logger in self.loggers:
             logger.log_report(report, last)

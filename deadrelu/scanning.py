@@ -8,7 +8,6 @@ twice gives identical results and the weights are never changed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -19,11 +18,13 @@ from torch import nn
 
 from deadrelu import batches
 from deadrelu.analyzer import Thresholds
+from deadrelu.assemble import assemble_report
 from deadrelu.collector import Collector, eval_mode
 from deadrelu.diagnose.context import plural, rule_out_rate
 from deadrelu.diagnose.datastats import DataStats
 from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
+from deadrelu.identity import unwrap
 from deadrelu.report import Report
 
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -31,29 +32,6 @@ ProgressCallback = Callable[[int, "int | None"], None]
 
 class InsufficientDataWarning(UserWarning):
     """Too few samples for a "dead" verdict to mean much."""
-
-
-def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """Strip ``torch.compile``, DDP and DataParallel wrappers; returns (module, notes)."""
-    notes: list[str] = []
-    while True:
-        orig = getattr(model, "_orig_mod", None)
-        if isinstance(orig, nn.Module):
-            notes.append("torch.compile'd model: scanned through its original module (eager)")
-            model = orig
-            continue
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            notes.append(f"{type(model).__name__} wrapper: scanned its .module")
-            model = model.module
-            continue
-        break
-    if isinstance(model, torch.jit.ScriptModule):
-        raise ModelError(
-            "TorchScript modules run compiled graph code that has no Python forward to observe, "
-            "so their activations cannot be seen",
-            "scan the original nn.Module (or a torch.export .pt2 program) instead",
-        )
-    return model, notes
 
 
 def model_devices(model: nn.Module) -> list[torch.device]:
@@ -95,48 +73,6 @@ def _float_dtype(model: nn.Module) -> torch.dtype | None:
         if p.is_floating_point():
             return p.dtype
     return None
-
-
-def model_signature(model: nn.Module) -> str:
-    """Hash of parameter/buffer names and shapes: equal for the same architecture."""
-    h = hashlib.sha1()
-    for name, t in model.state_dict().items():
-        h.update(f"{name}:{tuple(t.shape)};".encode())
-    return h.hexdigest()[:16]
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """Hash of the exact bytes of every parameter and buffer, to refuse merging reports
-    of different checkpoints.
-
-    Exact and deterministic: the same weights give the same fingerprint whatever
-    the thread count, device or torch version (a float reduction, as used before,
-    sums in an order that depends on the thread count). One pass over the weights,
-    no float conversion; a CUDA tensor is copied to the host one at a time.
-    """
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not isinstance(t, torch.Tensor):
-                continue  # extra state
-            h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-            data = _raw_bytes(t)
-            if data is not None:
-                h.update(data)
-    return h.hexdigest()[:16]
-
-
-def _raw_bytes(t: torch.Tensor) -> memoryview | None:
-    """The values of ``t`` in logical (row-major) order as bytes; ``None`` for meta tensors."""
-    t = t.detach()
-    if t.is_meta:
-        return None
-    if t.is_quantized:
-        t = t.int_repr()
-    if t.layout != torch.strided:
-        t = t.to_dense()
-    t = t.resolve_conj().resolve_neg().cpu().contiguous()  # no copy when already so
-    return t.reshape(-1).view(torch.uint8).numpy().data
 
 
 def scan(
@@ -223,7 +159,8 @@ def scan(
                             thresholds=thresholds, unit_axis=unit_axis,
                             saturation_margin=saturation_margin, progress=update,
                             partial_on_interrupt=partial_on_interrupt, model_name=model_name,
-                            data_name=data_name, selection=selection, batch_dim=batch_dim)
+                            data_name=data_name, selection=selection, batch_dim=batch_dim,
+                            recipe=recipe, init=init)
     thresholds = thresholds or Thresholds()
     chosen = Selection.coerce(selection)
     module, notes = unwrap(model)
@@ -308,9 +245,7 @@ def scan(
             InsufficientDataWarning,
             stacklevel=2,
         )
-    from deadrelu.diagnose import collect_evidence, diagnose
-
-    meta = {
+    run = {
         "model": model_name or type(module).__name__,
         "data": data_name or type(data).__name__,
         "device": str(dev),
@@ -319,32 +254,18 @@ def scan(
         "partial": partial,
         "mode": "eval",
         "notes": notes,
-        "torch_version": torch.__version__,
-        "model_signature": model_signature(module),
-        "weights_fingerprint": weights_fingerprint(module),
-        **data_meta,
     }
+    measured: dict[str, Any] = dict(data_meta)
     if collector.output_producer is not None:
         producer, direct = collector.output_producer
-        meta["output"] = {"producer": producer, "direct": direct}
+        measured["output"] = {"producer": producer, "direct": direct}
     if chosen is not None:
-        meta["selection"] = chosen.to_dict()
+        measured["selection"] = chosen.to_dict()
     if recipe:
-        meta["recipe"] = dict(recipe)
+        measured["recipe"] = dict(recipe)
     if init:
-        meta["init"] = dict(init)
-    evidence = collect_evidence(module, sites)
-    from deadrelu.diagnose.graph_evidence import graph_evidence, is_export_graph
-
-    if is_export_graph(module):  # a torch.export program: its layers are graph nodes
-        evidence, output = graph_evidence(module, sites, evidence)
-        meta.pop("output", None)
-        if output is not None:
-            meta["output"] = output
-    report = Report(tuple(sites), thresholds, meta, (), evidence)
-    from dataclasses import replace
-
-    return replace(report, findings=tuple(diagnose(report)))
+        measured["init"] = dict(init)
+    return assemble_report(module, sites, thresholds, run, measured)
 
 
 def _forward_error(exc: Exception, index: int, collector: Collector) -> ModelError:

@@ -47,7 +47,7 @@ from deadrelu.findings import Severity
 
 if TYPE_CHECKING:
     from deadrelu.collector import SiteInfo
-    from deadrelu.report import Report
+    from deadrelu.diagnose.subject import Subject
 
 #: A finding covering at least this share of a layer's units is an error...
 ERROR_SHARE = 0.25
@@ -303,29 +303,27 @@ class SiteView:
 
 
 class Context:
-    """A report prepared for the rules (see the module docstring)."""
+    """A diagnosis subject prepared for the rules (see the module docstring)."""
 
-    def __init__(self, report: Report) -> None:
-        self.report = report
-        self.thresholds = report.thresholds
-        self.meta: Mapping[str, Any] = report.meta
+    def __init__(self, subject: Subject) -> None:
+        self.thresholds = subject.thresholds
         #: how the model was trained, from its checkpoint (see deadrelu.loading.recipe)
-        recipe = report.meta.get("recipe")
+        recipe = subject.recipe
         self.recipe: Mapping[str, Any] | None = recipe if isinstance(recipe, Mapping) else None
         #: dead units per site in freshly initialized copies (deadrelu.init_compare), per run
-        init = report.meta.get("init")
+        init = subject.init
         init_layers = init.get("layers") if isinstance(init, Mapping) else None
         self.init_dead: dict[str, list[int]] = (
             {str(k): [int(x) for x in v] for k, v in init_layers.items()}
             if isinstance(init_layers, Mapping) else {})
         self.init_method: str = str(init.get("method", "")) if isinstance(init, Mapping) else ""
-        evidence = report.evidence or {}
+        evidence = subject.evidence or {}
         self.evidence: Mapping[str, Any] = evidence
         layers: Mapping[str, Any] = evidence.get("layers") or {}
         site_ev: Mapping[str, Any] = evidence.get("sites") or {}
-        verdicts = report.verdicts
+        verdicts = subject.verdicts
         self.sites: list[SiteView] = []
-        for s in report.sites:
+        for s in subject.sites:
             ev = site_ev.get(s.info.name) or {}
             layer = layers.get(str(ev.get("layer"))) if ev.get("layer") else None
             norm = layers.get(str(ev.get("norm"))) if ev.get("norm") else None
@@ -337,12 +335,14 @@ class Context:
                 norm = None
             self.sites.append(SiteView(s.info, verdicts[s.info.name], s.stats.samples, ev, layer, norm))
         self.by_name = {v.name: v for v in self.sites}
-        self.samples = report.samples
+        self.samples = subject.samples
         self.rule_out = rule_out_rate(self.samples)
-        self.input: InputSummary | None = input_summary(self.meta)
-        self.output_constant = output_is_constant(self.meta)
-        self.output_range = output_range(self.meta)
-        producer = (self.meta.get("output") or {}).get("producer")
+        self.input: InputSummary | None = input_summary(subject.data)
+        self.output_constant = output_is_constant(subject.data)
+        self.output_range = output_range(subject.data)
+        #: which site made the model's output and whether directly (``{"producer", "direct"}``)
+        self.output: Mapping[str, Any] = subject.output or {}
+        producer = self.output.get("producer")
         self.output_site: SiteView | None = self.by_name.get(producer) if producer else None
         self.first_site: SiteView | None = self.sites[0] if self.sites else None
         self.first_dead: SiteView | None = next((v for v in self.sites if v.all_dead), None)

@@ -169,7 +169,7 @@ def prune(
             model, one-shot data, torch-pruning missing.
         ModelError: the model cannot be traced or run, or a removal changed the output.
     """
-    from deadrelu.scanning import model_signature, unwrap
+    from deadrelu.identity import model_signature, unwrap
 
     measure.reiterable(data)
     model, _ = unwrap(model)

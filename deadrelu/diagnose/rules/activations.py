@@ -47,7 +47,7 @@ def relu_on_output(ctx: Context) -> Iterator[Finding]:
     view = ctx.output_site
     if view is None or view.info.kind not in FLAT_RELU_KINDS:
         return
-    direct = bool((ctx.meta.get("output") or {}).get("direct", True))
+    direct = bool(ctx.output.get("direct", True))
     how = "straight from" if direct else "through an elementwise op from"
     message = f"the model's output comes {how} {view.label}: it can never be below {num(view.info.level)}"
     n_dead = len(view.dead)
