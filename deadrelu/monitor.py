@@ -518,12 +518,13 @@ class Monitor:
 
     def _conclusive(self, samples: int) -> bool:
         """Whether ``samples`` samples make "dead" mean "fires on < ``rare``" at 95% confidence."""
-        from deadrelu.diagnose.context import rule_out_rate
+        from deadrelu.analyzer import rule_out_rate
 
         return samples > 0 and rule_out_rate(samples) <= self.thresholds.rare
 
     def _record(self, report: Report) -> None:
-        from deadrelu.diagnose.context import pct, rule_out_rate
+        from deadrelu.analyzer import rule_out_rate
+        from deadrelu.wording import percent
 
         step, sampled = report.meta["step"], report.meta["sampled_steps"]
         causes = self._likely_causes(report)
@@ -563,9 +564,9 @@ class Monitor:
                 why = ("often a learning rate that is too high or a loss spike; lower the "
                        "learning rate or add warm-up")
             warnings.warn(
-                f"{layer}: dead units rose from {pct(before)} (window ending at step {since}) "
-                f"to {pct(after)} by step {step}, in a window of {samples:,} samples (a unit "
-                f"counted dead fires on under {pct(rule_out_rate(samples))} of inputs, 95% "
+                f"{layer}: dead units rose from {percent(before)} (window ending at step {since}) "
+                f"to {percent(after)} by step {step}, in a window of {samples:,} samples (a unit "
+                f"counted dead fires on under {percent(rule_out_rate(samples))} of inputs, 95% "
                 f"confidence) — {why}",
                 DeadUnitsWarning, stacklevel=4,
             )

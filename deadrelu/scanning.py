@@ -17,15 +17,15 @@ import torch
 from torch import nn
 
 from deadrelu import batches
-from deadrelu.analyzer import Thresholds
+from deadrelu.analyzer import Thresholds, rule_out_rate
 from deadrelu.assemble import assemble_report
 from deadrelu.collector import Collector, eval_mode
-from deadrelu.diagnose.context import plural, rule_out_rate
 from deadrelu.diagnose.datastats import DataStats
 from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
 from deadrelu.identity import unwrap
 from deadrelu.report import Report
+from deadrelu.wording import plural
 
 ProgressCallback = Callable[[int, "int | None"], None]
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import deadrelu
+from deadrelu.analyzer import rule_out_rate, samples_needed
 from deadrelu.diagnose import RULES, Selection
-from deadrelu.diagnose.context import rule_out_rate, samples_needed
 from deadrelu.diagnose.datameta import input_summary
 from deadrelu.diagnose.registry import Registry, rule
 from deadrelu.errors import ConfigError

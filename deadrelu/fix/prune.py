@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from deadrelu.diagnose.context import rule_out_rate, samples_needed
+from deadrelu.analyzer import rule_out_rate, samples_needed
 from deadrelu.errors import ConfigError, ModelError
 from deadrelu.fix import measure
 from deadrelu.fix.constant import constant_units

@@ -206,7 +206,7 @@ def _report_body(report: Report, level: int = 2) -> str:
 
 
 def _header(report: Report) -> str:
-    from deadrelu.diagnose.context import rule_out_rate
+    from deadrelu.analyzer import rule_out_rate
     from deadrelu.render import header_rows, summary_line
 
     rows = header_rows(report)
