@@ -17,7 +17,7 @@ from torch import nn
 
 from deadrelu.analyzer import Thresholds
 from deadrelu.collector import Site
-from deadrelu.diagnose.evidence import collect_evidence
+from deadrelu.evidence import collect_evidence
 from deadrelu.identity import model_signature, read_weights
 from deadrelu.report import Report, diagnosed
 
@@ -53,7 +53,7 @@ def assemble_report(
         **(measured or {}),
     }
     evidence = collect_evidence(module, sites, weights.nonfinite)
-    from deadrelu.diagnose.graph_evidence import graph_evidence, is_export_graph
+    from deadrelu.graph_evidence import graph_evidence, is_export_graph
 
     if is_export_graph(module):  # a torch.export program: its layers are graph nodes
         evidence, output = graph_evidence(module, sites, evidence)

@@ -645,6 +645,7 @@ class Monitor:
             ConfigError: no report has been taken yet, or matplotlib is not installed.
         """
         from deadrelu.plotting import dead_fraction_figure
+        from deadrelu.wording import MODEL
 
         history = self.history
         if history.empty:
@@ -652,7 +653,7 @@ class Monitor:
                               "call monitor.report() (or set report_every=) during training first")
         table = history.pivot_table(index="layer", columns="step", values="dead_fraction",
                                     sort=False)
-        name = "(model)"
+        name = MODEL
         if total:
             sums = history.groupby("step")[["dead", "units"]].sum()
             table.loc[name] = (sums["dead"] / sums["units"].where(sums["units"] > 0)).reindex(

@@ -441,7 +441,7 @@ def merge_reports(reports: Sequence[Report]) -> Report:
     meta["data"] = " + ".join(str(r.meta.get("data", "?")) for r in reports)
     meta["partial"] = any(r.partial for r in reports)
     meta["merged_from"] = len(reports)
-    from deadrelu.diagnose.datameta import merge_data_meta
+    from deadrelu.datastats import merge_data_meta
 
     for key in ("input_stats", "output_stats", "tokens"):
         meta.pop(key, None)

@@ -20,7 +20,7 @@ from deadrelu import batches
 from deadrelu.analyzer import Thresholds, rule_out_rate
 from deadrelu.assemble import assemble_report
 from deadrelu.collector import Collector, eval_mode
-from deadrelu.diagnose.datastats import DataStats
+from deadrelu.datastats import DataStats
 from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
 from deadrelu.identity import unwrap

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 
+#: Name used for the whole model in trend tables (rows of per-layer values).
+MODEL = "(model)"
+
 
 def percent(share: float, places: int | None = None) -> str:
     """A share as a percentage: ``19%``, ``0.83%`` (short), or ``12.5%`` with ``places=1``.
