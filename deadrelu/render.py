@@ -192,7 +192,7 @@ def table_rows(report: Report) -> list[dict[str, Any]]:
     rows = []
     for record, site in zip(report.layer_records(), report.sites, strict=True):
         can_die = site.info.can_die
-        bounded = site.info.sat_low is not None or site.info.sat_high is not None
+        bounded = site.info.bounded
         text, style = verdict(record)
         rows.append({
             "layer": record["layer"], "kind": record["kind"], "units": f"{record['units']:,}",

@@ -109,8 +109,7 @@ class Report:
     def verdicts(self) -> dict[str, UnitVerdicts]:
         """Per-site derived rates and unit states."""
         return {
-            s.info.name: classify(s.stats.to_dict(), s.info.can_die,
-                                  s.info.sat_low is not None or s.info.sat_high is not None,
+            s.info.name: classify(s.stats.to_dict(), s.info.can_die, s.info.bounded,
                                   self.thresholds)
             for s in self.sites
         }

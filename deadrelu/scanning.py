@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 from deadrelu import batches
 from deadrelu.analyzer import Thresholds, rule_out_rate
 from deadrelu.assemble import assemble_report
-from deadrelu.collector import Collector, eval_mode
+from deadrelu.collector import Collector, Site, eval_mode
 from deadrelu.datastats import DataStats
 from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
@@ -141,13 +141,7 @@ def scan(
         ModelError: the forward pass raised (the message names the last site that ran),
             or the model has no activation sites.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"limit must be a positive integer, got {limit!r}", "pass e.g. limit=1000")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", "pass e.g. 256")
-    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
-        raise ConfigError(f"batch_dim must be a non-negative int, got {batch_dim!r}",
-                          "pass 0 for batch-first data, 1 for (T, N, E) sequences")
+    _check_sizes(limit, batch_size, batch_dim)
     if isinstance(progress, bool):
         if not progress:
             progress = None
@@ -182,34 +176,11 @@ def scan(
         if moved:
             module.to(dev)
         with eval_mode(module), torch.no_grad(), collector:
-            for index, batch in enumerate(batches.iterate(data, batch_size, batch_dim)):
-                inputs = batches.model_input(batch)
-                n = batches.batch_size(inputs, batch_dim)
-                if limit is not None and seen + n > limit:
-                    n = limit - seen
-                    inputs = batches.take(inputs, n, batch_dim)
-                if n <= 0:
-                    break
-                inputs = batches.to_device(inputs, dev, dtype)
-                data_stats.update_input(inputs)
-                try:
-                    output = batches.call(module, inputs)
-                except KeyboardInterrupt:
-                    raise
-                except DeadReluError:
-                    raise
-                except SystemExit as exc:  # the model's code exiting would end the caller silently
-                    raise ModelError(f"the model's forward called sys.exit({exc.code!r}) on batch "
-                                     f"{index}", "remove the sys.exit call from the model's code"
-                                     ) from None
-                except Exception as exc:
-                    raise _forward_error(exc, index, collector) from exc
-                data_stats.update_output(output)
-                seen += n
+            # `seen` counts the batches done, so that Ctrl-C keeps the count of those
+            for seen in _feed(module, data, collector, data_stats, limit=limit,
+                              batch_size=batch_size, batch_dim=batch_dim, device=dev, dtype=dtype):
                 if progress is not None:
                     progress(seen, total)
-                if limit is not None and seen >= limit:
-                    break
             sites = collector.snapshot()
     except KeyboardInterrupt:
         if not partial_on_interrupt:
@@ -229,22 +200,7 @@ def scan(
         sites, seen, partial, data_meta = distributed.reduce_scan(sites, seen, partial, data_meta)
     seconds = time.perf_counter() - start
 
-    if not sites and not partial:
-        if seen == 0:
-            raise ConfigError("the data yielded no samples", "check the data path or iterable")
-        raise ModelError(
-            f"no activation sites were seen in {type(module).__name__}'s forward",
-            "deadrelu watches ReLU-family, sigmoid and tanh activations (modules, F.* functions "
-            "and tensor methods); this model calls none of them",
-        )
-    if 0 < seen < 100 and not partial:
-        warnings.warn(
-            f"only {plural(seen, 'sample')} scanned: a unit unseen firing may still fire on "
-            f"up to {rule_out_rate(seen):.0%} of inputs (95% confidence); scan more data for a "
-            "firm verdict",
-            InsufficientDataWarning,
-            stacklevel=2,
-        )
+    _check_seen(module, sites, seen, partial)
     run = {
         "model": model_name or type(module).__name__,
         "data": data_name or type(data).__name__,
@@ -266,6 +222,76 @@ def scan(
     if init:
         measured["init"] = dict(init)
     return assemble_report(module, sites, thresholds, run, measured)
+
+
+def _check_sizes(limit: int | None, batch_size: int, batch_dim: int) -> None:
+    """Refuse a limit, batch size or batch dim that is not a count."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}", "pass e.g. limit=1000")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", "pass e.g. 256")
+    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
+        raise ConfigError(f"batch_dim must be a non-negative int, got {batch_dim!r}",
+                          "pass 0 for batch-first data, 1 for (T, N, E) sequences")
+
+
+def _feed(module: nn.Module, data: Any, collector: Collector, data_stats: DataStats, *,
+          limit: int | None, batch_size: int, batch_dim: int, device: torch.device,
+          dtype: torch.dtype | None) -> Iterator[int]:
+    """Run ``module`` over ``data`` (cut at ``limit`` samples), yielding the samples seen
+    so far after each batch."""
+    seen = 0
+    for index, batch in enumerate(batches.iterate(data, batch_size, batch_dim)):
+        inputs = batches.model_input(batch)
+        n = batches.batch_size(inputs, batch_dim)
+        if limit is not None and seen + n > limit:
+            n = limit - seen
+            inputs = batches.take(inputs, n, batch_dim)
+        if n <= 0:
+            break
+        inputs = batches.to_device(inputs, device, dtype)
+        data_stats.update_input(inputs)
+        data_stats.update_output(_forward(module, inputs, index, collector))
+        seen += n
+        yield seen
+        if limit is not None and seen >= limit:
+            break
+
+
+def _forward(module: nn.Module, inputs: Any, index: int, collector: Collector) -> Any:
+    """``module(inputs)``; a failure becomes a one-line :class:`ModelError` naming where."""
+    try:
+        return batches.call(module, inputs)
+    except KeyboardInterrupt:
+        raise
+    except DeadReluError:
+        raise
+    except SystemExit as exc:  # the model's code exiting would end the caller silently
+        raise ModelError(f"the model's forward called sys.exit({exc.code!r}) on batch "
+                         f"{index}", "remove the sys.exit call from the model's code"
+                         ) from None
+    except Exception as exc:
+        raise _forward_error(exc, index, collector) from exc
+
+
+def _check_seen(module: nn.Module, sites: list[Site], seen: int, partial: bool) -> None:
+    """Refuse a scan that saw no samples or no activation; warn when too few samples."""
+    if not sites and not partial:
+        if seen == 0:
+            raise ConfigError("the data yielded no samples", "check the data path or iterable")
+        raise ModelError(
+            f"no activation sites were seen in {type(module).__name__}'s forward",
+            "deadrelu watches ReLU-family, sigmoid and tanh activations (modules, F.* functions "
+            "and tensor methods); this model calls none of them",
+        )
+    if 0 < seen < 100 and not partial:
+        warnings.warn(
+            f"only {plural(seen, 'sample')} scanned: a unit unseen firing may still fire on "
+            f"up to {rule_out_rate(seen):.0%} of inputs (95% confidence); scan more data for a "
+            "firm verdict",
+            InsufficientDataWarning,
+            stacklevel=3,  # scan()'s caller
+        )
 
 
 def _forward_error(exc: Exception, index: int, collector: Collector) -> ModelError:

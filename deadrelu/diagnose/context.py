@@ -161,8 +161,7 @@ class Context:
         if not self.input_far or not self.sites:
             return []
         first = self.sites[0]
-        bounded = first.info.sat_low is not None or first.info.sat_high is not None
-        saturating = bounded and (len(first.saturated) > 0 or first.saturated_share >= SAT_LAYER)
+        saturating = first.info.bounded and (len(first.saturated) > 0 or first.saturated_share >= SAT_LAYER)
         if not (first.info.can_die and len(first.dead)) and not saturating:
             return []  # the first layer copes with the input: no evidence against its scale
         chain = [first]
@@ -242,12 +241,11 @@ class Context:
         if len(dead) and view.info.can_die:
             view.dead_causes = self._dead_causes(view, dead)
         sat = view.saturated
-        bounded = view.info.sat_low is not None or view.info.sat_high is not None
         problem = len(sat) > 0 or view.saturated_share >= SAT_LAYER
         # a tanh/sigmoid inside an inline composite (x * sigmoid(1.702 * x)) saturates by
         # design wherever the composite is linear or zero: not a problem of its own
         inline = view.info.part_of is not None
-        if bounded and problem and view is not self.output_site and not inline:
+        if view.info.bounded and problem and view is not self.output_site and not inline:
             key = "input_scale" if view in self.input_chain else "saturation"
             view.saturation_causes = {key: sat}
 
