@@ -20,6 +20,10 @@ Schema (``report.evidence``)::
      "sites": {site: {"activation_class", "owner_class", "layer", "norm", "direct",
                       "call_site" (functional calls whose file:line the source tells)}},
      "nonfinite_params": {path: count}}
+
+``nonfinite_params`` is not read here: the one pass over the weights that
+fingerprints them (:func:`deadrelu.identity.read_weights`) finds them, and
+:func:`deadrelu.assemble.assemble_report` passes them in.
 """
 
 from __future__ import annotations

@@ -29,6 +29,14 @@ step 4, else to ``saturation``.
 
 Sites after the first entirely dead layer whose units all have fire rate exactly
 0 or 1 see a constant input; they are *consequences* and get no findings of their own.
+
+After the causes, the model-wide patterns are computed once, in this order (each
+excludes the ones before it): entirely dead layers whose dead units are mostly
+unexplained (``init_dead_layers``, DR004), a dead share rising with depth
+(``depth_trend``, DR005), a deep, narrow stack with dead units spread through it
+(``deep_narrow``, DR014), and the sites these cover (``covered_by_initialization``,
+which DR010, DR013 and DR015 leave alone). Rules read them here and never import
+each other. The numbers behind every decision are in :mod:`.criteria`.
 """
 
 from __future__ import annotations
@@ -74,6 +82,27 @@ def unexplained_share(view: SiteView) -> float:
     return len(units) / view.units if units is not None and view.units else 0.0
 
 
+def site_views(subject: Subject) -> list[SiteView]:
+    """Each site joined with its verdicts and the evidence of the layer (or BatchNorm)
+    feeding it, when that layer feeds it directly and has the site's width."""
+    evidence = subject.evidence or {}
+    layers: Mapping[str, Any] = evidence.get("layers") or {}
+    site_ev: Mapping[str, Any] = evidence.get("sites") or {}
+    views = []
+    for s in subject.sites:
+        ev = site_ev.get(s.info.name) or {}
+        layer = layers.get(str(ev.get("layer"))) if ev.get("layer") else None
+        norm = layers.get(str(ev.get("norm"))) if ev.get("norm") else None
+        if not ev.get("direct"):
+            layer = norm = None  # an op between (e.g. a residual sum): the weights alone do not decide
+        if layer is not None and int(layer.get("units", -1)) != s.info.units:
+            layer = None
+        if norm is not None and int(norm.get("units", -1)) != s.info.units:
+            norm = None
+        views.append(SiteView(s.info, subject.verdicts[s.info.name], s.stats.samples, ev, layer, norm))
+    return views
+
+
 class Context:
     """A diagnosis subject prepared for the rules (see the module docstring)."""
 
@@ -89,23 +118,8 @@ class Context:
             {str(k): [int(x) for x in v] for k, v in init_layers.items()}
             if isinstance(init_layers, Mapping) else {})
         self.init_method: str = str(init.get("method", "")) if isinstance(init, Mapping) else ""
-        evidence = subject.evidence or {}
-        self.evidence: Mapping[str, Any] = evidence
-        layers: Mapping[str, Any] = evidence.get("layers") or {}
-        site_ev: Mapping[str, Any] = evidence.get("sites") or {}
-        verdicts = subject.verdicts
-        self.sites: list[SiteView] = []
-        for s in subject.sites:
-            ev = site_ev.get(s.info.name) or {}
-            layer = layers.get(str(ev.get("layer"))) if ev.get("layer") else None
-            norm = layers.get(str(ev.get("norm"))) if ev.get("norm") else None
-            if not ev.get("direct"):
-                layer = norm = None  # an op between (e.g. a residual sum): the weights alone do not decide
-            if layer is not None and int(layer.get("units", -1)) != s.info.units:
-                layer = None
-            if norm is not None and int(norm.get("units", -1)) != s.info.units:
-                norm = None
-            self.sites.append(SiteView(s.info, verdicts[s.info.name], s.stats.samples, ev, layer, norm))
+        self.evidence: Mapping[str, Any] = subject.evidence or {}
+        self.sites: list[SiteView] = site_views(subject)
         self.by_name = {v.name: v for v in self.sites}
         self.samples = subject.samples
         self.rule_out = rule_out_rate(self.samples)
@@ -124,25 +138,7 @@ class Context:
         self.input_chain: list[SiteView] = self._input_chain()
         for view in self.diagnosable:
             self._assign(view)
-        # model-wide patterns, each computed once: several rules read them
-        self.relu_chain: list[SiteView] = [v for v in self.diagnosable if v.info.can_die
-                                           and v is not self.output_site and v.units]
-        #: entirely dead sites whose dead units are mostly unexplained by training damage (DR004)
-        self.init_dead_layers: list[SiteView] = [
-            v for v in self.diagnosable
-            if v.all_dead and v is not self.output_site and unexplained_share(v) > 0.5]
-        #: the ReLU chain when its dead share rises sharply with depth (DR005), else ``None``
-        self.depth_trend: list[SiteView] | None = (
-            None if self.init_dead_layers else self._depth_trend())
-        #: the ReLU chain when a deep, narrow stack has dead units spread through it (DR014)
-        self.deep_narrow: list[SiteView] | None = (
-            None if self.init_dead_layers or self.depth_trend is not None
-            else self._deep_narrow())
-        #: whether a model-wide initialization finding (DR004, DR005 or DR014) applies
-        self.init_pattern = bool(self.init_dead_layers) or self.depth_trend is not None \
-            or self.deep_narrow is not None
-        #: sites whose unexplained dead units those findings cover
-        self.covered_by_initialization: set[str] = self._covered_by_initialization()
+        self._find_patterns()
 
     # -- model-wide facts -----------------------------------------------------------------
 
@@ -200,6 +196,27 @@ class Context:
         return text
 
     # -- model-wide patterns --------------------------------------------------------------
+
+    def _find_patterns(self) -> None:
+        """The model-wide patterns, each computed once: several rules read them."""
+        self.relu_chain: list[SiteView] = [v for v in self.diagnosable if v.info.can_die
+                                           and v is not self.output_site and v.units]
+        #: entirely dead sites whose dead units are mostly unexplained by training damage (DR004)
+        self.init_dead_layers: list[SiteView] = [
+            v for v in self.diagnosable
+            if v.all_dead and v is not self.output_site and unexplained_share(v) > 0.5]
+        #: the ReLU chain when its dead share rises sharply with depth (DR005), else ``None``
+        self.depth_trend: list[SiteView] | None = (
+            None if self.init_dead_layers else self._depth_trend())
+        #: the ReLU chain when a deep, narrow stack has dead units spread through it (DR014)
+        self.deep_narrow: list[SiteView] | None = (
+            None if self.init_dead_layers or self.depth_trend is not None
+            else self._deep_narrow())
+        #: whether a model-wide initialization finding (DR004, DR005 or DR014) applies
+        self.init_pattern = bool(self.init_dead_layers) or self.depth_trend is not None \
+            or self.deep_narrow is not None
+        #: sites whose unexplained dead units those findings cover
+        self.covered_by_initialization: set[str] = self._covered_by_initialization()
 
     def _depth_trend(self) -> list[SiteView] | None:
         chain = self.relu_chain
