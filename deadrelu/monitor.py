@@ -183,25 +183,7 @@ class Monitor:
         from deadrelu.identity import unwrap
         from deadrelu.integrations import as_logger
 
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}",
-                              "pass the model object itself")
-        _check_positive("every", every, "e.g. every=100 records one step in 100")
-        if report_every is not None:
-            _check_positive("report_every", report_every, "e.g. report_every=1000, or None")
-        if jump is not None and (isinstance(jump, bool) or not isinstance(jump, (int, float))
-                                 or not 0.0 < jump <= 1.0):
-            raise ConfigError(f"jump must be a share in (0, 1], got {jump!r}",
-                              "e.g. jump=0.1 warns when 10% more of a layer's units die; None: off")
-        if on_jump is not None and not callable(on_jump):
-            raise ConfigError("on_jump must be callable", "pass f(layer, before, after, step)")
-        if isinstance(model, nn.DataParallel) and len(model.device_ids or ()) > 1:
-            raise ConfigError(
-                "DataParallel runs copies of the model in several threads at once, which "
-                "the monitor cannot follow",
-                "use DistributedDataParallel (one process per GPU); the monitor then "
-                "combines the ranks' statistics in report()",
-            )
+        _check_options(model, every, report_every, jump, on_jump)
         self.model = model
         self.module, self.notes = unwrap(model)
         self.every = every
@@ -670,6 +652,29 @@ def _plain(value: Any) -> Any:
     """A history value as a plain Python number (numpy scalars do not go into JSON)."""
     item = getattr(value, "item", None)
     return item() if callable(item) else value
+
+
+def _check_options(model: Any, every: Any, report_every: Any, jump: Any, on_jump: Any) -> None:
+    """Refuse a monitor setting that cannot work, naming the value (see :class:`Monitor`)."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}",
+                          "pass the model object itself")
+    _check_positive("every", every, "e.g. every=100 records one step in 100")
+    if report_every is not None:
+        _check_positive("report_every", report_every, "e.g. report_every=1000, or None")
+    if jump is not None and (isinstance(jump, bool) or not isinstance(jump, (int, float))
+                             or not 0.0 < jump <= 1.0):
+        raise ConfigError(f"jump must be a share in (0, 1], got {jump!r}",
+                          "e.g. jump=0.1 warns when 10% more of a layer's units die; None: off")
+    if on_jump is not None and not callable(on_jump):
+        raise ConfigError("on_jump must be callable", "pass f(layer, before, after, step)")
+    if isinstance(model, nn.DataParallel) and len(model.device_ids or ()) > 1:
+        raise ConfigError(
+            "DataParallel runs copies of the model in several threads at once, which "
+            "the monitor cannot follow",
+            "use DistributedDataParallel (one process per GPU); the monitor then "
+            "combines the ranks' statistics in report()",
+        )
 
 
 def _check_positive(name: str, value: Any, fix: str) -> None:
