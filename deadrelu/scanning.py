@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -157,6 +157,7 @@ def scan(
     batch_dim: int = 0,
     recipe: Mapping[str, Any] | None = None,
     init: Mapping[str, Any] | None = None,
+    exclude_layers: Sequence[str] = (),
 ) -> Report:
     """Scan ``model`` over ``data`` and report per-unit firing statistics.
 
@@ -196,6 +197,10 @@ def scan(
         init: dead units of freshly initialized copies on the same data
             (``deadrelu.init_compare.init_baseline``); kept in ``meta["init"]``, where the
             diagnosis tells units dead from initialization (DR015) from units that died.
+        exclude_layers: site-name globs (``fnmatch``, e.g. ``"head.*"``) whose findings are
+            never reported: ``exclude-layers`` of ``[tool.deadrelu]``, the same as
+            ``per_layer_ignores={glob: ["ALL"]}`` in ``selection`` (and kept with it, so
+            re-diagnosis leaves them out too). Their statistics stay in the report.
 
     Returns:
         A :class:`~deadrelu.report.Report`.
@@ -223,9 +228,12 @@ def scan(
                             thresholds=thresholds, unit_axis=unit_axis,
                             saturation_margin=saturation_margin, progress=update,
                             partial_on_interrupt=partial_on_interrupt, model_name=model_name,
-                            data_name=data_name, selection=selection, batch_dim=batch_dim)
+                            data_name=data_name, selection=selection, batch_dim=batch_dim,
+                            recipe=recipe, init=init, exclude_layers=exclude_layers)
     thresholds = thresholds or Thresholds()
     chosen = Selection.coerce(selection)
+    if exclude_layers:
+        chosen = _excluding(chosen, exclude_layers)
     module, notes = unwrap(model)
     dev = resolve_device(module, device)
     home = resolve_device(module, None)
@@ -345,6 +353,19 @@ def scan(
     from dataclasses import replace
 
     return replace(report, findings=tuple(diagnose(report)))
+
+
+def _excluding(selection: Selection | None, globs: Sequence[str]) -> Selection:
+    """``selection`` with every rule ignored on the layers matching ``globs``."""
+    globs = (globs,) if isinstance(globs, str) else tuple(globs)
+    if not all(isinstance(g, str) for g in globs):
+        raise ConfigError(f"exclude_layers must be a list of site-name globs, got {globs!r}",
+                          'pass e.g. exclude_layers=["head.*"]')
+    base = selection or Selection()
+    ignores = dict(base.per_layer_ignores)
+    for glob in globs:
+        ignores[glob] = (*ignores.get(glob, ()), "ALL")
+    return Selection(base.select, base.ignore, ignores)
 
 
 def _forward_error(exc: Exception, index: int, collector: Collector) -> ModelError:

@@ -212,17 +212,45 @@ def test_config_file_and_flag_override(cli, tmp_path: Path) -> None:
     assert report["thresholds"]["always_on"] == 0.95  # the file fills the rest
 
 
+def _sample_scan(**kwargs: object) -> Report:
+    """The library's scan of mlp_high_lr on the digits, as the CLI loads them."""
+    import warnings
+
+    from deadrelu import scan
+    from deadrelu.loading import LoadOptions, load_model_and_data
+
+    loaded, source = load_model_and_data(LoadOptions(
+        model=SM / "mlp_high_lr.pt", data=str(DATA / "digits_test.npy"), arch=MLP[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return scan(loaded.model, source, **kwargs)  # type: ignore[arg-type]
+
+
 def test_exclude_layers_drops_findings_on_those_layers() -> None:
-    from deadrelu.cli.options import exclude_layers
-    from deadrelu.config import Config
+    full = _sample_scan()
+    layers = {f.layer for f in full.findings if f.layer is not None}
+    assert "net.1" in layers and len(layers) > 1  # a planted case: findings on several layers
+    report = _sample_scan(exclude_layers=["net.1"])
+    expected = [f for f in full.findings if f.layer != "net.1"]  # the brute-force filter
+    assert [(f.code, f.layer) for f in report.findings] == [(f.code, f.layer) for f in expected]
+    assert report.layer_records() == full.layer_records()  # the statistics stay
+    # kept with the selection: re-diagnosis (new thresholds, a merge) leaves them out too
+    rediagnosed = report.with_thresholds(report.thresholds)
+    assert all(f.layer != "net.1" for f in rediagnosed.findings)
+    assert _sample_scan(exclude_layers="net.*").findings == tuple(
+        f for f in full.findings if f.layer is None)
 
-    def finding(code: str, layer: str | None) -> Finding:
-        return Finding(code, Severity.WARNING, layer, "m", "unknown", "f")
 
-    report = Report((), findings=(finding("DR001", "net.1"), finding("DR005", "head.fc"),
-                                  finding("DR008", None), finding("DR101", "net.3")))
-    assert exclude_layers(report, Config(exclude_layers=("net.*",))).findings == report.findings[1:3]
-    assert exclude_layers(report, Config()) is report
+def test_exclude_layers_of_the_config_gives_the_librarys_findings(cli, tmp_path: Path) -> None:
+    # the CLI applies exclude-layers through deadrelu.scan: both report the same findings
+    config = tmp_path / "deadrelu.toml"
+    config.write_text('exclude-layers = ["net.1"]\n')
+    cli_report = _scan_json(cli, SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy",
+                            "--config", config, "--compare-init", "off")
+    library = _sample_scan(exclude_layers=["net.1"])
+    assert [(f["code"], f["layer"]) for f in cli_report["findings"]] == [
+        (f.code, f.layer) for f in library.findings]
+    assert all(f["layer"] != "net.1" for f in cli_report["findings"])
 
 
 def test_config_selection_reaches_the_scan(cli, tmp_path: Path) -> None:
@@ -541,16 +569,16 @@ def test_scan_help_shows_examples_and_every_option(cli) -> None:
 
 def test_report_with_findings_in_table(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     # Findings come from the diagnosis rules; whatever they are, the table shows them.
-    import deadrelu.cli.options as options
+    import deadrelu.cli.running as running
 
-    real = options.run_scan
+    real = running.run_scan
 
     def with_finding(*args, **kwargs):
         report = real(*args, **kwargs)
         return replace(report, findings=(Finding("DR001", Severity.ERROR, "net.1", "planted message",
                                                  "learning_rate", "planted fix"),))
 
-    monkeypatch.setattr(options, "run_scan", with_finding)
+    monkeypatch.setattr(running, "run_scan", with_finding)
     result = cli("scan", SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy",
                  "--no-progress")
     assert "DR001" in result.out and "planted message" in result.out and "planted fix" in result.out

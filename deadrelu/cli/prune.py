@@ -1,7 +1,7 @@
 """``deadrelu prune``: scan a model, remove the units that were constant, save the smaller model.
 
-A thin shell: loading and scanning are :mod:`deadrelu.cli.options` (the same model
-and data forms as ``scan``), pruning is :func:`deadrelu.prune`, saving is
+A thin shell: loading and scanning are shared with ``scan`` (:mod:`deadrelu.cli.settings`,
+:mod:`deadrelu.cli.running`: the same model and data forms), pruning is :func:`deadrelu.prune`, saving is
 :mod:`deadrelu.fix.persist`. The result table goes to stdout (``--json`` for
 machines), progress and notes to stderr. Exit 0 when something was pruned and
 verified, 2 on an error (nothing to prune included); the input is never written.
@@ -127,21 +127,19 @@ def prune_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
     import json
     import sys
 
-    from deadrelu.cli.options import (
-        LoadOptions,
-        load_model_and_data,
-        load_settings,
-        run_scan,
-        warnings_to_stderr,
-    )
+    from deadrelu.cli.console import warnings_to_stderr
     from deadrelu.cli.outputs import guard_paths
+    from deadrelu.cli.running import run_scan
+    from deadrelu.cli.settings import command_settings, load_options
     from deadrelu.errors import ConfigError, ModelError
     from deadrelu.fix import persist
     from deadrelu.fix.depgraph import torch_pruning
     from deadrelu.fix.prune import prune
+    from deadrelu.loading import load_model_and_data
 
     if min_samples < 0:
         raise ConfigError(f"--min-samples {min_samples} is negative", "pass 0 or more")
@@ -149,13 +147,8 @@ def prune_command(
         raise ConfigError(f"--tolerance {tolerance} is outside (0, 1)", "e.g. --tolerance 1e-5")
     torch_pruning()  # a missing extra is one line before any loading
     with warnings_to_stderr(quiet):
-        settings = load_settings(config, device=device)
-        opts = LoadOptions.from_cli(
-            model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
-            trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
-            image_size=image_size, normalize=normalize, target=target, channels=channels,
-            config=settings.config,
-        )
+        settings = command_settings(params)
+        opts = load_options(params, settings.config)
         plan_file = persist.plan_path(output) if save_format is SaveFormat.state_dict else None
         guard_paths(opts.input_paths(), {"--output": output, "--output (its widths file)": plan_file},
                     streams=[opts.config_file])

@@ -2,7 +2,7 @@
 
 A thin shell over :func:`deadrelu.track.track`: checkpoints are found and
 ordered by :func:`deadrelu.track.discover`, the first one is loaded with the
-same options as ``scan`` (:mod:`deadrelu.cli.options`) to build the one model
+same options as ``scan`` (:mod:`deadrelu.cli.settings`) to build the one model
 instance, and every checkpoint's weights are loaded into it in turn. Exits 0
 (2 on an error); it reports, it does not gate.
 """
@@ -140,22 +140,20 @@ def track_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
     import functools
     import sys
 
-    from deadrelu.cli.options import (
-        LoadOptions,
-        load_model_and_data,
-        load_settings,
-        run_scan,
-        warnings_to_stderr,
-    )
+    from deadrelu.cli.console import warnings_to_stderr
     from deadrelu.cli.outputs import guard_paths
+    from deadrelu.cli.running import run_scan
+    from deadrelu.cli.settings import command_settings, load_options
     from deadrelu.gates import parse_points
+    from deadrelu.loading import load_model_and_data
     from deadrelu.track import PLOT_SUFFIXES, discover, track
 
     with warnings_to_stderr(quiet):
-        settings = load_settings(config, device=device)
+        settings = command_settings(params)
         min_jump = parse_points(jump, option="--jump")
         if min_jump <= 0:
             from deadrelu.errors import ConfigError
@@ -171,12 +169,7 @@ def track_command(
 
             require_matplotlib()
         found, notes = discover(checkpoints)
-        opts = LoadOptions.from_cli(
-            model=found[0].path, data=data, arch=arch, arch_kwargs=arch_kwargs,
-            import_path=import_path, trust_checkpoint=trust_checkpoint, batch_size=batch_size,
-            limit=limit, image_size=image_size, normalize=normalize, target=target,
-            channels=channels, config=settings.config,
-        )
+        opts = load_options(params, settings.config, model=found[0].path)
         guard_paths([*opts.input_paths(), *(c.path for c in found)],
                     {"--csv": csv, "--json": json, "--plot": plot, "--output": output},
                     streams=[opts.config_file])
@@ -207,7 +200,7 @@ def track_command(
         written.append(trend.plot(plot))
     text = _render_text(trend, output_format, str(checkpoints))
     if output is not None:
-        from deadrelu.cli.options import write_output
+        from deadrelu.cli.outputs import write_output
 
         write_output(output, text if text is not None else _plain_table(trend, str(checkpoints)))
         written.append(output)
