@@ -1,4 +1,4 @@
-"""``deadrelu.track`` and ``deadrelu track``: ordering, one model instance, jumps, units that died."""
+"""``deadrelu.track_checkpoints.track`` and ``deadrelu track``: ordering, one model instance, jumps, units that died."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.loading import load_weights
-from deadrelu.track import MODEL, Checkpoint, discover, step_of, track
+from deadrelu.track_checkpoints import MODEL, Checkpoint, discover, step_of, track
 
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"

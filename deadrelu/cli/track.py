@@ -1,7 +1,7 @@
 """``deadrelu track``: dead units across a run's checkpoints, and when they died.
 
-A thin shell over :func:`deadrelu.track.track`: checkpoints are found and
-ordered by :func:`deadrelu.track.discover`, the first one is loaded with the
+A thin shell over :func:`deadrelu.track_checkpoints.track`: checkpoints are found and
+ordered by :func:`deadrelu.track_checkpoints.discover`, the first one is loaded with the
 same options as ``scan`` (:mod:`deadrelu.cli.settings`) to build the one model
 instance, and every checkpoint's weights are loaded into it in turn. Exits 0
 (2 on an error); it reports, it does not gate.
@@ -36,7 +36,7 @@ from deadrelu.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from deadrelu.track import Trend
+    from deadrelu.track_checkpoints import Trend
 
 OUTPUT_PANEL = "Output"
 
@@ -150,7 +150,7 @@ def track_command(
     from deadrelu.cli.settings import command_settings, load_options
     from deadrelu.gates import parse_points
     from deadrelu.loading import load_model_and_data
-    from deadrelu.track import PLOT_SUFFIXES, discover, track
+    from deadrelu.track_checkpoints import PLOT_SUFFIXES, discover, track
 
     with warnings_to_stderr(quiet):
         settings = command_settings(params)
@@ -165,7 +165,7 @@ def track_command(
             raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
                               f"use one of {', '.join(PLOT_SUFFIXES)}")
         if plot is not None:  # say it before scanning every checkpoint, not after
-            from deadrelu.track import require_matplotlib
+            from deadrelu.track_checkpoints import require_matplotlib
 
             require_matplotlib()
         found, notes = discover(checkpoints)
@@ -274,7 +274,7 @@ def trend_parts(trend: Trend, source: str) -> list[Any]:
     from rich.text import Text
 
     from deadrelu.gates import units_list
-    from deadrelu.track import MODEL
+    from deadrelu.track_checkpoints import MODEL
 
     steps = trend.steps
     samples = trend.reports[0].samples if trend.reports else 0

@@ -25,7 +25,7 @@ from deadrelu.html.assets import CSS, JS
 if TYPE_CHECKING:
     from deadrelu.ci import CheckRun
     from deadrelu.report import Report
-    from deadrelu.track import Trend
+    from deadrelu.track_checkpoints import Trend
 
 _esc = html.escape
 
@@ -86,7 +86,7 @@ def check_error_page(model_label: str, message: str) -> str:
 def trend_page(trend: Trend, source: str) -> str:
     """A whole HTML document for ``deadrelu track``: trend chart, table, jumps, latest report."""
     from deadrelu.gates import units_list
-    from deadrelu.track import MODEL
+    from deadrelu.track_checkpoints import MODEL
 
     steps = trend.steps
     wide = trend.table()

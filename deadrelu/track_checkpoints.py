@@ -1,4 +1,8 @@
-"""Track dead units across a series of checkpoints of one training run.
+"""Track dead units across the saved checkpoints of one training run (after training).
+
+:func:`track` is ``deadrelu track``; its counterpart *during* training is
+:class:`deadrelu.Monitor` (:mod:`deadrelu.monitor`), which scans the live model
+every few steps instead of files saved to disk.
 
 ``track`` scans every checkpoint of a run with the same data and lines the
 reports up by training step, so that the moment units died (a learning-rate
