@@ -15,8 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,46 +26,13 @@ from deadrelu.cli import main
 from deadrelu.findings import Finding, Severity
 from deadrelu.report import Report
 
+pytestmark = pytest.mark.usefixtures("forget_models_module")
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
 DATA = SM / "data"
 MLP = ["--arch", f"{SM}/models.py:DigitsMLP"]
 CNN = ["--arch", f"{SM}/models.py:DigitsCNN"]
 METRICS = json.loads((SM / "metrics.json").read_text())
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    """Run ``deadrelu ARGS`` in-process; returns exit code, stdout, stderr."""
-    monkeypatch.setenv("COLUMNS", "160")  # rich reads it: no wrapping inside asserted phrases
-
-    def run(*args: object) -> Result:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
-
-
-@pytest.fixture(autouse=True)
-def _forget_pickle_module() -> Iterator[None]:
-    # Whole-model pickles import sample_models/models.py as top-level "models";
-    # do not leave it behind for other test modules.
-    had = "models" in sys.modules
-    yield
-    if not had:
-        sys.modules.pop("models", None)
 
 
 def _digest(*paths: Path) -> dict[str, str]:

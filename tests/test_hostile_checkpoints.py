@@ -27,7 +27,7 @@ import textwrap
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,6 @@ import pytest
 import torch
 from torch import nn
 
-from deadrelu.cli import main
 from deadrelu.errors import CheckpointError
 from deadrelu.loading import load_model
 
@@ -383,27 +382,9 @@ BUILDERS = [aotinductor, legacy_export, program_by_case, opaque_constant, torchs
 # --- running the CLI ---------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def cli(capsys, monkeypatch) -> Iterator[Callable[..., Run]]:
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: object) -> Run:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
+def cli_columns() -> int:
+    return 200  # hostile file names in the asserted error lines
 
 
 def _command(command: str, hostile: Hostile, data: Path, tmp: Path) -> list[object]:
