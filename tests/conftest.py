@@ -1,3 +1,4 @@
+import hashlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,3 +126,14 @@ def forget_models_module() -> Iterator[None]:
     yield
     if not had:
         sys.modules.pop("models", None)
+
+
+def digests(*paths: Path) -> dict[str, str]:
+    """SHA-256 of every file at or below ``paths``: equal before and after a command
+    that must not modify its inputs."""
+    out = {}
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out

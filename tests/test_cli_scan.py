@@ -9,7 +9,6 @@ subprocess where the process boundary is the point (``python -m deadrelu``, what
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import digests
 
 from deadrelu.cli import main
 from deadrelu.findings import Finding, Severity
@@ -35,13 +35,6 @@ CNN = ["--arch", f"{SM}/models.py:DigitsCNN"]
 METRICS = json.loads((SM / "metrics.json").read_text())
 
 
-def _digest(*paths: Path) -> dict[str, str]:
-    out = {}
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 def _scan_json(cli, *args: object) -> dict:
@@ -132,11 +125,11 @@ def test_few_samples_warn_in_one_line(cli) -> None:
 
 def test_inputs_unchanged(cli, tmp_path: Path) -> None:
     inputs = [SM / "mlp_high_lr_full.pt", SM / "cnn.pt", SM / "models.py", DATA]
-    before = _digest(*inputs)
+    before = digests(*inputs)
     cli("scan", SM / "mlp_high_lr_full.pt", "--import-path", SM, "--data", DATA / "digits_test.npy",
         "--no-progress", "--output", tmp_path / "r.json", "--format", "json")
     cli("scan", SM / "cnn.pt", *CNN, "--data", DATA / "digits_png", "--no-progress")
-    assert _digest(*inputs) == before
+    assert digests(*inputs) == before
 
 
 # -- thresholds and config -----------------------------------------------------------------
@@ -283,12 +276,12 @@ def test_output_never_overwrites_inputs(cli, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "x.npy").write_bytes((DATA / "digits_test.npy").read_bytes())
-    before = _digest(model, data)
+    before = digests(model, data)
     for output in (model, data / "x.npy", data / "report.json"):
         result = cli("scan", model, *MLP, "--data", data, "--output", output, "--format", "json")
         assert result.code == 2
         assert result.err.startswith("error: --output") and result.err.count("\n") == 1
-    assert _digest(model, data) == before
+    assert digests(model, data) == before
     assert not (data / "report.json").exists()
 
 
@@ -361,7 +354,7 @@ BAD_IDS = [
 @pytest.mark.parametrize("case", BAD_IDS)
 def test_bad_input_one_line_exit_2(cli, tmp_path: Path, case: str) -> None:
     args = _bad_inputs(tmp_path)[case]
-    before = _digest(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy")
+    before = digests(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy")
     result = cli("scan", *args, "--no-progress")
     assert result.code == 2, (result.out, result.err)
     assert result.err.startswith("error: ")
@@ -369,7 +362,7 @@ def test_bad_input_one_line_exit_2(cli, tmp_path: Path, case: str) -> None:
     assert " — " in result.err  # problem — what to do
     assert "Traceback" not in result.err + result.out
     assert result.out == ""
-    assert _digest(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy") == before
+    assert digests(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy") == before
 
 
 def test_expected_messages(cli, tmp_path: Path) -> None:

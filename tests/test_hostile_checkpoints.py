@@ -16,7 +16,6 @@ be scanned), so its payload is shown live through ``load_model(trust_checkpoint=
 from __future__ import annotations
 
 import copyreg
-import hashlib
 import io
 import json
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import digests
 from torch import nn
 
 from deadrelu.errors import CheckpointError
@@ -113,6 +113,24 @@ def _export_members(exported: Path) -> list[tuple[str, bytes]]:
         return [(n, src.read(n)) for n in src.namelist()]
 
 
+def _export_parts(exported: Path) -> tuple[list[tuple[str, bytes]], str, dict[str, bytes]]:
+    """The members of an export archive, its top folder, and the members by name."""
+    members = _export_members(exported)
+    return members, members[0][0].split("/")[0], dict(members)
+
+
+def _with_constant(members: list[tuple[str, bytes]], folder: str, by_name: dict[str, bytes],
+                   key: str, **changes: object) -> tuple[list[tuple[str, bytes]], dict]:
+    """``members`` whose constants table holds one entry ``key``: the first weight's entry
+    with ``changes``; also returns the weight's entry as it was."""
+    weights = json.loads(by_name[f"{folder}/data/weights/model_weights_config.json"])
+    original = dict(next(iter(weights["config"].values())))
+    config_name = f"{folder}/data/constants/model_constants_config.json"
+    members = [(n, d) for n, d in members if n != config_name]
+    members.append((config_name, json.dumps({"config": {key: {**original, **changes}}}).encode()))
+    return members, original
+
+
 # --- one builder per mechanism ------------------------------------------------------------
 
 
@@ -131,8 +149,7 @@ def aotinductor(tmp: Path, exported: Path) -> Hostile:
     """))
     library = tmp / "payload.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
+    members, folder, _ = _export_parts(exported)
     members += [
         (f"{folder}/data/aotinductor/model/x.wrapper.so", library.read_bytes()),
         (f"{folder}/data/aotinductor/model/x.wrapper_metadata.json",
@@ -173,9 +190,7 @@ def legacy_export(tmp: Path, exported: Path) -> Hostile:
 def program_by_case(tmp: Path, exported: Path) -> Hostile:
     """A second program models/m2.JSON whose shape expression is Python code."""
     canary = tmp / "canary"
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
-    by_name = dict(members)
+    members, folder, by_name = _export_parts(exported)
     program = by_name[f"{folder}/models/model.json"].decode()
     code = f"__import__('builtins').exec({_write_canary(canary)!r})"
     evil = program.replace('"expr_str": "Symbol', f'"expr_str": "{json.dumps(code)[1:-1]} or Symbol', 1)
@@ -194,20 +209,13 @@ def program_by_case(tmp: Path, exported: Path) -> Hostile:
 def opaque_constant(tmp: Path, exported: Path) -> Hostile:
     """A constant stored as opaque_obj_0: torch.export.load runs pickle.loads on it."""
     canary = tmp / "canary"
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
-    by_name = dict(members)
-    weights = json.loads(by_name[f"{folder}/data/weights/model_weights_config.json"])
-    entry = dict(next(iter(weights["config"].values())))
-    entry_source = entry["path_name"]
-    entry.update(path_name="opaque_obj_0", use_pickle=False, is_param=False)
-    config_name = f"{folder}/data/constants/model_constants_config.json"
-    members = [(n, d) for n, d in members if n != config_name]
-    members.append((config_name, json.dumps({"config": {"evil": entry}}).encode()))
+    members, folder, by_name = _export_parts(exported)
+    members, weight = _with_constant(members, folder, by_name, "evil", path_name="opaque_obj_0",
+                                     use_pickle=False, is_param=False)
     # torch first maps every record as the tensor its entry describes, so the pickle is
     # padded to that tensor's size (pickle.loads ignores bytes after STOP).
     payload = _exec_pickle(_write_canary(canary))
-    size = len(by_name[f"{folder}/data/weights/{entry_source}"])
+    size = len(by_name[f"{folder}/data/weights/{weight['path_name']}"])
     members.append((f"{folder}/data/constants/opaque_obj_0", payload.ljust(size, b"\0")))
     path = tmp / "opaque.pt2"
     _plain_zip(path, members)
@@ -399,13 +407,6 @@ def _command(command: str, hostile: Hostile, data: Path, tmp: Path) -> list[obje
     return [command, hostile.model, "--data", data, "--no-progress", *extra]
 
 
-def _digests(paths: list[Path]) -> dict[str, str]:
-    out = {}
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture
@@ -433,7 +434,7 @@ def test_refused_without_trust(build, command, cli, tmp_path, workdir, data, exp
     hostile = build(tmp_path, exported)
     args = _command(command, hostile, data, tmp_path)
     inputs = [hostile.model, data, *hostile.inputs]
-    before = _digests(inputs)
+    before = digests(*inputs)
     try:
         result = cli(*args)
     finally:
@@ -443,7 +444,7 @@ def test_refused_without_trust(build, command, cli, tmp_path, workdir, data, exp
     assert result.code == 2, result.err
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.err
-    assert _digests(inputs) == before
+    assert digests(*inputs) == before
     assert result.out == ""
 
 
@@ -529,15 +530,7 @@ def test_each_refusal_names_its_reason(build, expected, tmp_path, workdir, expor
 def test_opaque_constant_is_refused_even_when_its_member_is_named_custom(tmp_path, exported):
     # The constants table must point only at raw tensor records: an entry naming a
     # custom_obj_ record that the archive does not even hold is refused by the table check.
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
-    by_name = dict(members)
-    weights = json.loads(by_name[f"{folder}/data/weights/model_weights_config.json"])
-    entry = dict(next(iter(weights["config"].values())))
-    entry["path_name"] = "custom_obj_0"
-    config_name = f"{folder}/data/constants/model_constants_config.json"
-    members = [(n, d) for n, d in members if n != config_name]
-    members.append((config_name, json.dumps({"config": {"obj": entry}}).encode()))
+    members, _ = _with_constant(*_export_parts(exported), "obj", path_name="custom_obj_0")
     path = tmp_path / "custom.pt2"
     _plain_zip(path, members)
     with pytest.raises(CheckpointError, match="not a raw tensor record"):
