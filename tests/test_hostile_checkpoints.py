@@ -252,6 +252,23 @@ def torchscript(tmp: Path, exported: Path) -> Hostile:
     return Hostile(path, canary)
 
 
+#: A model class whose constructor writes the canary file it is given: it must never run.
+WRITER = """
+    from torch import nn
+
+    class Writer(nn.Module):
+        def __init__(self, path=None):
+            super().__init__()
+            if path:
+                open(path, "w").write("pwned")
+            self.fc = nn.Linear(64, 10)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+"""
+
+
 def _code_folder(tmp: Path, source: str) -> tuple[Path, str]:
     """A module of the test's own, in its own folder, under a name no other test uses."""
     name = f"hostile_{uuid.uuid4().hex[:10]}"
@@ -265,20 +282,7 @@ def rebuild_from_type(tmp: Path, exported: Path) -> Hostile:
     """torch's allowed _rebuild_from_type_v2(cls, cls, args, state) calls an allowed model
     class with the file's arguments: its constructor's side effect must not run."""
     canary = tmp / "canary"
-    folder, name = _code_folder(tmp, """
-        from torch import nn
-
-        class Writer(nn.Module):
-            def __init__(self, path=None):
-                super().__init__()
-                if path:
-                    open(path, "w").write("pwned")
-                self.fc = nn.Linear(64, 10)
-                self.act = nn.ReLU()
-
-            def forward(self, x):
-                return self.act(self.fc(x))
-    """)
+    folder, name = _code_folder(tmp, WRITER)
     data = (b"\x80\x02" + _global("torch._tensor", "_rebuild_from_type_v2") + b"("
             + _global(name, "Writer") + _global(name, "Writer")
             + _unicode(str(canary)) + b"\x85}tR.")
@@ -357,15 +361,7 @@ def zip_appended_to_legacy(tmp: Path, exported: Path) -> Hostile:
     """A legacy (pre-1.6) pickle with a harmless zip checkpoint appended: torch.load reads the
     pickle (it looks at the first bytes), Python's zipfile the zip (it looks at the end)."""
     canary = tmp / "canary"
-    folder, name = _code_folder(tmp, """
-        from torch import nn
-
-        class Writer(nn.Module):
-            def __init__(self, path=None):
-                super().__init__()
-                if path:
-                    open(path, "w").write("pwned")
-    """)
+    folder, name = _code_folder(tmp, WRITER)
     import pickle
 
     sys_info = {"protocol_version": 1001, "little_endian": True,
