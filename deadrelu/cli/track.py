@@ -148,26 +148,12 @@ def track_command(
     from deadrelu.cli.outputs import guard_paths
     from deadrelu.cli.running import run_scan
     from deadrelu.cli.settings import command_settings, load_options
-    from deadrelu.gates import parse_points
     from deadrelu.loading import load_model_and_data
-    from deadrelu.track_checkpoints import PLOT_SUFFIXES, discover, track
+    from deadrelu.track_checkpoints import discover, track
 
     with warnings_to_stderr(quiet):
         settings = command_settings(params)
-        min_jump = parse_points(jump, option="--jump")
-        if min_jump <= 0:
-            from deadrelu.errors import ConfigError
-
-            raise ConfigError("--jump must be above 0", "pass e.g. --jump 5pp")
-        if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
-            from deadrelu.errors import ConfigError
-
-            raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
-                              f"use one of {', '.join(PLOT_SUFFIXES)}")
-        if plot is not None:  # say it before scanning every checkpoint, not after
-            from deadrelu.track_checkpoints import require_matplotlib
-
-            require_matplotlib()
+        min_jump = _check_options(jump, plot)  # before scanning every checkpoint
         found, notes = discover(checkpoints)
         opts = load_options(params, settings.config, model=found[0].path)
         guard_paths([*opts.input_paths(), *(c.path for c in found)],
@@ -191,6 +177,37 @@ def track_command(
         from dataclasses import replace
 
         trend = replace(trend, notes=(*notes, *trend.notes))
+    emit(trend, output_format, str(checkpoints), output=output, csv=csv, json=json, plot=plot,
+         quiet=quiet)
+
+
+def _check_options(jump: str, plot: Path | None) -> float:
+    """``--jump`` as a fraction, and ``--plot`` checked (its type, matplotlib installed).
+
+    Raises:
+        ConfigError: a jump of 0 or less, an unknown image type, no matplotlib.
+    """
+    from deadrelu.errors import ConfigError
+    from deadrelu.gates import parse_points
+    from deadrelu.track_checkpoints import PLOT_SUFFIXES, require_matplotlib
+
+    min_jump = parse_points(jump, option="--jump")
+    if min_jump <= 0:
+        raise ConfigError("--jump must be above 0", "pass e.g. --jump 5pp")
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
+                          f"use one of {', '.join(PLOT_SUFFIXES)}")
+    if plot is not None:
+        require_matplotlib()
+    return min_jump
+
+
+def emit(trend: Trend, output_format: TrackFormat, source: str, *, output: Path | None,
+         csv: Path | None, json: Path | None, plot: Path | None, quiet: bool) -> None:
+    """Write the files asked for (``--csv``, ``--json``, ``--plot``, ``--output``) and print
+    the trend: a machine format on stdout, else the terminal table (summary when ``quiet``)."""
+    import sys
+
     written = []
     if csv is not None:
         written.append(trend.write_csv(csv))
@@ -198,11 +215,11 @@ def track_command(
         written.append(trend.write_json(json))
     if plot is not None:
         written.append(trend.plot(plot))
-    text = _render_text(trend, output_format, str(checkpoints))
+    text = _render_text(trend, output_format, source)
     if output is not None:
         from deadrelu.cli.outputs import write_output
 
-        write_output(output, text if text is not None else _plain_table(trend, str(checkpoints)))
+        write_output(output, text if text is not None else _plain_table(trend, source))
         written.append(output)
         text = None  # as for scan: the file holds the format, the terminal shows the table
     if text is not None:
@@ -211,7 +228,7 @@ def track_command(
         from rich.console import Console
 
         console = Console(highlight=False)
-        parts = [trend_summary(trend)] if quiet else trend_parts(trend, str(checkpoints))
+        parts = [trend_summary(trend)] if quiet else trend_parts(trend, source)
         for part in parts:
             console.print(part, soft_wrap=_is_text(part))
     if not quiet:
