@@ -541,3 +541,12 @@ def test_report_with_findings_in_table(cli, monkeypatch: pytest.MonkeyPatch) -> 
     result = cli("scan", SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy",
                  "--no-progress")
     assert "DR001" in result.out and "planted message" in result.out and "planted fix" in result.out
+
+
+def test_exclude_layers_that_is_not_globs_is_one_clear_error() -> None:
+    from deadrelu import scan
+    from deadrelu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exclude_layers must be a list of site-name globs"):
+        scan(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), torch.randn(4, 2),
+             exclude_layers=[3])  # type: ignore[list-item]
