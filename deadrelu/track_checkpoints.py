@@ -124,7 +124,7 @@ def discover(spec: str | Path | Sequence[str | Path]) -> tuple[list[Checkpoint],
         files, shown = _expand(spec), str(spec)
     else:
         files, shown = [Path(s) for s in spec], "the given files"
-        missing = [str(f) for f in files if not f.is_file()]
+        missing = [str(f) for f in files if not (f.is_file() or _model_dir(f))]
         if missing:
             raise CheckpointError(f"checkpoint file {missing[0]} does not exist", "check the path")
     checkpoints: list[Checkpoint] = []
@@ -158,21 +158,35 @@ def discover(spec: str | Path | Sequence[str | Path]) -> tuple[list[Checkpoint],
     return checkpoints, notes
 
 
+def _model_dir(path: Path) -> bool:
+    """A Hugging Face ``save_pretrained`` directory (the Trainer's ``checkpoint-500/``)."""
+    return path.is_dir() and (path / "config.json").is_file()
+
+
 def _expand(spec: str | Path) -> list[Path]:
     path = Path(spec)
     if path.is_dir():
+        if _model_dir(path):
+            raise CheckpointError(
+                f"{path} is a single model directory",
+                "pass the folder holding the run's checkpoint-* directories, or use "
+                "`deadrelu scan` for one model")
         files = [p for p in path.iterdir()
                  if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES]
+        if not files:  # a Trainer's output_dir: checkpoint-500/, checkpoint-1000/, ...
+            files = [p for p in path.iterdir() if _model_dir(p)]
         if not files:
             raise CheckpointError(
-                f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) in {path}",
+                f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) or model directories "
+                f"in {path}",
                 "pass a glob that matches them, e.g. 'runs/*/model.safetensors'",
             )
         return files
     if path.is_file():
         raise CheckpointError(f"{path} is a single file",
                               "pass the folder holding the checkpoints or a glob such as 'DIR/step_*.pt'")
-    files = [Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).is_file()]
+    files = [Path(p) for p in glob.glob(str(spec), recursive=True)
+             if Path(p).is_file() or _model_dir(Path(p))]
     if not files:
         if not glob.has_magic(str(spec)):
             raise CheckpointError(f"{spec} does not exist", "pass a folder of checkpoints or a glob")
@@ -446,7 +460,7 @@ CheckpointCallback = Callable[[int, int, Checkpoint], None]
 
 
 def track(
-    model: nn.Module,
+    model: nn.Module | None,
     checkpoints: str | Path | Sequence[str | Path | Checkpoint],
     data: Any,
     *,
@@ -456,14 +470,19 @@ def track(
     import_paths: Sequence[str | Path] = (),
     on_checkpoint: CheckpointCallback | None = None,
     scan_fn: Callable[..., Report] | None = None,
+    load_dir: Callable[[Path], nn.Module] | None = None,
     **scan_kwargs: Any,
 ) -> Trend:
     """Scan every checkpoint of a run on the same data, reusing ``model``.
 
     Args:
         model: an instance of the run's architecture; its weights are replaced by each
-            checkpoint's in turn (it ends with the last one's).
-        checkpoints: a directory, a glob, or a list of files/:class:`Checkpoint`.
+            checkpoint's in turn (it ends with the last one's). For checkpoints that are
+            Hugging Face model directories (a Trainer's ``checkpoint-500/``), each is
+            built from its own directory instead; ``model``, when given, is taken as
+            the first one's, already loaded.
+        checkpoints: a directory (checkpoint files, or ``checkpoint-*`` model
+            directories), a glob, or a list of files/directories/:class:`Checkpoint`.
         data: a re-iterable source of batches (tensor, DataLoader, DataSource).
         min_jump: rise in dead fraction that counts as a jump (0.05 = 5 percentage points).
         arch: the ``--arch`` spec, for error messages.
@@ -471,6 +490,9 @@ def track(
         on_checkpoint: called as ``on_checkpoint(index, total, checkpoint)`` before each scan.
         scan_fn: the scan function (default :func:`deadrelu.scan`); the CLI passes its
             progress-bar wrapper.
+        load_dir: builds the model of a model directory (default:
+            :func:`deadrelu.loading.load_model` with ``arch`` and ``trust_checkpoint``);
+            the CLI passes one with its ``--dtype`` and ``--device-map``.
         **scan_kwargs: passed to the scan (``limit``, ``thresholds``, ``device``...).
 
     Returns:
@@ -500,14 +522,28 @@ def track(
         from deadrelu.scanning import scan
 
         scan_fn = scan
+    if load_dir is None:
+        from deadrelu.loading.checkpoint import load_model
+
+        def load_dir(path: Path) -> nn.Module:
+            return load_model(path, arch=arch, trust_checkpoint=trust_checkpoint).model
+
     reports = []
     for index, ckpt in enumerate(found):
         if on_checkpoint is not None:
             on_checkpoint(index, len(found), ckpt)
-        for note in load_weights(model, ckpt.path, arch=arch, trust_checkpoint=trust_checkpoint,
-                                 import_paths=import_paths):
-            if note not in notes:
-                notes.append(note)
+        if ckpt.path.is_dir():
+            if index or model is None:
+                model = None  # the previous checkpoint's model is freed before the next loads
+                model = load_dir(ckpt.path)
+        elif model is None:
+            raise ConfigError(f"{ckpt.path} is a weights file, and no model was given to load "
+                              "it into", "pass the run's model (the CLI: --arch)")
+        else:
+            for note in load_weights(model, ckpt.path, arch=arch,
+                                     trust_checkpoint=trust_checkpoint, import_paths=import_paths):
+                if note not in notes:
+                    notes.append(note)
         kwargs = {"model_name": ckpt.path.name, **scan_kwargs}
         reports.append(scan_fn(model, data, **kwargs))
     return Trend(tuple(found), tuple(reports), float(min_jump), tuple(notes))

@@ -126,3 +126,42 @@ def test_text_for_a_model_without_tokenizer(cli) -> None:
 def test_weights_file_inside_a_directory_points_at_the_directory(cli) -> None:
     line = _error(cli("scan", LM / "model.safetensors", "--data", LM_TEXT))
     assert f"pass its directory {LM}" in line
+
+
+def _trainer_run(root: Path, killed: dict[int, int]) -> Path:
+    """A Trainer-like output_dir: checkpoint-<step>/ model directories of the sample LM,
+    with ``killed[step]`` units of the first feed-forward layer planted dead."""
+    import shutil
+
+    from transformers import OPTForCausalLM
+
+    for step, kill in killed.items():
+        model = OPTForCausalLM.from_pretrained(LM)
+        with torch.no_grad():
+            model.model.decoder.layers[0].fc1.bias[:kill] = -10.0
+        folder = root / f"checkpoint-{step}"
+        model.save_pretrained(folder)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(LM / name, folder / name)
+    return root
+
+
+def test_track_a_trainer_output_dir_of_model_directories(cli, tmp_path: Path) -> None:
+    run = _trainer_run(tmp_path / "run", {500: 0, 1000: 0, 1500: 40})
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = cli("track", run, "--data", LM_TEXT, "--json", tmp_path / "t.json", "--no-progress")
+    assert result.code == 0, result.err
+    trend = json.loads((tmp_path / "t.json").read_text())
+    assert [c["step"] for c in trend["checkpoints"]] == [500, 1000, 1500]
+    assert "between step 1000 and step 1500" in result.out
+    first = "model.decoder.layers.0.activation_fn"
+    assert "40 died (0-39)" in result.out and first in result.out
+    # a glob over the directories gives the same run; nothing in it was written to
+    again = cli("track", f"{run}/checkpoint-*", "--data", LM_TEXT, "--no-progress", "-q")
+    assert again.code == 0, again.err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_track_refuses_a_single_model_directory(cli) -> None:
+    line = _error(cli("track", LM, "--data", LM_TEXT, "--no-progress"))
+    assert "single model directory" in line and "deadrelu scan" in line

@@ -52,8 +52,9 @@ class TrackFormat(str, Enum):
 
 CheckpointsArg = Annotated[str, typer.Argument(
     metavar="DIR_OR_GLOB", show_default=False,
-    help="A folder of checkpoints (step_100.pt, epoch-3.ckpt, ckpt_000500.pt...) or a quoted "
-         "glob such as 'runs/a/step_*.pt'; ordered by the step or epoch number in the names.",
+    help="A folder of checkpoints (step_100.pt, epoch-3.ckpt, ckpt_000500.pt...), a Hugging Face "
+         "Trainer's output_dir (checkpoint-500/ model directories), or a quoted glob such as "
+         "'runs/a/step_*.pt'; ordered by the step or epoch number in the names.",
 )]
 JumpOpt = Annotated[str, typer.Option(
     "--jump", metavar="PP", rich_help_panel="Trend",
@@ -83,7 +84,7 @@ HELP = """
 Scan every checkpoint of a training run and show when units died.
 
 Orders the checkpoints in DIR_OR_GLOB by the step/epoch number in their names,
-loads each into one model instance, scans --data with it, and prints the dead
+loads each into one model instance (model directories: each its own), scans --data with it, and prints the dead
 fraction of every layer per step, the first step where each layer jumped, and
 which units died between consecutive checkpoints.
 
@@ -141,6 +142,7 @@ def track_command(
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
     params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
+    import dataclasses
     import functools
     import sys
 
@@ -149,6 +151,7 @@ def track_command(
     from deadrelu.cli.running import run_scan
     from deadrelu.cli.settings import command_settings, load_options
     from deadrelu.loading import load_model_and_data
+    from deadrelu.loading.model_and_data import load_model_of
     from deadrelu.track_checkpoints import discover, track
 
     with warnings_to_stderr(quiet):
@@ -170,9 +173,12 @@ def track_command(
             device=settings.device, data_name=source.description, limit=opts.limit,
             partial_on_interrupt=False, **settings.scan_kwargs(),
         )
+        def load_dir(path: Any) -> Any:  # the next checkpoint-*/ directory, loaded as the first
+            return load_model_of(dataclasses.replace(opts, model=path)).model
+
         trend = track(loaded.model, found, source, min_jump=min_jump, arch=arch,
                       trust_checkpoint=trust_checkpoint, import_paths=opts.import_paths,
-                      on_checkpoint=announce, scan_fn=scan_fn)
+                      on_checkpoint=announce, scan_fn=scan_fn, load_dir=load_dir)
     if notes:
         from dataclasses import replace
 

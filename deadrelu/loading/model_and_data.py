@@ -18,18 +18,15 @@ if TYPE_CHECKING:
     from deadrelu.loading.source import DataSource
 
 
-def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
-    """Load the model, open the data, and check they fit, before any forward pass.
-
-    Image channels default to the model's first conv layer's input channels, so a
-    greyscale CNN reads greyscale PNGs without ``--channels 1``.
+def load_model_of(opts: LoadOptions) -> LoadedModel:
+    """Load ``opts.model`` as :func:`load_model_and_data` does (TorchScript refused from its
+    content, ``--dtype`` applied), without opening the data: ``track`` loads each
+    ``checkpoint-*`` model directory of a run this way.
 
     Raises:
-        CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
+        CheckpointError, ConfigError, ModelError: one-line, user-fixable problems.
     """
     from deadrelu.loading.checkpoint import load_model, sniff_format
-    from deadrelu.loading.data import open_data
-    from deadrelu.loading.fit import check_fit
     from deadrelu.loading.hf import hf_directory
 
     # Decided from the file's content, before any torch loader runs: loading a
@@ -52,6 +49,22 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
         from deadrelu.loading.hf import _dtype
 
         loaded.model.to(_dtype(opts.dtype))
+    return loaded
+
+
+def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
+    """Load the model, open the data, and check they fit, before any forward pass.
+
+    Image channels default to the model's first conv layer's input channels, so a
+    greyscale CNN reads greyscale PNGs without ``--channels 1``.
+
+    Raises:
+        CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
+    """
+    from deadrelu.loading.data import open_data
+    from deadrelu.loading.fit import check_fit
+
+    loaded = load_model_of(opts)
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
