@@ -38,7 +38,8 @@ except ImportError:  # pragma: no cover - the standalone package
             "deadrelu.integrations.lightning needs Lightning: pip install 'deadrelu[lightning]'"
         ) from exc
 
-from deadrelu.integrations import check_log_every, metrics
+from deadrelu.integrations import check_log_every
+from deadrelu.integrations.metrics import metrics
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -50,7 +50,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without transfor
         "pip install 'deadrelu[transformers]'"
     ) from exc
 
-from deadrelu.integrations import check_log_every, metrics
+from deadrelu.integrations import check_log_every
+from deadrelu.integrations.metrics import metrics
 
 if TYPE_CHECKING:
     import pandas as pd

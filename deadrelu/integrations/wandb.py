@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from deadrelu.integrations import metrics
+from deadrelu.integrations.metrics import metrics
 
 if TYPE_CHECKING:
     from deadrelu.findings import Finding

@@ -19,7 +19,6 @@ import struct
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +26,13 @@ from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.loading.archive import ZIP_MAGIC
 from deadrelu.loading.extras import require
 from deadrelu.loading.imports import exits_refused, extra_sys_path, one_line, resolve_object
+from deadrelu.loading.loaded import FORMATS, TORCH_SUFFIXES, LoadedModel  # noqa: F401 (re-exported)
+from deadrelu.loading.loaded import TRUST_FIX as _TRUST_FIX
+from deadrelu.loading.loaded import unpickling_reason as _unpickling_reason
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-FORMATS = ("pickle", "state_dict", "safetensors", "torchscript", "export", "transformers")
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pt2", ".tar", ".safetensors")
 
 _EXPORT_NOTE = (
     "torch.export program: its layers are flattened into one graph of aten ops; activation "
@@ -50,31 +49,6 @@ _OTHER_FORMATS = {
     b"GGUF": "a GGUF (llama.cpp) file",
     b"\x93NUMPY": "a NumPy array file (pass it as --data?)",
 }
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to scan, and how it was obtained.
-
-    Attributes:
-        model: the loaded module (not moved to eval mode; that is the scanner's job).
-        format: one of :data:`FORMATS`.
-        description: one line for the report header, e.g. ``"Net from model.pt (state_dict)"``.
-        notes: things done to make it load (prefixes stripped, keys ignored) or caveats.
-        missing_keys: keys the model expected but the file lacked, tolerated
-            because they are ``num_batches_tracked`` buffers.
-        unexpected_keys: likewise for keys in the file that the model lacks.
-        recipe: how the model was trained, when the checkpoint says (optimizer, lr,
-            schedule, step: see :mod:`deadrelu.loading.recipe`), else ``None``.
-    """
-
-    model: nn.Module
-    format: str
-    description: str
-    notes: tuple[str, ...] = ()
-    missing_keys: tuple[str, ...] = ()
-    unexpected_keys: tuple[str, ...] = ()
-    recipe: Mapping[str, Any] | None = None
 
 
 def load_model(
@@ -354,29 +328,6 @@ def _exited(path: Path, exc: SystemExit) -> CheckpointError:
         f"loading {path} called sys.exit({exc.code!r}): code in the file stopped the load",
         "do not load this file, or load it in Python to see what it runs",
     )
-
-
-_TRUST_FIX = (
-    "pass --trust-checkpoint to unpickle it fully (this runs code from the file; only do it if "
-    "you trust where it came from)"
-)
-
-
-def _unpickling_reason(exc: BaseException) -> str:
-    """The informative line of torch's several-paragraph weights-only error."""
-    lines = [" ".join(line.split()) for line in str(exc).splitlines()]
-    lines = [line for line in lines if line]
-    for index, line in enumerate(lines):
-        if "WeightsUnpickler error:" in line:
-            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
-            if rest:
-                return rest
-            if index + 1 < len(lines):
-                return lines[index + 1]
-    for line in lines:
-        if "GLOBAL" in line or "Unsupported" in line:
-            return line
-    return one_line(exc)
 
 
 def _load_safetensors(path: Path, map_location: Any) -> dict[str, torch.Tensor]:

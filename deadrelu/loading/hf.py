@@ -35,7 +35,7 @@ from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.loading.imports import one_line
 
 if TYPE_CHECKING:
-    from deadrelu.loading.checkpoint import LoadedModel
+    from deadrelu.loading.loaded import LoadedModel
 
 #: Weight files of a save_pretrained directory, in the order transformers prefers them.
 WEIGHT_FILES = (
@@ -95,7 +95,7 @@ def load_hf_model(
             code, an unknown model type, or weights that do not load.
         ConfigError: an ``--arch`` or ``--dtype`` that ``transformers`` does not know.
     """
-    from deadrelu.loading.checkpoint import LoadedModel
+    from deadrelu.loading.loaded import LoadedModel
 
     source = Path(path)
     folder = hf_directory(source) or source
@@ -130,7 +130,8 @@ def load_hf_model(
     except (CheckpointError, ConfigError):
         raise
     except pickle.UnpicklingError as exc:
-        from deadrelu.loading.checkpoint import _TRUST_FIX, _unpickling_reason
+        from deadrelu.loading.loaded import TRUST_FIX as _TRUST_FIX
+        from deadrelu.loading.loaded import unpickling_reason as _unpickling_reason
 
         raise CheckpointError(
             f"refusing to load the weights in {folder}: torch's weights-only unpickler rejected "
@@ -182,7 +183,7 @@ def _check_pickled_weights(folder: Path, weights: str) -> None:
 
 def _read_config(folder: Path, config_path: Path) -> dict[str, Any]:
     if not config_path.is_file():
-        from deadrelu.loading.checkpoint import TORCH_SUFFIXES
+        from deadrelu.loading.loaded import TORCH_SUFFIXES
 
         files = sorted(p.name for p in folder.iterdir() if p.suffix in TORCH_SUFFIXES)[:3]
         hint = (f"pass the model file inside it ({', '.join(files)}), or a directory written by "
