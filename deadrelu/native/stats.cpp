@@ -96,25 +96,32 @@ struct Accumulators {
 // Below this many values one thread does everything (waking the pool costs more).
 constexpr int64_t kSerialBelow = 1 << 15;
 
-// Runs body(first_unit, end_unit, totals) over ranges of units in parallel, then folds
-// every unit's totals into acc. Each thread owns a contiguous range of units, so it
-// reads one contiguous run of memory per sample, and each unit's values are added in
-// sample order whatever the thread count: results are identical run to run. With
-// `flat`, a unit's sum/abs_sum/max are kept only if its float32 batch sum is finite.
+// Runs body(first_unit, end_unit, totals) over ranges of units in parallel and folds
+// each unit's totals into acc (totals[k] is unit first_unit + k). Each thread owns a
+// contiguous range of units, so it reads one contiguous run of memory per sample, and
+// each unit's values are added in sample order whatever the thread count: results are
+// identical run to run. With `flat`, a unit's sum/abs_sum/max are kept only if its
+// float32 batch sum is finite. The totals live in a per-thread buffer that is reused:
+// a fresh one per call was an mmap and a page fault per 4 KiB (about 30 us for 2048
+// units), more than the statistics of a small activation.
 template <class Body>
 void over_units(int64_t U, int64_t values_per_unit, bool flat, const Accumulators& acc,
                 const Body& body) {
-  std::vector<Totals> totals(static_cast<size_t>(U));
-  Totals* const t = totals.data();
   const int64_t grain = std::max<int64_t>(4, kSerialBelow / std::max<int64_t>(1, values_per_unit));
-  at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) { body(begin, end, t); });
-  for (int64_t u = 0; u < U; ++u) {
-    if (flat && !std::isfinite(t[u].batch_sum)) {
-      t[u].sum = t[u].abs_sum = 0;
-      t[u].max = -std::numeric_limits<double>::infinity();
+  at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<Totals> buffer;
+    buffer.assign(static_cast<size_t>(end - begin), Totals{});
+    Totals* const t = buffer.data();
+    body(begin, end, t);
+    for (int64_t u = begin; u < end; ++u) {  // this thread's units only: no race
+      Totals& tu = t[u - begin];
+      if (flat && !std::isfinite(tu.batch_sum)) {
+        tu.sum = tu.abs_sum = 0;
+        tu.max = -std::numeric_limits<double>::infinity();
+      }
+      acc.fold(u, tu);
     }
-    acc.fold(u, t[u]);
-  }
+  });
 }
 
 // |x| sum and saturation count of one contiguous row: extra passes that only the
@@ -160,7 +167,7 @@ inline float load(const float* src, float* dst, int64_t r) {
 // The per-slice partial results of a thread's n units while one sample is read
 // position by position, every statistic a vector over units (no horizontal
 // reductions). Used where units, not positions, are the inner loop: sequence
-// features (rows_kernel) and short conv rows (short_slices_kernel).
+// features (rows_kernel).
 struct UnitSlices {
   int64_t n;
   std::vector<float> data;
@@ -217,36 +224,212 @@ struct UnitSlices {
   }
 };
 
-// Rows shorter than this are reduced across units instead (short_slices_kernel): a
-// 4x4 feature map is one vector per row, and three horizontal reductions per row
-// cost more than reading the rows with a stride. Measured: 2x faster at R = 16-25,
-// 5x at R = 4-9, the same at R = 32, slower above.
-constexpr int64_t kShortRows = 32;
+// Rows shorter than this take packed_slices_kernel (when a sample's rows lie end to
+// end): reducing rows of a few positions one by one costs several horizontal
+// reductions and a scalar fold per handful of values. Measured in
+// benchmarks/bench_kernel.py.
+constexpr int64_t kPackedBelow = 32;
+// Positions (units x R) per block of packed_slices_kernel: the block's accumulators
+// (a few arrays of this many floats) stay in L1 while the samples stream through.
+constexpr int64_t kBlockPositions = 1024;
+// Samples per fold in packed_slices_kernel: one bit each in a uint32_t per position.
+constexpr int64_t kFoldSamples = 32;
+// Samples read together in packed_slices_kernel (sequential streams at once).
+constexpr int64_t kGroup = 4;
+// A unit whose summed |values| over a fold stay below this cannot have overflowed any
+// float32 slice sum (FLT_MAX is 3.4e38), so none of its slices can be non-finite.
+constexpr double kSafeTotal = 1e37;
 
-// (S, U, R) with short rows: every statistic is a vector over the thread's units,
-// each unit's R positions read with stride R (no horizontal reductions at all).
+// The per-slice results of one row of R values (with kRelu, relu(src) is written to dst
+// and counted), added to t: the exact rule, slice by slice.
 template <bool kRelu>
-void short_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
-                         const Accumulators& acc) {
-  const int64_t step = in.mid_stride, ostep = out.mid_stride;
-  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
-    UnitSlices slices(u_end - u_begin);
-    for (int64_t s = 0; s < S; ++s) {
-      slices.reset();
-      const float* vals = in.at(s, u_begin);
-      int64_t vstep = step;
-      if constexpr (kRelu) {  // the ReLU row by row (contiguous), then count on the output
-        float* obase = out.at(s, u_begin);
-        for (int64_t k = 0; k < slices.n; ++k) {
-#pragma omp simd
-          for (int64_t r = 0; r < R; ++r) obase[k * ostep + r] = relu(vals[k * step + r]);
-        }
-        vals = obase;
-        vstep = ostep;
+inline void add_row(const float* src, float* dst, int64_t R, const Bounds& b, Totals& t) {
+  const float level = b.level;
+  Count c = 0;
+  float sm = 0, m = kNegInf;
+#pragma omp simd reduction(+ : c, sm) reduction(max : m)
+  for (int64_t r = 0; r < R; ++r) {
+    const float v = load<kRelu>(src, dst, r);
+    c += hit(v > level); sm += v; m = v > m ? v : m;
+  }
+  float abs_sum = sm;
+  Count sat = 0;
+  if (!b.nonneg || b.saturates()) row_extras(kRelu ? dst : src, R, b, abs_sum, sat);
+  if (b.nonneg) abs_sum = sm;
+  t.add_slice(c, sm, abs_sum, m, sat);
+}
+
+// GCC/Clang vector types: 16 floats (one AVX-512 register, two AVX2 ones), so that
+// packed_slices_kernel's accumulators stay in registers while samples stream by.
+using F16 = float __attribute__((vector_size(64)));
+using I16 = int32_t __attribute__((vector_size(64)));
+using U16 = uint32_t __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+
+inline F16 load16(const float* p) { F16 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+inline void store16(float* p, F16 v) { __builtin_memcpy(p, &v, sizeof v); }
+inline F16 splat(float x) { return F16{} + x; }
+
+// Adds samples j0 .. j0 + ns of a fold (src[j * ss + i] for j < ns) at kVecs * 16
+// consecutive positions into the per-position accumulators, which are loaded once
+// (or, for the fold's first group, started) and stored once for the whole group: per
+// value one load (and, with kRelu, one store of relu(v) to dst[j * ds + i]). Bit
+// j0 + j of bits[i] is set where that sample fired.
+template <bool kRelu, bool kAbs, bool kSat, int kVecs>
+inline void accumulate_vecs(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
+                            int64_t ns, bool first, const Bounds& b, float* sums, float* maxes,
+                            float* abss, float* sats, uint32_t* bits) {
+  const F16 level = splat(b.level), lo = splat(b.low), hi = splat(b.high), zero = splat(0.f);
+  const I16 abs_mask = I16{} + 0x7fffffff;
+  F16 sm[kVecs], mx[kVecs], ab[kVecs], st[kVecs];
+  U16 bt[kVecs];
+  for (int k = 0; k < kVecs; ++k) {
+    if (first) {
+      sm[k] = ab[k] = st[k] = zero;
+      mx[k] = splat(kNegInf);
+      bt[k] = U16{};
+    } else {
+      sm[k] = load16(sums + k * kLanes);
+      mx[k] = load16(maxes + k * kLanes);
+      if constexpr (kAbs) ab[k] = load16(abss + k * kLanes);
+      if constexpr (kSat) st[k] = load16(sats + k * kLanes);
+      __builtin_memcpy(&bt[k], bits + k * kLanes, sizeof bt[k]);
+    }
+  }
+  for (int64_t j = 0; j < ns; ++j) {
+    const U16 bit = U16{} + (uint32_t{1} << (j0 + j));
+    for (int k = 0; k < kVecs; ++k) {
+      F16 v = load16(src + j * ss + k * kLanes);
+      if constexpr (kRelu) {
+        v = v <= zero ? zero : v;  // NaN stays NaN, as torch.relu
+        store16(dst + j * ds + k * kLanes, v);
       }
-      for (int64_t r = 0; r < R; ++r)
-        slices.add<false>(vals + r, vstep, nullptr, 0, b, false);
-      slices.close(totals + u_begin, b.nonneg);
+      bt[k] |= (U16)(v > level) & bit;
+      sm[k] += v;
+      mx[k] = v > mx[k] ? v : mx[k];
+      if constexpr (kAbs) ab[k] += (F16)((I16)v & abs_mask);
+      if constexpr (kSat) {
+        const F16 one = splat(1.f);
+        if (b.has_low) st[k] += v <= lo ? one : zero;
+        if (b.has_high) st[k] += v >= hi ? one : zero;
+      }
+    }
+  }
+  for (int k = 0; k < kVecs; ++k) {
+    store16(sums + k * kLanes, sm[k]);
+    store16(maxes + k * kLanes, mx[k]);
+    if constexpr (kAbs) store16(abss + k * kLanes, ab[k]);
+    if constexpr (kSat) store16(sats + k * kLanes, st[k]);
+    __builtin_memcpy(bits + k * kLanes, &bt[k], sizeof bt[k]);
+  }
+}
+
+// The same for fewer than 16 positions (a block's tail).
+template <bool kRelu, bool kAbs, bool kSat>
+inline void accumulate_tail(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
+                            int64_t ns, bool first, int64_t w, const Bounds& b, float* sums,
+                            float* maxes, float* abss, float* sats, uint32_t* bits) {
+  if (first) {
+    for (int64_t i = 0; i < w; ++i) {
+      sums[i] = abss[i] = sats[i] = 0.f;
+      maxes[i] = kNegInf;
+      bits[i] = 0;
+    }
+  }
+  for (int64_t j = 0; j < ns; ++j) {
+    const uint32_t bit = uint32_t{1} << (j0 + j);
+    for (int64_t i = 0; i < w; ++i) {
+      const float v = load<kRelu>(src + j * ss, kRelu ? dst + j * ds : nullptr, i);
+      bits[i] |= v > b.level ? bit : 0u;
+      sums[i] += v;
+      maxes[i] = v > maxes[i] ? v : maxes[i];
+      if constexpr (kAbs) abss[i] += std::fabs(v);
+      if constexpr (kSat) sats[i] += hit(b.has_low && v <= b.low) + hit(b.has_high && v >= b.high);
+    }
+  }
+}
+
+// (S, U, R) where each sample's rows lie end to end (mid_stride == R), R small (5x5
+// feature maps and below). Reducing each short row on its own is what made these
+// shapes cost 4-11 ReLUs (horizontal reductions and a scalar fold per few values);
+// here no row is reduced per sample. A block of units' n * R values of one sample is
+// contiguous, so it is read as vectors of 16 positions, and for each vector the
+// samples of a fold (up to 32) stream through accumulators held in registers: per
+// position a sum, a maximum (|x| and saturation where the kind needs them), and a
+// word whose bit j says sample j fired there. Then each unit folds its R positions:
+// active = the popcounts of its words, sample_active = the popcount of their OR.
+// The eager rule for non-finite slices needs each slice's float32 sum; a unit whose
+// fold totals are finite and far from overflow has none (a NaN or Inf makes its
+// position's sum non-finite), and a unit's fold that is not is redone slice by slice
+// (add_row on the values as written), so the counts stay those of the eager path.
+template <bool kRelu, bool kAbs, bool kSat>
+void packed_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
+                          const Accumulators& acc) {
+  const int64_t per_block = std::max<int64_t>(1, kBlockPositions / R);
+  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+    const int64_t P = std::min(per_block, u_end - u_begin) * R;
+    thread_local std::vector<float> buf;
+    thread_local std::vector<uint32_t> words;
+    buf.resize(static_cast<size_t>(4 * P));
+    words.resize(static_cast<size_t>(P));
+    float *sums = buf.data(), *maxes = sums + P, *abss = maxes + P, *sats = abss + P;
+    uint32_t* bits = words.data();
+    const View vals = kRelu ? out : in;  // what is counted: the values as written
+    for (int64_t u0 = u_begin; u0 < u_end; u0 += per_block) {
+      const int64_t n = std::min(per_block, u_end - u0), np = n * R;
+      for (int64_t s0 = 0; s0 < S; s0 += kFoldSamples) {
+        const int64_t ns = std::min(S, s0 + kFoldSamples) - s0;
+        // samples in groups of kGroup: each group reads kGroup sequential streams and
+        // touches the accumulators once
+        for (int64_t g = 0; g < ns; g += kGroup) {
+          const int64_t ng = std::min(kGroup, ns - g);
+          const float* src = in.at(s0 + g, u0);
+          float* dst = kRelu ? out.at(s0 + g, u0) : nullptr;
+          const int64_t ss = in.s_stride, ds = out.s_stride;
+          int64_t i = 0;
+          for (; i + 2 * kLanes <= np; i += 2 * kLanes)
+            accumulate_vecs<kRelu, kAbs, kSat, 2>(src + i, ss, kRelu ? dst + i : nullptr, ds, g,
+                                                  ng, g == 0, b, sums + i, maxes + i, abss + i,
+                                                  sats + i, bits + i);
+          for (; i + kLanes <= np; i += kLanes)
+            accumulate_vecs<kRelu, kAbs, kSat, 1>(src + i, ss, kRelu ? dst + i : nullptr, ds, g,
+                                                  ng, g == 0, b, sums + i, maxes + i, abss + i,
+                                                  sats + i, bits + i);
+          if (i < np)
+            accumulate_tail<kRelu, kAbs, kSat>(src + i, ss, kRelu ? dst + i : nullptr, ds, g, ng,
+                                               g == 0, np - i, b, sums + i, maxes + i, abss + i,
+                                               sats + i, bits + i);
+        }
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t i0 = k * R;
+          uint32_t any = 0;
+          int64_t fired = 0;
+          double sm = 0, ab = 0, sat = 0;
+          float m = kNegInf;
+          for (int64_t r = i0; r < i0 + R; ++r) {
+            any |= bits[r];
+            fired += __builtin_popcount(bits[r]);
+            sm += sums[r];
+            if constexpr (kAbs) ab += abss[r];
+            if constexpr (kSat) sat += sats[r];
+            m = std::max(m, maxes[r]);
+          }
+          if constexpr (!kAbs) ab = sm;
+          Totals& t = totals[u0 - u_begin + k];
+          if (std::isfinite(sm) && std::isfinite(ab) && std::fabs(sm) < kSafeTotal &&
+              ab < kSafeTotal) {
+            t.active += fired;
+            t.sample_active += __builtin_popcount(any);
+            t.saturated += static_cast<int64_t>(sat);
+            t.sum += sm;
+            t.abs_sum += ab;
+            t.max = std::max<double>(t.max, m);
+          } else {  // a NaN/Inf or a huge value: the exact rule, slice by slice
+            for (int64_t s = s0; s < s0 + ns; ++s)
+              add_row<false>(vals.at(s, u0 + k), nullptr, R, b, t);
+          }
+        }
+      }
     }
   });
 }
@@ -257,8 +440,12 @@ void short_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, con
 template <bool kRelu>
 void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
                    const Accumulators& acc) {
-  if (R < kShortRows) {
-    short_slices_kernel<kRelu>(in, out, S, U, R, b, acc);
+  if (R < kPackedBelow && in.mid_stride == R && (!kRelu || out.mid_stride == R)) {
+    const bool abs = !b.nonneg, sat = b.saturates();
+    if (kRelu || (!abs && !sat)) packed_slices_kernel<kRelu, false, false>(in, out, S, U, R, b, acc);
+    else if (!sat) packed_slices_kernel<false, true, false>(in, out, S, U, R, b, acc);
+    else if (!abs) packed_slices_kernel<false, false, true>(in, out, S, U, R, b, acc);
+    else packed_slices_kernel<false, true, true>(in, out, S, U, R, b, acc);
     return;
   }
   const float level = b.level;
@@ -310,7 +497,7 @@ void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bou
           Count sat = 0;
           if (!b.nonneg || b.saturates()) row_extras(base + k * step, R, b, abs_sum, sat);
           if (b.nonneg) abs_sum = sums[k];
-          totals[u0 + k].add_slice(fired[k], sums[k], abs_sum, maxes[k], sat);
+          totals[u0 - u_begin + k].add_slice(fired[k], sums[k], abs_sum, maxes[k], sat);
         }
       }
     }
@@ -333,11 +520,11 @@ void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bound
         slices.add<kRelu>(in.at(s, r) + u_begin, 1, kRelu ? out.at(s, r) + u_begin : nullptr,
                           1, b, flat);
       }
-      if (!flat) slices.close(totals + u_begin, b.nonneg);
+      if (!flat) slices.close(totals, b.nonneg);
     }
     if (flat) {  // one slice per unit: the whole batch; over_units applies the batch rule
       for (int64_t k = 0; k < slices.n; ++k) {
-        Totals& t = totals[u_begin + k];
+        Totals& t = totals[k];
         t.active = t.sample_active = static_cast<int64_t>(slices.fired[k]);
         t.saturated = static_cast<int64_t>(slices.sat[k]);
         t.nonfinite = static_cast<int64_t>(slices.bad[k]);
