@@ -61,7 +61,6 @@ struct Bounds {
 struct Totals {
   int64_t active = 0, sample_active = 0, saturated = 0, nonfinite = 0;
   double sum = 0, abs_sum = 0, max = -std::numeric_limits<double>::infinity();
-  float batch_sum = 0;  // Linear outputs only: the float32 sum that decides "finite batch"
 
   void add_slice(Count fired, float sum_, float abs_, float max_, Count sat) {
     active += static_cast<int64_t>(fired);
@@ -100,12 +99,11 @@ constexpr int64_t kSerialBelow = 1 << 15;
 // each unit's totals into acc (totals[k] is unit first_unit + k). Each thread owns a
 // contiguous range of units, so it reads one contiguous run of memory per sample, and
 // each unit's values are added in sample order whatever the thread count: results are
-// identical run to run. With `flat`, a unit's sum/abs_sum/max are kept only if its
-// float32 batch sum is finite. The totals live in a per-thread buffer that is reused:
+// identical run to run. The totals live in a per-thread buffer that is reused:
 // a fresh one per call was an mmap and a page fault per 4 KiB (about 30 us for 2048
 // units), more than the statistics of a small activation.
 template <class Body>
-void over_units(int64_t U, int64_t values_per_unit, bool flat, const Accumulators& acc,
+void over_units(int64_t U, int64_t values_per_unit, const Accumulators& acc,
                 const Body& body) {
   const int64_t grain = std::max<int64_t>(4, kSerialBelow / std::max<int64_t>(1, values_per_unit));
   at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) {
@@ -113,14 +111,7 @@ void over_units(int64_t U, int64_t values_per_unit, bool flat, const Accumulator
     buffer.assign(static_cast<size_t>(end - begin), Totals{});
     Totals* const t = buffer.data();
     body(begin, end, t);
-    for (int64_t u = begin; u < end; ++u) {  // this thread's units only: no race
-      Totals& tu = t[u - begin];
-      if (flat && !std::isfinite(tu.batch_sum)) {
-        tu.sum = tu.abs_sum = 0;
-        tu.max = -std::numeric_limits<double>::infinity();
-      }
-      acc.fold(u, tu);
-    }
+    for (int64_t u = begin; u < end; ++u) acc.fold(u, t[u - begin]);  // this thread's units only
   });
 }
 
@@ -171,24 +162,23 @@ inline float load(const float* src, float* dst, int64_t r) {
 struct UnitSlices {
   int64_t n;
   std::vector<float> data;
-  float *fired, *sat, *bad, *sums, *abss, *maxes;
+  float *fired, *sat, *sums, *abss, *maxes;
 
-  explicit UnitSlices(int64_t n_) : n(n_), data(static_cast<size_t>(6 * n_)) {
-    fired = data.data(); sat = fired + n; bad = sat + n;
-    sums = bad + n; abss = sums + n; maxes = abss + n;
+  explicit UnitSlices(int64_t n_) : n(n_), data(static_cast<size_t>(5 * n_)) {
+    fired = data.data(); sat = fired + n;
+    sums = sat + n; abss = sums + n; maxes = abss + n;
     reset();
   }
 
   void reset() {
-    std::fill(fired, sums + 2 * n, 0.f);  // fired, sat, bad, sums, abss
+    std::fill(fired, sums + 2 * n, 0.f);  // fired, sat, sums, abss
     std::fill(maxes, maxes + n, kNegInf);
   }
 
   // Adds one position of every unit: unit k's value is src[k * stride]. With kRelu
   // the value is relu(src[...]), written to dst[k * ostride] and counted as written.
-  // With `flat` (Linear outputs) NaN/Inf values are counted one by one in `bad`.
   template <bool kRelu>
-  void add(const float* src, int64_t stride, float* dst, int64_t ostride, Bounds b, bool flat) {
+  void add(const float* src, int64_t stride, float* dst, int64_t ostride, Bounds b) {
     const float level = b.level, lo = b.low, hi = b.high;
     const bool has_lo = b.has_low, has_hi = b.has_high;
 #pragma omp simd
@@ -210,10 +200,6 @@ struct UnitSlices {
         const float v = vals[k * vstride];
         sat[k] += hit(has_lo && v <= lo) + hit(has_hi && v >= hi);
       }
-    }
-    if (flat) {
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) bad[k] += hit(!(vals[k * vstride] - vals[k * vstride] == 0.f));
     }
   }
 
@@ -349,6 +335,31 @@ inline void accumulate_tail(const float* src, int64_t ss, float* dst, int64_t ds
   }
 }
 
+// One unit of a Linear-like output (one value per sample) by the eager flat rule: every
+// NaN/Inf value counts in `nonfinite`, and the unit's sum/abs_sum/max are kept only if
+// its float32 batch sum, added in sample order, is finite.
+inline void add_column(View vals, int64_t S, int64_t u, const Bounds& b, Totals& t) {
+  Count fired = 0, sat = 0, bad = 0;
+  float sm = 0, ab = 0, m = kNegInf;
+  for (int64_t s = 0; s < S; ++s) {
+    const float v = *vals.at(s, u);
+    fired += hit(v > b.level);
+    sm += v;
+    ab += std::fabs(v);
+    m = v > m ? v : m;
+    sat += hit(b.has_low && v <= b.low) + hit(b.has_high && v >= b.high);
+    bad += hit(!(v - v == 0.f));
+  }
+  t.active = t.sample_active = static_cast<int64_t>(fired);
+  t.saturated = static_cast<int64_t>(sat);
+  t.nonfinite = static_cast<int64_t>(bad);
+  if (std::isfinite(sm)) {
+    t.sum = sm;
+    t.abs_sum = b.nonneg ? sm : ab;
+    t.max = m;
+  }
+}
+
 // (S, U, R) where each sample's rows lie end to end (mid_stride == R), R small (5x5
 // feature maps and below). Reducing each short row on its own is what made these
 // shapes cost 4-11 ReLUs (horizontal reductions and a scalar fold per few values);
@@ -362,11 +373,13 @@ inline void accumulate_tail(const float* src, int64_t ss, float* dst, int64_t ds
 // fold totals are finite and far from overflow has none (a NaN or Inf makes its
 // position's sum non-finite), and a unit's fold that is not is redone slice by slice
 // (add_row on the values as written), so the counts stay those of the eager path.
+// With `flat` (R == 1, a Linear output: units contiguous, one value per sample) the
+// eager rule is per unit and batch (add_column), so it is checked once all folds are in.
 template <bool kRelu, bool kAbs, bool kSat>
 void packed_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
-                          const Accumulators& acc) {
+                          bool flat, const Accumulators& acc) {
   const int64_t per_block = std::max<int64_t>(1, kBlockPositions / R);
-  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+  over_units(U, S * R, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
     const int64_t P = std::min(per_block, u_end - u_begin) * R;
     thread_local std::vector<float> buf;
     thread_local std::vector<uint32_t> words;
@@ -416,22 +429,44 @@ void packed_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, co
           }
           if constexpr (!kAbs) ab = sm;
           Totals& t = totals[u0 - u_begin + k];
-          if (std::isfinite(sm) && std::isfinite(ab) && std::fabs(sm) < kSafeTotal &&
-              ab < kSafeTotal) {
+          const bool safe = std::isfinite(sm) && std::isfinite(ab) &&
+                            std::fabs(sm) < kSafeTotal && ab < kSafeTotal;
+          if (safe || flat) {  // flat: checked once the whole batch is in, below
             t.active += fired;
             t.sample_active += __builtin_popcount(any);
             t.saturated += static_cast<int64_t>(sat);
             t.sum += sm;
             t.abs_sum += ab;
             t.max = std::max<double>(t.max, m);
+            if (!safe) t.nonfinite = 1;  // marks the unit for the batch rule
           } else {  // a NaN/Inf or a huge value: the exact rule, slice by slice
             for (int64_t s = s0; s < s0 + ns; ++s)
               add_row<false>(vals.at(s, u0 + k), nullptr, R, b, t);
           }
         }
       }
+      if (flat) {
+        for (int64_t k = 0; k < n; ++k) {
+          Totals& t = totals[u0 - u_begin + k];
+          if (t.nonfinite || !(std::fabs(t.sum) < kSafeTotal && t.abs_sum < kSafeTotal)) {
+            t = Totals{};
+            add_column(vals, S, u0 + k, b, t);
+          }
+        }
+      }
     }
   });
+}
+
+// packed_slices_kernel for the kind's statistics (|x| and saturation only where needed).
+template <bool kRelu>
+void packed(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b, bool flat,
+            const Accumulators& acc) {
+  const bool abs = !b.nonneg, sat = b.saturates();
+  if (kRelu || (!abs && !sat)) packed_slices_kernel<kRelu, false, false>(in, out, S, U, R, b, flat, acc);
+  else if (!sat) packed_slices_kernel<false, true, false>(in, out, S, U, R, b, flat, acc);
+  else if (!abs) packed_slices_kernel<false, false, true>(in, out, S, U, R, b, flat, acc);
+  else packed_slices_kernel<false, true, true>(in, out, S, U, R, b, flat, acc);
 }
 
 // (S, U, R), R contiguous. For each sample, the rows of four units are reduced
@@ -441,15 +476,11 @@ template <bool kRelu>
 void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
                    const Accumulators& acc) {
   if (R < kPackedBelow && in.mid_stride == R && (!kRelu || out.mid_stride == R)) {
-    const bool abs = !b.nonneg, sat = b.saturates();
-    if (kRelu || (!abs && !sat)) packed_slices_kernel<kRelu, false, false>(in, out, S, U, R, b, acc);
-    else if (!sat) packed_slices_kernel<false, true, false>(in, out, S, U, R, b, acc);
-    else if (!abs) packed_slices_kernel<false, false, true>(in, out, S, U, R, b, acc);
-    else packed_slices_kernel<false, true, true>(in, out, S, U, R, b, acc);
+    packed<kRelu>(in, out, S, U, R, b, false, acc);
     return;
   }
   const float level = b.level;
-  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+  over_units(U, S * R, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t u0 = u_begin; u0 < u_end; u0 += 4) {
         const int64_t n = std::min<int64_t>(4, u_end - u0);
@@ -506,32 +537,26 @@ void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bou
 
 // (S, R, U), U contiguous. Every statistic is a vector over units, so there are no
 // horizontal reductions: per sample, the slices' partial results live in per-unit
-// scratch arrays. For Linear outputs (R == 1) the eager path's rule is kept: a
-// unit's values count toward sum/abs_sum/max only if its float32 batch sum is finite.
+// scratch arrays. Linear outputs (R == 1) go to packed_slices_kernel, with the eager
+// path's rule for them: a unit's values count toward sum/abs_sum/max only if its
+// float32 batch sum is finite.
 template <bool kRelu>
 void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
                  const Accumulators& acc) {
-  const bool flat = R == 1;
-  over_units(U, S * R, flat, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+  if (R == 1) {  // the units of a sample are one packed run of positions
+    packed<kRelu>(View{in.data, in.s_stride, 1}, View{out.data, out.s_stride, 1}, S, U, 1, b,
+                  true, acc);
+    return;
+  }
+  over_units(U, S * R, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
     UnitSlices slices(u_end - u_begin);
     for (int64_t s = 0; s < S; ++s) {
-      if (!flat && s > 0) slices.reset();
+      if (s > 0) slices.reset();
       for (int64_t r = 0; r < R; ++r) {
         slices.add<kRelu>(in.at(s, r) + u_begin, 1, kRelu ? out.at(s, r) + u_begin : nullptr,
-                          1, b, flat);
+                          1, b);
       }
-      if (!flat) slices.close(totals, b.nonneg);
-    }
-    if (flat) {  // one slice per unit: the whole batch; over_units applies the batch rule
-      for (int64_t k = 0; k < slices.n; ++k) {
-        Totals& t = totals[k];
-        t.active = t.sample_active = static_cast<int64_t>(slices.fired[k]);
-        t.saturated = static_cast<int64_t>(slices.sat[k]);
-        t.nonfinite = static_cast<int64_t>(slices.bad[k]);
-        t.batch_sum = t.sum = slices.sums[k];
-        t.abs_sum = b.nonneg ? slices.sums[k] : slices.abss[k];
-        t.max = slices.maxes[k];
-      }
+      slices.close(totals, b.nonneg);
     }
   });
 }
