@@ -155,61 +155,6 @@ inline float load(const float* src, float* dst, int64_t r) {
   }
 }
 
-// The per-slice partial results of a thread's n units while one sample is read
-// position by position, every statistic a vector over units (no horizontal
-// reductions). Used where units, not positions, are the inner loop: sequence
-// features (rows_kernel).
-struct UnitSlices {
-  int64_t n;
-  std::vector<float> data;
-  float *fired, *sat, *sums, *abss, *maxes;
-
-  explicit UnitSlices(int64_t n_) : n(n_), data(static_cast<size_t>(5 * n_)) {
-    fired = data.data(); sat = fired + n;
-    sums = sat + n; abss = sums + n; maxes = abss + n;
-    reset();
-  }
-
-  void reset() {
-    std::fill(fired, sums + 2 * n, 0.f);  // fired, sat, sums, abss
-    std::fill(maxes, maxes + n, kNegInf);
-  }
-
-  // Adds one position of every unit: unit k's value is src[k * stride]. With kRelu
-  // the value is relu(src[...]), written to dst[k * ostride] and counted as written.
-  template <bool kRelu>
-  void add(const float* src, int64_t stride, float* dst, int64_t ostride, Bounds b) {
-    const float level = b.level, lo = b.low, hi = b.high;
-    const bool has_lo = b.has_low, has_hi = b.has_high;
-#pragma omp simd
-    for (int64_t k = 0; k < n; ++k) {
-      const float v = load<kRelu>(src + k * stride, dst + k * ostride, 0);
-      fired[k] += hit(v > level);
-      sums[k] += v;
-      maxes[k] = v > maxes[k] ? v : maxes[k];
-    }
-    const float* vals = kRelu ? dst : src;  // the extra passes read what was written
-    const int64_t vstride = kRelu ? ostride : stride;
-    if (!b.nonneg) {
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(vals[k * vstride]);
-    }
-    if (b.saturates()) {
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) {
-        const float v = vals[k * vstride];
-        sat[k] += hit(has_lo && v <= lo) + hit(has_hi && v >= hi);
-      }
-    }
-  }
-
-  // Closes the sample: each unit's slice goes into its totals.
-  void close(Totals* totals, bool nonneg) const {
-    for (int64_t k = 0; k < n; ++k)
-      totals[k].add_slice(fired[k], sums[k], nonneg ? sums[k] : abss[k], maxes[k], sat[k]);
-  }
-};
-
 // Rows shorter than this take packed_slices_kernel (when a sample's rows lie end to
 // end): reducing rows of a few positions one by one costs several horizontal
 // reductions and a scalar fold per handful of values. Measured in
@@ -259,19 +204,21 @@ inline F16 splat(float x) { return F16{} + x; }
 // Adds samples j0 .. j0 + ns of a fold (src[j * ss + i] for j < ns) at kVecs * 16
 // consecutive positions into the per-position accumulators, which are loaded once
 // (or, for the fold's first group, started) and stored once for the whole group: per
-// value one load (and, with kRelu, one store of relu(v) to dst[j * ds + i]). Bit
-// j0 + j of bits[i] is set where that sample fired.
-template <bool kRelu, bool kAbs, bool kSat, int kVecs>
+// value one load (and, with kRelu, one store of relu(v) to dst[j * ds + i]). With
+// kBits, bit j0 + j of bits[i] is set where that sample fired; else counts[i] counts
+// the values that fired (rows_kernel, where the "samples" are a slice's rows).
+template <bool kRelu, bool kAbs, bool kSat, bool kBits, int kVecs>
 inline void accumulate_vecs(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
                             int64_t ns, bool first, const Bounds& b, float* sums, float* maxes,
-                            float* abss, float* sats, uint32_t* bits) {
+                            float* abss, float* sats, uint32_t* bits, float* counts) {
   const F16 level = splat(b.level), lo = splat(b.low), hi = splat(b.high), zero = splat(0.f);
+  const F16 one = splat(1.f);
   const I16 abs_mask = I16{} + 0x7fffffff;
-  F16 sm[kVecs], mx[kVecs], ab[kVecs], st[kVecs];
+  F16 sm[kVecs], mx[kVecs], ab[kVecs], st[kVecs], ct[kVecs];
   U16 bt[kVecs];
   for (int k = 0; k < kVecs; ++k) {
     if (first) {
-      sm[k] = ab[k] = st[k] = zero;
+      sm[k] = ab[k] = st[k] = ct[k] = zero;
       mx[k] = splat(kNegInf);
       bt[k] = U16{};
     } else {
@@ -279,23 +226,24 @@ inline void accumulate_vecs(const float* src, int64_t ss, float* dst, int64_t ds
       mx[k] = load16(maxes + k * kLanes);
       if constexpr (kAbs) ab[k] = load16(abss + k * kLanes);
       if constexpr (kSat) st[k] = load16(sats + k * kLanes);
-      __builtin_memcpy(&bt[k], bits + k * kLanes, sizeof bt[k]);
+      if constexpr (kBits) __builtin_memcpy(&bt[k], bits + k * kLanes, sizeof bt[k]);
+      else ct[k] = load16(counts + k * kLanes);
     }
   }
   for (int64_t j = 0; j < ns; ++j) {
-    const U16 bit = U16{} + (uint32_t{1} << (j0 + j));
+    const U16 bit = U16{} + (kBits ? uint32_t{1} << (j0 + j) : 0u);
     for (int k = 0; k < kVecs; ++k) {
       F16 v = load16(src + j * ss + k * kLanes);
       if constexpr (kRelu) {
         v = v <= zero ? zero : v;  // NaN stays NaN, as torch.relu
         store16(dst + j * ds + k * kLanes, v);
       }
-      bt[k] |= (U16)(v > level) & bit;
+      if constexpr (kBits) bt[k] |= (U16)(v > level) & bit;
+      else ct[k] += v > level ? one : zero;
       sm[k] += v;
       mx[k] = v > mx[k] ? v : mx[k];
       if constexpr (kAbs) ab[k] += (F16)((I16)v & abs_mask);
       if constexpr (kSat) {
-        const F16 one = splat(1.f);
         if (b.has_low) st[k] += v <= lo ? one : zero;
         if (b.has_high) st[k] += v >= hi ? one : zero;
       }
@@ -306,33 +254,56 @@ inline void accumulate_vecs(const float* src, int64_t ss, float* dst, int64_t ds
     store16(maxes + k * kLanes, mx[k]);
     if constexpr (kAbs) store16(abss + k * kLanes, ab[k]);
     if constexpr (kSat) store16(sats + k * kLanes, st[k]);
-    __builtin_memcpy(bits + k * kLanes, &bt[k], sizeof bt[k]);
+    if constexpr (kBits) __builtin_memcpy(bits + k * kLanes, &bt[k], sizeof bt[k]);
+    else store16(counts + k * kLanes, ct[k]);
   }
 }
 
 // The same for fewer than 16 positions (a block's tail).
-template <bool kRelu, bool kAbs, bool kSat>
+template <bool kRelu, bool kAbs, bool kSat, bool kBits>
 inline void accumulate_tail(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
                             int64_t ns, bool first, int64_t w, const Bounds& b, float* sums,
-                            float* maxes, float* abss, float* sats, uint32_t* bits) {
+                            float* maxes, float* abss, float* sats, uint32_t* bits,
+                            float* counts) {
   if (first) {
     for (int64_t i = 0; i < w; ++i) {
       sums[i] = abss[i] = sats[i] = 0.f;
       maxes[i] = kNegInf;
-      bits[i] = 0;
+      if constexpr (kBits) bits[i] = 0;
+      else counts[i] = 0.f;
     }
   }
   for (int64_t j = 0; j < ns; ++j) {
-    const uint32_t bit = uint32_t{1} << (j0 + j);
     for (int64_t i = 0; i < w; ++i) {
       const float v = load<kRelu>(src + j * ss, kRelu ? dst + j * ds : nullptr, i);
-      bits[i] |= v > b.level ? bit : 0u;
+      if constexpr (kBits) bits[i] |= v > b.level ? uint32_t{1} << (j0 + j) : 0u;
+      else counts[i] += hit(v > b.level);
       sums[i] += v;
       maxes[i] = v > maxes[i] ? v : maxes[i];
       if constexpr (kAbs) abss[i] += std::fabs(v);
       if constexpr (kSat) sats[i] += hit(b.has_low && v <= b.low) + hit(b.has_high && v >= b.high);
     }
   }
+}
+
+// accumulate_vecs/_tail over n consecutive positions: vectors of 32, of 16, then the tail.
+template <bool kRelu, bool kAbs, bool kSat, bool kBits>
+inline void accumulate(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
+                       int64_t ns, bool first, int64_t n, const Bounds& b, float* sums,
+                       float* maxes, float* abss, float* sats, uint32_t* bits, float* counts) {
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes)
+    accumulate_vecs<kRelu, kAbs, kSat, kBits, 2>(
+        src + i, ss, kRelu ? dst + i : nullptr, ds, j0, ns, first, b, sums + i, maxes + i,
+        abss + i, sats + i, kBits ? bits + i : nullptr, kBits ? nullptr : counts + i);
+  for (; i + kLanes <= n; i += kLanes)
+    accumulate_vecs<kRelu, kAbs, kSat, kBits, 1>(
+        src + i, ss, kRelu ? dst + i : nullptr, ds, j0, ns, first, b, sums + i, maxes + i,
+        abss + i, sats + i, kBits ? bits + i : nullptr, kBits ? nullptr : counts + i);
+  if (i < n)
+    accumulate_tail<kRelu, kAbs, kSat, kBits>(
+        src + i, ss, kRelu ? dst + i : nullptr, ds, j0, ns, first, n - i, b, sums + i,
+        maxes + i, abss + i, sats + i, kBits ? bits + i : nullptr, kBits ? nullptr : counts + i);
 }
 
 // One unit of a Linear-like output (one value per sample) by the eager flat rule: every
@@ -399,19 +370,8 @@ void packed_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, co
           const float* src = in.at(s0 + g, u0);
           float* dst = kRelu ? out.at(s0 + g, u0) : nullptr;
           const int64_t ss = in.s_stride, ds = out.s_stride;
-          int64_t i = 0;
-          for (; i + 2 * kLanes <= np; i += 2 * kLanes)
-            accumulate_vecs<kRelu, kAbs, kSat, 2>(src + i, ss, kRelu ? dst + i : nullptr, ds, g,
-                                                  ng, g == 0, b, sums + i, maxes + i, abss + i,
-                                                  sats + i, bits + i);
-          for (; i + kLanes <= np; i += kLanes)
-            accumulate_vecs<kRelu, kAbs, kSat, 1>(src + i, ss, kRelu ? dst + i : nullptr, ds, g,
-                                                  ng, g == 0, b, sums + i, maxes + i, abss + i,
-                                                  sats + i, bits + i);
-          if (i < np)
-            accumulate_tail<kRelu, kAbs, kSat>(src + i, ss, kRelu ? dst + i : nullptr, ds, g, ng,
-                                               g == 0, np - i, b, sums + i, maxes + i, abss + i,
-                                               sats + i, bits + i);
+          accumulate<kRelu, kAbs, kSat, true>(src, ss, dst, ds, g, ng, g == 0, np, b, sums,
+                                              maxes, abss, sats, bits, nullptr);
         }
         for (int64_t k = 0; k < n; ++k) {
           const int64_t i0 = k * R;
@@ -535,11 +495,53 @@ void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bou
   });
 }
 
-// (S, R, U), U contiguous. Every statistic is a vector over units, so there are no
-// horizontal reductions: per sample, the slices' partial results live in per-unit
-// scratch arrays. Linear outputs (R == 1) go to packed_slices_kernel, with the eager
-// path's rule for them: a unit's values count toward sum/abs_sum/max only if its
-// float32 batch sum is finite.
+// (S, R, U), U contiguous (sequence features). Every statistic is a vector over
+// units, so there are no horizontal reductions: for each sample a thread's units'
+// slice results build up in per-unit arrays, kGroup rows at a time (the arrays are
+// read and written once per group), and are then added to the counters in one vector
+// loop (a slice with a non-finite float32 sum goes to `nonfinite` instead). Linear
+// outputs (R == 1) go to packed_slices_kernel, with the eager rule for them: a unit's
+// values count toward sum/abs_sum/max only if its float32 batch sum is finite.
+template <bool kRelu, bool kAbs, bool kSat>
+void seq_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
+                const Accumulators& acc) {
+  const int64_t grain = std::max<int64_t>(4, kSerialBelow / std::max<int64_t>(1, S * R));
+  at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) {
+    const int64_t n = end - begin;
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(5 * n));
+    float *counts = buf.data(), *sums = counts + n, *maxes = sums + n, *abss = maxes + n,
+          *sats = abss + n;
+    if (!kAbs) std::fill(abss, abss + n, 0.f);
+    if (!kSat) std::fill(sats, sats + n, 0.f);
+    // this thread's units of the counters (see Accumulators)
+    double *active = acc.p[0] + begin, *sample_active = acc.p[1] + begin,
+           *sum = acc.p[2] + begin, *abs_sum = acc.p[3] + begin, *max = acc.p[4] + begin,
+           *saturated = acc.p[5] + begin, *nonfinite = acc.p[6] + begin;
+    for (int64_t s = 0; s < S; ++s) {
+      for (int64_t g = 0; g < R; g += kGroup) {
+        accumulate<kRelu, kAbs, kSat, false>(
+            in.at(s, g) + begin, in.mid_stride, kRelu ? out.at(s, g) + begin : nullptr,
+            out.mid_stride, 0, std::min(kGroup, R - g), g == 0, n, b, sums, maxes, abss, sats,
+            nullptr, counts);
+      }
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) {
+        const float sm = sums[k];
+        const bool finite = sm - sm == 0.f;  // the slice held no NaN/Inf and did not overflow
+        active[k] += counts[k];
+        sample_active[k] += counts[k] > 0.f ? 1.0 : 0.0;
+        saturated[k] += sats[k];
+        sum[k] += finite ? sm : 0.f;
+        abs_sum[k] += finite ? (kAbs ? abss[k] : sm) : 0.f;
+        const double m = maxes[k];
+        max[k] = finite && m > max[k] ? m : max[k];
+        nonfinite[k] += finite ? 0.0 : 1.0;
+      }
+    }
+  });
+}
+
 template <bool kRelu>
 void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
                  const Accumulators& acc) {
@@ -548,17 +550,11 @@ void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bound
                   true, acc);
     return;
   }
-  over_units(U, S * R, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
-    UnitSlices slices(u_end - u_begin);
-    for (int64_t s = 0; s < S; ++s) {
-      if (s > 0) slices.reset();
-      for (int64_t r = 0; r < R; ++r) {
-        slices.add<kRelu>(in.at(s, r) + u_begin, 1, kRelu ? out.at(s, r) + u_begin : nullptr,
-                          1, b);
-      }
-      slices.close(totals, b.nonneg);
-    }
-  });
+  const bool abs = !b.nonneg, sat = b.saturates();
+  if (kRelu || (!abs && !sat)) seq_kernel<kRelu, false, false>(in, out, S, R, U, b, acc);
+  else if (!sat) seq_kernel<false, true, false>(in, out, S, R, U, b, acc);
+  else if (!abs) seq_kernel<false, false, true>(in, out, S, R, U, b, acc);
+  else seq_kernel<false, true, true>(in, out, S, R, U, b, acc);
 }
 
 Bounds bounds(double level, std::optional<double> low, std::optional<double> high, bool nonneg) {
