@@ -335,8 +335,9 @@ def _batches(n=4, size=9):
 def test_fused_relu_gives_the_same_outputs_and_counters_as_the_eager_path(monkeypatch):
     _needs_kernel()
     calls = []
-    real = native.relu_into
-    monkeypatch.setattr(native, "relu_into", lambda *a: calls.append(1) or real(*a))
+    for name in ("relu_into", "relu_view"):  # the general path and the planned one
+        real = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, real=real: calls.append(1) or real(*a))
     model = _AllReluForms().eval()
     batches = _batches()
     batches[2][0, 0, 0, 0] = float("nan")  # NaN stays NaN through the ReLU and is counted
@@ -430,3 +431,13 @@ def test_a_build_lock_left_by_a_dead_job_is_stale(tmp_path):
                           capture_output=True, text=True, check=True)
     lock.write_text(dead.stdout.strip())  # a job that was killed
     assert build._stale(lock)
+
+
+def test_the_counters_block_is_in_the_kernels_order():
+    from deadrelu.stats import REDUCTIONS
+
+    assert tuple(REDUCTIONS) == native.COUNTERS
+    stats = UnitStats.zeros(5)
+    block = stats.__dict__["_block"]
+    for i, name in enumerate(native.COUNTERS):
+        assert stats.tensors[name].data_ptr() == block[i].data_ptr()

@@ -81,6 +81,10 @@ struct Accumulators {
   explicit Accumulators(const at::Tensor* const* acc) {
     for (int i = 0; i < 7; ++i) p[i] = acc[i]->mutable_data_ptr<double>();
   }
+  // The seven counters as the rows of one (7, units) block (UnitStats.zeros makes them so).
+  Accumulators(double* block, int64_t units) {
+    for (int i = 0; i < 7; ++i) p[i] = block + i * units;
+  }
   void fold(int64_t u, const Totals& t) const {
     p[0][u] += t.active;
     p[1][u] += t.sample_active;
@@ -562,17 +566,20 @@ Bounds bounds(double level, std::optional<double> low, std::optional<double> hig
                 static_cast<float>(high.value_or(0.0)), low.has_value(), high.has_value(), nonneg};
 }
 
-void check(const at::Tensor& y, const at::Tensor* const* acc, int64_t units) {
-  TORCH_CHECK(y.dim() == 3 && y.scalar_type() == at::kFloat && y.device().is_cpu() &&
-                  y.stride(2) == 1,
-              "deadrelu native stats: y must be a 3-D CPU float32 tensor with stride(2) == 1");
-
+void check_acc(const at::Tensor* const* acc, int64_t units) {
   for (int i = 0; i < 7; ++i) {
     TORCH_CHECK(acc[i]->scalar_type() == at::kDouble && acc[i]->is_contiguous() &&
                     acc[i]->numel() == units && acc[i]->device().is_cpu(),
                 "deadrelu native stats: accumulators must be contiguous CPU float64 of ",
                 units, " units");
   }
+}
+
+void check(const at::Tensor& y, const at::Tensor* const* acc, int64_t units) {
+  TORCH_CHECK(y.dim() == 3 && y.scalar_type() == at::kFloat && y.device().is_cpu() &&
+                  y.stride(2) == 1,
+              "deadrelu native stats: y must be a 3-D CPU float32 tensor with stride(2) == 1");
+  check_acc(acc, units);
 }
 
 // Counts are float32 (see Count): a slice, or a Linear output's batch, must stay below 2**24.
@@ -620,6 +627,58 @@ void relu_into(const at::Tensor& x, at::Tensor& out, bool slice_layout, ACC_PARA
   }
 }
 
+// The (S, M, R) view of t given by the collector's plan (innermost stride 1), checked
+// to lie inside t's storage: the collector computes a site's view once per shape and
+// strides, and then passes t itself, which spares a few Python view ops per call.
+View planned(const at::Tensor& t, int64_t S, int64_t M, int64_t R, int64_t ss, int64_t ms) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu() && S > 0 && M > 0 && R > 0 &&
+                  ss >= 0 && ms >= 0 && S * M * R == t.numel(),
+              "deadrelu native stats: the planned view does not match the tensor");
+  const int64_t room = static_cast<int64_t>(t.storage().nbytes() / sizeof(float)) -
+                       t.storage_offset();
+  TORCH_CHECK((S - 1) * ss + (M - 1) * ms + (R - 1) < room,
+              "deadrelu native stats: the planned view leaves the tensor's storage");
+  return View{const_cast<float*>(t.const_data_ptr<float>()), ss, ms};
+}
+
+// The counters as one contiguous (7, units) float64 CPU block.
+Accumulators block(at::Tensor& counters, int64_t units) {
+  TORCH_CHECK(counters.scalar_type() == at::kDouble && counters.is_contiguous() &&
+                  counters.device().is_cpu() && counters.dim() == 2 &&
+                  counters.size(0) == 7 && counters.size(1) == units,
+              "deadrelu native stats: counters must be a contiguous CPU float64 (7, ", units,
+              ") block");
+  return Accumulators(counters.mutable_data_ptr<double>(), units);
+}
+
+// stats() on the planned (S, M, R) view of y; the counters as one block. The collector's
+// steady state: few arguments, as each one costs the Python call some time.
+void stats_view(const at::Tensor& y, int64_t S, int64_t M, int64_t R, int64_t ss, int64_t ms,
+                bool slice_layout, double level, std::optional<double> low,
+                std::optional<double> high, bool nonneg, at::Tensor& counters) {
+  const View v = planned(y, S, M, R, ss, ms);
+  const Accumulators acc = block(counters, slice_layout ? M : R);
+  check_exact(S, slice_layout ? R : M);
+  const Bounds b = bounds(level, low, high, nonneg);
+  if (slice_layout) slices_kernel<false>(v, v, S, M, R, b, acc);
+  else rows_kernel<false>(v, v, S, M, R, b, acc);
+}
+
+// relu_into() on the planned (S, M, R) views of x and out (out has x's strides).
+void relu_view(const at::Tensor& x, at::Tensor& out, int64_t S, int64_t M, int64_t R, int64_t ss,
+               int64_t ms, bool slice_layout, at::Tensor& counters) {
+  TORCH_CHECK(out.sizes() == x.sizes() && out.strides() == x.strides(),
+              "deadrelu native relu: out and x differ in shape or strides");
+  const View src = planned(x, S, M, R, ss, ms);
+  View dst = planned(out, S, M, R, ss, ms);
+  dst.data = out.mutable_data_ptr<float>();
+  const Accumulators acc = block(counters, slice_layout ? M : R);
+  check_exact(S, slice_layout ? R : M);
+  const Bounds b = bounds(0.0, std::nullopt, std::nullopt, true);
+  if (slice_layout) slices_kernel<true>(src, dst, S, M, R, b, acc);
+  else rows_kernel<true>(src, dst, S, M, R, b, acc);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(deadrelu_native, m) {
@@ -631,4 +690,10 @@ TORCH_LIBRARY(deadrelu_native, m) {
         &stats);
   m.def((std::string("relu_into(Tensor x, Tensor(z!) out, bool slice_layout, ") + acc).c_str(),
         &relu_into);
+  m.def("stats_view(Tensor y, int S, int M, int R, int ss, int ms, bool slice_layout, "
+        "float level, float? low, float? high, bool nonneg, Tensor(a!) counters) -> ()",
+        &stats_view);
+  m.def("relu_view(Tensor x, Tensor(z!) out, int S, int M, int R, int ss, int ms, "
+        "bool slice_layout, Tensor(a!) counters) -> ()",
+        &relu_view);
 }
