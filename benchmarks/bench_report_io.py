@@ -2,7 +2,7 @@
 
 Run from the repository root: ``python benchmarks/bench_report_io.py [--reps 3]``.
 
-* **fingerprint**: :func:`deadrelu.scanning.weights_fingerprint` (SHA-256 over the
+* **fingerprint**: :func:`deadrelu.identity.weights_fingerprint` (SHA-256 over the
   exact bytes of every parameter and buffer) next to the float reductions it
   replaced (a sum and a dot product per tensor, which depended on the thread count),
   for a 100M-parameter float32 model.
@@ -64,7 +64,7 @@ def _big_report() -> dict[str, Any]:
 
 
 def main() -> None:
-    from deadrelu.scanning import weights_fingerprint
+    from deadrelu.identity import weights_fingerprint
     from deadrelu.schemas import validate
 
     parser = argparse.ArgumentParser()

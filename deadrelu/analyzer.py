@@ -22,6 +22,7 @@ Published dormancy definitions, selectable by name (:data:`DORMANCY`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from typing import Any
@@ -29,6 +30,29 @@ from typing import Any
 import numpy as np
 
 from deadrelu.errors import ConfigError
+
+#: Confidence used for "the smallest fire rate the scan can rule out".
+CONFIDENCE = 0.95
+
+
+def rule_out_rate(samples: int, confidence: float = CONFIDENCE) -> float:
+    """Smallest fire rate that ``samples`` samples with no firing rule out (≈ 3/n at 95%).
+
+    A unit firing with probability p stays unseen in n samples with probability
+    (1 - p)^n; that drops below 1 - confidence once p > 1 - (1 - confidence)^(1/n).
+    """
+    if samples <= 0:
+        return 1.0
+    return 1.0 - (1.0 - confidence) ** (1.0 / samples)
+
+
+def samples_needed(rate: float, confidence: float = CONFIDENCE) -> int:
+    """Samples needed so that a unit unseen firing fires on fewer than ``rate`` of inputs."""
+    if rate <= 0:
+        return 0
+    if rate >= 1:
+        return 1
+    return math.ceil(math.log(1.0 - confidence) / math.log(1.0 - rate))
 
 
 class UnitState(str, Enum):

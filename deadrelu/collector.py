@@ -128,6 +128,11 @@ class SiteInfo:
     input_level: float | None = None
     part_of: str | None = None
 
+    @property
+    def bounded(self) -> bool:
+        """Whether saturation is measured at this site (as :attr:`ActivationKind.bounded`)."""
+        return self.sat_low is not None or self.sat_high is not None
+
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["shape"] = list(self.shape)

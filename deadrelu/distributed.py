@@ -267,7 +267,7 @@ def reduce_scan(
     """
     import torch.distributed as dist
 
-    from deadrelu.diagnose.datameta import merge_data_meta
+    from deadrelu.datastats import merge_data_meta
 
     gathered: list[Any] = [None] * dist.get_world_size(group)
     dist.all_gather_object(gathered, (samples, partial, dict(data_meta)), group=group)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import ConfigError
 from deadrelu.findings import Finding, Severity
+from deadrelu.wording import percent
 
 if TYPE_CHECKING:
     from deadrelu.report import Report
@@ -127,7 +128,7 @@ class LayerLimit:
         return fnmatch.fnmatchcase(layer, self.pattern)
 
     def __str__(self) -> str:
-        return f"{self.pattern}={_pct(self.limit)}"
+        return f"{self.pattern}={percent(self.limit, 1)}"
 
 
 def parse_layer_limit(value: str, *, option: str = "--max-dead-layer") -> LayerLimit:
@@ -274,7 +275,7 @@ class Gates:
         """One line per active gate, e.g. ``"max-dead 5.0%"``."""
         lines = []
         if self.max_dead is not None:
-            lines.append(f"max-dead {_pct(self.max_dead)}")
+            lines.append(f"max-dead {percent(self.max_dead, 1)}")
         lines += [f"max-dead-layer {limit}" for limit in self.max_dead_layer]
         if self.fail_on:
             lines.append(f"fail-on {', '.join(self.fail_on)}")
@@ -405,11 +406,7 @@ def format_value(value: float, measure: Measure) -> str:
         return f"{value:g}"
     if measure is Measure.INCREASE:
         return _pp(value)
-    return _pct(value)
-
-
-def _pct(share: float) -> str:
-    return f"{share * 100:.1f}%"
+    return percent(value, 1)
 
 
 def _pp(diff: float) -> str:
@@ -504,9 +501,9 @@ def _limit_result(gate: str, layer: str | None, dead: int, units: int, limit: fl
     passed = actual <= limit + EPS
     where = f"layer {layer}" if layer is not None else "the whole model"
     if passed:
-        message = f"dead {_pct(actual)} <= limit {_pct(limit)} in {where} ({dead}/{units} units)"
+        message = f"dead {percent(actual, 1)} <= limit {percent(limit, 1)} in {where} ({dead}/{units} units)"
     else:
-        message = (f"dead {_pct(actual)} > limit {_pct(limit)} ({(actual - limit) * 100:+.1f} pp) "
+        message = (f"dead {percent(actual, 1)} > limit {percent(limit, 1)} ({(actual - limit) * 100:+.1f} pp) "
                    f"in {where} ({dead}/{units} units)")
     if rule is not None and rule != layer:
         message += f"; limit from {rule!r}"
@@ -573,6 +570,6 @@ def _increase_result(layer: str | None, now: float, before: float, limit: float,
     where = f"layer {layer}" if layer is not None else "the whole model"
     verdict = f"<= limit {_pp(limit)}" if passed else \
         f"> limit {_pp(limit)} ({(actual - limit) * 100:+.1f} pp over)"
-    message = f"dead {_pct(now)} vs baseline {_pct(before)}: {_pp(actual)} {verdict} in {where}"
+    message = f"dead {percent(now, 1)} vs baseline {percent(before, 1)}: {_pp(actual)} {verdict} in {where}"
     gate = "max-increase-layer" if layer is not None else "max-increase"
     return GateResult(gate, layer, passed, actual, limit, Measure.INCREASE, message, None, details)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -181,28 +180,10 @@ class Monitor:
         scheduler: Any = None,
         recycle: bool | Mapping[str, Any] = False,
     ) -> None:
+        from deadrelu.identity import unwrap
         from deadrelu.integrations import as_logger
-        from deadrelu.scanning import unwrap
 
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}",
-                              "pass the model object itself")
-        _check_positive("every", every, "e.g. every=100 records one step in 100")
-        if report_every is not None:
-            _check_positive("report_every", report_every, "e.g. report_every=1000, or None")
-        if jump is not None and (isinstance(jump, bool) or not isinstance(jump, (int, float))
-                                 or not 0.0 < jump <= 1.0):
-            raise ConfigError(f"jump must be a share in (0, 1], got {jump!r}",
-                              "e.g. jump=0.1 warns when 10% more of a layer's units die; None: off")
-        if on_jump is not None and not callable(on_jump):
-            raise ConfigError("on_jump must be callable", "pass f(layer, before, after, step)")
-        if isinstance(model, nn.DataParallel) and len(model.device_ids or ()) > 1:
-            raise ConfigError(
-                "DataParallel runs copies of the model in several threads at once, which "
-                "the monitor cannot follow",
-                "use DistributedDataParallel (one process per GPU); the monitor then "
-                "combines the ranks' statistics in report()",
-            )
+        _check_options(model, every, report_every, jump, on_jump)
         self.model = model
         self.module, self.notes = unwrap(model)
         self.every = every
@@ -435,8 +416,8 @@ class Monitor:
             ``meta["sampled_steps"]``.
         """
         from deadrelu import distributed
-        from deadrelu.diagnose import collect_evidence, diagnose
-        from deadrelu.scanning import InsufficientDataWarning, model_signature, weights_fingerprint
+        from deadrelu.assemble import assemble_report
+        from deadrelu.scanning import InsufficientDataWarning
 
         if self._exit_report is not None and not self.window_steps:
             # the with block already reported the last window; nothing ran since
@@ -455,7 +436,7 @@ class Monitor:
             warnings.warn(self._empty_window_reason(start, last), InsufficientDataWarning,
                           stacklevel=2)
         device = next((str(t.device) for t in self.module.parameters()), "cpu")
-        meta: dict[str, Any] = {
+        run: dict[str, Any] = {
             "model": self.name,
             "data": f"training steps {start}-{last}",
             "device": device,
@@ -468,17 +449,14 @@ class Monitor:
             "every": self.every,
             "sampled_steps": sampled,
             "notes": list(self.notes),
-            "torch_version": torch.__version__,
-            "model_signature": model_signature(self.module),
-            "weights_fingerprint": weights_fingerprint(self.module),
         }
+        measured: dict[str, Any] = {}
         if sync:
-            meta["world_size"] = distributed.get_world_size()
+            measured["world_size"] = distributed.get_world_size()
         recipe = self._recipe(last)
         if recipe:
-            meta["recipe"] = recipe
-        base = Report(tuple(sites), self.thresholds, meta, (), collect_evidence(self.module, sites))
-        report = replace(base, findings=tuple(diagnose(base)))
+            measured["recipe"] = recipe
+        report = assemble_report(self.module, sites, self.thresholds, run, measured)
         self._record(report)
         for logger in self.loggers:
             logger.log_report(report, last)
@@ -522,12 +500,13 @@ class Monitor:
 
     def _conclusive(self, samples: int) -> bool:
         """Whether ``samples`` samples make "dead" mean "fires on < ``rare``" at 95% confidence."""
-        from deadrelu.diagnose.context import rule_out_rate
+        from deadrelu.analyzer import rule_out_rate
 
         return samples > 0 and rule_out_rate(samples) <= self.thresholds.rare
 
     def _record(self, report: Report) -> None:
-        from deadrelu.diagnose.context import pct, rule_out_rate
+        from deadrelu.analyzer import rule_out_rate
+        from deadrelu.wording import percent
 
         step, sampled = report.meta["step"], report.meta["sampled_steps"]
         causes = self._likely_causes(report)
@@ -567,9 +546,9 @@ class Monitor:
                 why = ("often a learning rate that is too high or a loss spike; lower the "
                        "learning rate or add warm-up")
             warnings.warn(
-                f"{layer}: dead units rose from {pct(before)} (window ending at step {since}) "
-                f"to {pct(after)} by step {step}, in a window of {samples:,} samples (a unit "
-                f"counted dead fires on under {pct(rule_out_rate(samples))} of inputs, 95% "
+                f"{layer}: dead units rose from {percent(before)} (window ending at step {since}) "
+                f"to {percent(after)} by step {step}, in a window of {samples:,} samples (a unit "
+                f"counted dead fires on under {percent(rule_out_rate(samples))} of inputs, 95% "
                 f"confidence) — {why}",
                 DeadUnitsWarning, stacklevel=4,
             )
@@ -648,6 +627,7 @@ class Monitor:
             ConfigError: no report has been taken yet, or matplotlib is not installed.
         """
         from deadrelu.plotting import dead_fraction_figure
+        from deadrelu.wording import MODEL
 
         history = self.history
         if history.empty:
@@ -655,7 +635,7 @@ class Monitor:
                               "call monitor.report() (or set report_every=) during training first")
         table = history.pivot_table(index="layer", columns="step", values="dead_fraction",
                                     sort=False)
-        name = "(model)"
+        name = MODEL
         if total:
             sums = history.groupby("step")[["dead", "units"]].sum()
             table.loc[name] = (sums["dead"] / sums["units"].where(sums["units"] > 0)).reindex(
@@ -672,6 +652,29 @@ def _plain(value: Any) -> Any:
     """A history value as a plain Python number (numpy scalars do not go into JSON)."""
     item = getattr(value, "item", None)
     return item() if callable(item) else value
+
+
+def _check_options(model: Any, every: Any, report_every: Any, jump: Any, on_jump: Any) -> None:
+    """Refuse a monitor setting that cannot work, naming the value (see :class:`Monitor`)."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}",
+                          "pass the model object itself")
+    _check_positive("every", every, "e.g. every=100 records one step in 100")
+    if report_every is not None:
+        _check_positive("report_every", report_every, "e.g. report_every=1000, or None")
+    if jump is not None and (isinstance(jump, bool) or not isinstance(jump, (int, float))
+                             or not 0.0 < jump <= 1.0):
+        raise ConfigError(f"jump must be a share in (0, 1], got {jump!r}",
+                          "e.g. jump=0.1 warns when 10% more of a layer's units die; None: off")
+    if on_jump is not None and not callable(on_jump):
+        raise ConfigError("on_jump must be callable", "pass f(layer, before, after, step)")
+    if isinstance(model, nn.DataParallel) and len(model.device_ids or ()) > 1:
+        raise ConfigError(
+            "DataParallel runs copies of the model in several threads at once, which "
+            "the monitor cannot follow",
+            "use DistributedDataParallel (one process per GPU); the monitor then "
+            "combines the ranks' statistics in report()",
+        )
 
 
 def _check_positive(name: str, value: Any, fix: str) -> None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deadrelu.wording import percent
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
@@ -59,19 +61,6 @@ def sparkline(counts: Sequence[int]) -> str:
             level = max(1, math.ceil(count / top * len(BLOCKS)))
             chars.append(BLOCKS[level - 1])
     return "".join(chars)
-
-
-def percent(share: float) -> str:
-    """A share as a short percentage that never rounds a non-zero share to 0% or a partial to 100%."""
-    if share <= 0:
-        return "0%"
-    if share >= 1:
-        return "100%"
-    if share < 0.01:
-        return "<1%"
-    if share > 0.99:
-        return ">99%"
-    return f"{share:.0%}"
 
 
 def verdict(record: Mapping[str, Any]) -> tuple[str, str]:
@@ -181,7 +170,7 @@ def caution(report: Report) -> str:
     n = report.samples
     if not n:
         return ""
-    from deadrelu.diagnose.context import rule_out_rate
+    from deadrelu.analyzer import rule_out_rate
 
     return (f"With {n:,} sample{'s' if n != 1 else ''}, a unit never seen firing may still fire "
             f"on up to {_share(rule_out_rate(n), digits=1)} of inputs (95% confidence).")
@@ -203,7 +192,7 @@ def table_rows(report: Report) -> list[dict[str, Any]]:
     rows = []
     for record, site in zip(report.layer_records(), report.sites, strict=True):
         can_die = site.info.can_die
-        bounded = site.info.sat_low is not None or site.info.sat_high is not None
+        bounded = site.info.bounded
         text, style = verdict(record)
         rows.append({
             "layer": record["layer"], "kind": record["kind"], "units": f"{record['units']:,}",

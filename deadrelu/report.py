@@ -28,6 +28,9 @@ from deadrelu.stats import UnitStats
 if TYPE_CHECKING:
     import pandas as pd
 
+    from deadrelu.diagnose.selection import Selection
+    from deadrelu.diagnose.subject import Subject
+
 SCHEMA_VERSION = 1
 
 _STATES = [s.value for s in UnitState]
@@ -106,8 +109,7 @@ class Report:
     def verdicts(self) -> dict[str, UnitVerdicts]:
         """Per-site derived rates and unit states."""
         return {
-            s.info.name: classify(s.stats.to_dict(), s.info.can_die,
-                                  s.info.sat_low is not None or s.info.sat_high is not None,
+            s.info.name: classify(s.stats.to_dict(), s.info.can_die, s.info.bounded,
                                   self.thresholds)
             for s in self.sites
         }
@@ -214,10 +216,7 @@ class Report:
 
     def with_thresholds(self, thresholds: Thresholds) -> Report:
         """The same counters judged with other thresholds (findings re-diagnosed)."""
-        from deadrelu.diagnose import diagnose
-
-        base = replace(self, thresholds=thresholds, findings=())
-        return replace(base, findings=tuple(diagnose(base)))
+        return diagnosed(replace(self, thresholds=thresholds, findings=()))
 
     def merge(self, *others: Report) -> Report:
         """Combine reports of the same model over disjoint data into one exact report."""
@@ -441,7 +440,7 @@ def merge_reports(reports: Sequence[Report]) -> Report:
     meta["data"] = " + ".join(str(r.meta.get("data", "?")) for r in reports)
     meta["partial"] = any(r.partial for r in reports)
     meta["merged_from"] = len(reports)
-    from deadrelu.diagnose.datameta import merge_data_meta
+    from deadrelu.datastats import merge_data_meta
 
     for key in ("input_stats", "output_stats", "tokens"):
         meta.pop(key, None)
@@ -449,7 +448,35 @@ def merge_reports(reports: Sequence[Report]) -> Report:
     # told from counts, so the merged report has no fresh-init comparison
     meta.pop("init", None)
     meta.update(merge_data_meta([r.meta for r in reports]))
-    base = Report(tuple(merged[n] for n in names), first.thresholds, meta, (), first.evidence)
+    return diagnosed(Report(tuple(merged[n] for n in names), first.thresholds, meta, (), first.evidence))
+
+
+def diagnosis_subject(report: Report) -> Subject:
+    """What the diagnosis of ``report`` reads (see :class:`~deadrelu.diagnose.subject.Subject`)."""
+    from deadrelu.diagnose.subject import Subject
+
+    meta = report.meta
+    return Subject(
+        sites=report.sites, verdicts=report.verdicts, thresholds=report.thresholds,
+        samples=report.samples, evidence=report.evidence or {},
+        data={k: meta[k] for k in ("input_stats", "output_stats") if k in meta},
+        output=meta.get("output"), recipe=meta.get("recipe"), init=meta.get("init"),
+        selection=meta.get("selection"),
+    )
+
+
+def diagnosed(report: Report, selection: Selection | Mapping[str, Any] | None = None) -> Report:
+    """``report`` with its findings derived from its counters, thresholds, evidence and meta.
+
+    The one place a report's findings are computed: :func:`deadrelu.scan`,
+    :meth:`deadrelu.Monitor.report`, :meth:`Report.with_thresholds` and
+    :func:`merge_reports` all end here.
+
+    Args:
+        report: a report (its own findings are ignored and replaced).
+        selection: which rules to report; default: ``report.meta["selection"]`` if the
+            scan stored one, else every rule (the report's meta is not changed).
+    """
     from deadrelu.diagnose import diagnose
 
-    return replace(base, findings=tuple(diagnose(base)))
+    return replace(report, findings=tuple(diagnose(diagnosis_subject(report), selection)))

@@ -8,52 +8,30 @@ twice gives identical results and the weights are never changed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from deadrelu import batches
-from deadrelu.analyzer import Thresholds
-from deadrelu.collector import Collector, eval_mode
-from deadrelu.diagnose.context import plural, rule_out_rate
-from deadrelu.diagnose.datastats import DataStats
+from deadrelu.analyzer import Thresholds, rule_out_rate
+from deadrelu.assemble import assemble_report
+from deadrelu.collector import Collector, Site, eval_mode
+from deadrelu.datastats import DataStats
 from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
+from deadrelu.identity import unwrap
 from deadrelu.report import Report
+from deadrelu.wording import plural
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
 
 class InsufficientDataWarning(UserWarning):
     """Too few samples for a "dead" verdict to mean much."""
-
-
-def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """Strip ``torch.compile``, DDP and DataParallel wrappers; returns (module, notes)."""
-    notes: list[str] = []
-    while True:
-        orig = getattr(model, "_orig_mod", None)
-        if isinstance(orig, nn.Module):
-            notes.append("torch.compile'd model: scanned through its original module (eager)")
-            model = orig
-            continue
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            notes.append(f"{type(model).__name__} wrapper: scanned its .module")
-            model = model.module
-            continue
-        break
-    if isinstance(model, torch.jit.ScriptModule):
-        raise ModelError(
-            "TorchScript modules run compiled graph code that has no Python forward to observe, "
-            "so their activations cannot be seen",
-            "scan the original nn.Module (or a torch.export .pt2 program) instead",
-        )
-    return model, notes
 
 
 def model_devices(model: nn.Module) -> list[torch.device]:
@@ -95,48 +73,6 @@ def _float_dtype(model: nn.Module) -> torch.dtype | None:
         if p.is_floating_point():
             return p.dtype
     return None
-
-
-def model_signature(model: nn.Module) -> str:
-    """Hash of parameter/buffer names and shapes: equal for the same architecture."""
-    h = hashlib.sha1()
-    for name, t in model.state_dict().items():
-        h.update(f"{name}:{tuple(t.shape)};".encode())
-    return h.hexdigest()[:16]
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """Hash of the exact bytes of every parameter and buffer, to refuse merging reports
-    of different checkpoints.
-
-    Exact and deterministic: the same weights give the same fingerprint whatever
-    the thread count, device or torch version (a float reduction, as used before,
-    sums in an order that depends on the thread count). One pass over the weights,
-    no float conversion; a CUDA tensor is copied to the host one at a time.
-    """
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not isinstance(t, torch.Tensor):
-                continue  # extra state
-            h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-            data = _raw_bytes(t)
-            if data is not None:
-                h.update(data)
-    return h.hexdigest()[:16]
-
-
-def _raw_bytes(t: torch.Tensor) -> memoryview | None:
-    """The values of ``t`` in logical (row-major) order as bytes; ``None`` for meta tensors."""
-    t = t.detach()
-    if t.is_meta:
-        return None
-    if t.is_quantized:
-        t = t.int_repr()
-    if t.layout != torch.strided:
-        t = t.to_dense()
-    t = t.resolve_conj().resolve_neg().cpu().contiguous()  # no copy when already so
-    return t.reshape(-1).view(torch.uint8).numpy().data
 
 
 def scan(
@@ -205,13 +141,7 @@ def scan(
         ModelError: the forward pass raised (the message names the last site that ran),
             or the model has no activation sites.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"limit must be a positive integer, got {limit!r}", "pass e.g. limit=1000")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", "pass e.g. 256")
-    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
-        raise ConfigError(f"batch_dim must be a non-negative int, got {batch_dim!r}",
-                          "pass 0 for batch-first data, 1 for (T, N, E) sequences")
+    _check_sizes(limit, batch_size, batch_dim)
     if isinstance(progress, bool):
         if not progress:
             progress = None
@@ -223,7 +153,8 @@ def scan(
                             thresholds=thresholds, unit_axis=unit_axis,
                             saturation_margin=saturation_margin, progress=update,
                             partial_on_interrupt=partial_on_interrupt, model_name=model_name,
-                            data_name=data_name, selection=selection, batch_dim=batch_dim)
+                            data_name=data_name, selection=selection, batch_dim=batch_dim,
+                            recipe=recipe, init=init)
     thresholds = thresholds or Thresholds()
     chosen = Selection.coerce(selection)
     module, notes = unwrap(model)
@@ -245,34 +176,11 @@ def scan(
         if moved:
             module.to(dev)
         with eval_mode(module), torch.no_grad(), collector:
-            for index, batch in enumerate(batches.iterate(data, batch_size, batch_dim)):
-                inputs = batches.model_input(batch)
-                n = batches.batch_size(inputs, batch_dim)
-                if limit is not None and seen + n > limit:
-                    n = limit - seen
-                    inputs = batches.take(inputs, n, batch_dim)
-                if n <= 0:
-                    break
-                inputs = batches.to_device(inputs, dev, dtype)
-                data_stats.update_input(inputs)
-                try:
-                    output = batches.call(module, inputs)
-                except KeyboardInterrupt:
-                    raise
-                except DeadReluError:
-                    raise
-                except SystemExit as exc:  # the model's code exiting would end the caller silently
-                    raise ModelError(f"the model's forward called sys.exit({exc.code!r}) on batch "
-                                     f"{index}", "remove the sys.exit call from the model's code"
-                                     ) from None
-                except Exception as exc:
-                    raise _forward_error(exc, index, collector) from exc
-                data_stats.update_output(output)
-                seen += n
+            # `seen` counts the batches done, so that Ctrl-C keeps the count of those
+            for seen in _feed(module, data, collector, data_stats, limit=limit,
+                              batch_size=batch_size, batch_dim=batch_dim, device=dev, dtype=dtype):
                 if progress is not None:
                     progress(seen, total)
-                if limit is not None and seen >= limit:
-                    break
             sites = collector.snapshot()
     except KeyboardInterrupt:
         if not partial_on_interrupt:
@@ -292,6 +200,82 @@ def scan(
         sites, seen, partial, data_meta = distributed.reduce_scan(sites, seen, partial, data_meta)
     seconds = time.perf_counter() - start
 
+    _check_seen(module, sites, seen, partial)
+    run = {
+        "model": model_name or type(module).__name__,
+        "data": data_name or type(data).__name__,
+        "device": str(dev),
+        "seconds": round(seconds, 4),
+        "samples": seen,
+        "partial": partial,
+        "mode": "eval",
+        "notes": notes,
+    }
+    measured: dict[str, Any] = dict(data_meta)
+    if collector.output_producer is not None:
+        producer, direct = collector.output_producer
+        measured["output"] = {"producer": producer, "direct": direct}
+    if chosen is not None:
+        measured["selection"] = chosen.to_dict()
+    if recipe:
+        measured["recipe"] = dict(recipe)
+    if init:
+        measured["init"] = dict(init)
+    return assemble_report(module, sites, thresholds, run, measured)
+
+
+def _check_sizes(limit: int | None, batch_size: int, batch_dim: int) -> None:
+    """Refuse a limit, batch size or batch dim that is not a count."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}", "pass e.g. limit=1000")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", "pass e.g. 256")
+    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
+        raise ConfigError(f"batch_dim must be a non-negative int, got {batch_dim!r}",
+                          "pass 0 for batch-first data, 1 for (T, N, E) sequences")
+
+
+def _feed(module: nn.Module, data: Any, collector: Collector, data_stats: DataStats, *,
+          limit: int | None, batch_size: int, batch_dim: int, device: torch.device,
+          dtype: torch.dtype | None) -> Iterator[int]:
+    """Run ``module`` over ``data`` (cut at ``limit`` samples), yielding the samples seen
+    so far after each batch."""
+    seen = 0
+    for index, batch in enumerate(batches.iterate(data, batch_size, batch_dim)):
+        inputs = batches.model_input(batch)
+        n = batches.batch_size(inputs, batch_dim)
+        if limit is not None and seen + n > limit:
+            n = limit - seen
+            inputs = batches.take(inputs, n, batch_dim)
+        if n <= 0:
+            break
+        inputs = batches.to_device(inputs, device, dtype)
+        data_stats.update_input(inputs)
+        data_stats.update_output(_forward(module, inputs, index, collector))
+        seen += n
+        yield seen
+        if limit is not None and seen >= limit:
+            break
+
+
+def _forward(module: nn.Module, inputs: Any, index: int, collector: Collector) -> Any:
+    """``module(inputs)``; a failure becomes a one-line :class:`ModelError` naming where."""
+    try:
+        return batches.call(module, inputs)
+    except KeyboardInterrupt:
+        raise
+    except DeadReluError:
+        raise
+    except SystemExit as exc:  # the model's code exiting would end the caller silently
+        raise ModelError(f"the model's forward called sys.exit({exc.code!r}) on batch "
+                         f"{index}", "remove the sys.exit call from the model's code"
+                         ) from None
+    except Exception as exc:
+        raise _forward_error(exc, index, collector) from exc
+
+
+def _check_seen(module: nn.Module, sites: list[Site], seen: int, partial: bool) -> None:
+    """Refuse a scan that saw no samples or no activation; warn when too few samples."""
     if not sites and not partial:
         if seen == 0:
             raise ConfigError("the data yielded no samples", "check the data path or iterable")
@@ -306,45 +290,8 @@ def scan(
             f"up to {rule_out_rate(seen):.0%} of inputs (95% confidence); scan more data for a "
             "firm verdict",
             InsufficientDataWarning,
-            stacklevel=2,
+            stacklevel=3,  # scan()'s caller
         )
-    from deadrelu.diagnose import collect_evidence, diagnose
-
-    meta = {
-        "model": model_name or type(module).__name__,
-        "data": data_name or type(data).__name__,
-        "device": str(dev),
-        "seconds": round(seconds, 4),
-        "samples": seen,
-        "partial": partial,
-        "mode": "eval",
-        "notes": notes,
-        "torch_version": torch.__version__,
-        "model_signature": model_signature(module),
-        "weights_fingerprint": weights_fingerprint(module),
-        **data_meta,
-    }
-    if collector.output_producer is not None:
-        producer, direct = collector.output_producer
-        meta["output"] = {"producer": producer, "direct": direct}
-    if chosen is not None:
-        meta["selection"] = chosen.to_dict()
-    if recipe:
-        meta["recipe"] = dict(recipe)
-    if init:
-        meta["init"] = dict(init)
-    evidence = collect_evidence(module, sites)
-    from deadrelu.diagnose.graph_evidence import graph_evidence, is_export_graph
-
-    if is_export_graph(module):  # a torch.export program: its layers are graph nodes
-        evidence, output = graph_evidence(module, sites, evidence)
-        meta.pop("output", None)
-        if output is not None:
-            meta["output"] = output
-    report = Report(tuple(sites), thresholds, meta, (), evidence)
-    from dataclasses import replace
-
-    return replace(report, findings=tuple(diagnose(report)))
 
 
 def _forward_error(exc: Exception, index: int, collector: Collector) -> ModelError:

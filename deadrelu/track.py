@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.gates import units_list
+from deadrelu.wording import MODEL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -216,10 +217,6 @@ class Transition:
         if self.revived:
             text += f", {len(self.revived)} revived: {units_list(self.revived)}"
         return text
-
-
-#: Name used for the whole model in trend tables.
-MODEL = "(model)"
 
 
 @dataclass(frozen=True)

@@ -377,19 +377,19 @@ def test_sample_models():
 
 
 def test_nonfinite_weight_count_is_exact_when_the_sum_overflows():
-    # The evidence skips the exact count when a tensor's sum is finite; a sum that
+    # The weights pass skips the exact count when a tensor's sum is finite; a sum that
     # overflows (large finite half-precision weights) must still count exactly 0,
     # and a single inf among them exactly 1.
     from torch import nn as tnn
 
-    from deadrelu.diagnose.evidence import collect_evidence
+    from deadrelu.identity import read_weights
 
     model = tnn.Sequential(tnn.Linear(4, 8), tnn.ReLU()).half()
     with torch.no_grad():
         model[0].weight.fill_(60000.0)  # finite in float16; their sum is not
         assert not torch.isfinite(model[0].weight.sum())
-    assert collect_evidence(model, [])["nonfinite_params"] == {}
+    assert read_weights(model).nonfinite == {}
     with torch.no_grad():
         model[0].weight[1, 2] = float("inf")
         model[0].bias[3] = float("nan")
-    assert collect_evidence(model, [])["nonfinite_params"] == {"0.weight": 1, "0.bias": 1}
+    assert read_weights(model).nonfinite == {"0.weight": 1, "0.bias": 1}

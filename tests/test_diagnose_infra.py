@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 import deadrelu
-from deadrelu.diagnose import RULES, Selection, diagnose
-from deadrelu.diagnose.context import rule_out_rate, samples_needed
+from deadrelu.analyzer import rule_out_rate, samples_needed
+from deadrelu.diagnose import RULES, Selection
 from deadrelu.diagnose.datameta import input_summary
 from deadrelu.diagnose.registry import Registry, rule
 from deadrelu.errors import ConfigError
 from deadrelu.findings import CAUSES
+from deadrelu.report import diagnosed
 
 ROOT = Path(__file__).resolve().parents[1]
 X, _ = F.task()
@@ -147,9 +148,9 @@ def test_scan_selection_is_kept_through_rethresholding_merge_and_json():
     merged = a.merge(b)
     assert not [f for f in merged.findings if f.code == "DR013"]
     loaded = deadrelu.Report.from_dict(json.loads(report.to_json()))
-    assert diagnose(loaded) == list(report.findings)
+    assert diagnosed(loaded).findings == report.findings
     # an explicit selection overrides the stored one
-    assert [f for f in diagnose(report, Selection()) if f.code == "DR013"]
+    assert [f for f in diagnosed(report, Selection()).findings if f.code == "DR013"]
 
 
 # -- purity, evidence and data statistics --------------------------------------------------------
@@ -158,7 +159,7 @@ def test_diagnosis_is_pure_and_survives_a_json_round_trip():
     for model, data in ((F.bn_pinned(), F.images()), (F.relu_on_output(), X), (F.deep_narrow(), X)):
         report = scan(model, data)
         loaded = deadrelu.Report.from_dict(json.loads(report.to_json()))
-        assert diagnose(loaded) == list(report.findings)
+        assert diagnosed(loaded).findings == report.findings
 
 
 def test_evidence_is_read_only_and_matches_the_weights():

@@ -178,3 +178,36 @@ def test_monitor_recycle_option_recycles_at_each_report():
     # the step of the report that found them, as in monitor.history (0-based: steps 0-2)
     assert step == monitor.history['step'].iloc[0] == 2 and result.units_recycled >= 3
     assert torch.count_nonzero(model[3].weight[:, [1, 4]]) == 0
+
+
+class _Untraceable(nn.Module):
+    """A wrapper fx cannot trace (it branches on data), around a network it can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = _mlp()
+        self.head_act = nn.ReLU()
+
+    def forward(self, x):
+        if x.sum() > 1e9:  # data-dependent: symbolic tracing fails here
+            x = x * 0
+        return self.head_act(self.body(x))
+
+
+def test_an_untraceable_wrapper_falls_back_to_the_traceable_module_inside():
+    model = _Untraceable()
+    data = torch.randn(200, 8)
+    report = _scan(model, data)
+    model.eval()  # dropout off: the same forward twice
+    before = model(data).detach()
+    result = deadrelu.recycle(model, report, generator=torch.Generator().manual_seed(0))
+    # names stay the model's own, though the trace was of `body`
+    assert {r.layer: (r.producer, r.readers) for r in result.recycled} == {
+        "body.1": ("body.0", ("body.3",)), "body.5": ("body.3", ("body.6",))}
+    assert result.units_recycled == 3
+    torch.testing.assert_close(model(data), before)
+    # head_act's output leaves every traceable scope: skipped with a reason, never guessed
+    skipped = {s.layer: s.reason for s in result.skipped}
+    assert set(skipped) <= {"head_act"}
+    if skipped:
+        assert "cannot trace" in skipped["head_act"]

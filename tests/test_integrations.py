@@ -176,6 +176,26 @@ def test_lightning_callback_logs_through_the_trainer(tmp_path):
     assert not callback.monitor.attached
 
 
+def test_lightning_callback_recycles_with_the_trainers_optimizer():
+    pl = pytest.importorskip("lightning.pytorch")
+
+    from deadrelu.integrations.lightning import DeadReluCallback
+
+    Module = _lightning_module(pl)
+    callback = DeadReluCallback(every=2, log_every=4, recycle=True)
+    trainer = pl.Trainer(
+        max_steps=4, accelerator="cpu", devices=1, logger=False, callbacks=[callback],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    module = Module()
+    trainer.fit(module, DataLoader(_lightning_data(), batch_size=8))
+    assert callback.monitor.optimizer is trainer.optimizers[0]
+    (step, result), = callback.monitor.recycled
+    assert step == 3 and result.units_recycled == 5
+    # the planted biases were re-drawn: the units can fire again
+    assert module.net.fc1.bias[:5].abs().max() < 1.0
+
+
 def test_lightning_callback_records_accumulated_steps_whole():
     pl = pytest.importorskip("lightning.pytorch")
 

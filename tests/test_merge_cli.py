@@ -247,7 +247,7 @@ def test_merge_of_scans_taken_with_different_thread_counts(cli, tmp_path):
 
 
 def test_weights_fingerprint_is_exact_over_dtypes_and_layouts():
-    from deadrelu.scanning import weights_fingerprint
+    from deadrelu.identity import weights_fingerprint
 
     model = _wide_mlp()
     base = weights_fingerprint(model)

@@ -32,6 +32,11 @@ def test_readme_scan_signature_matches_the_code():
 
 def test_readme_install_gives_the_cpu_route_for_users():
     text = README.read_text(encoding="utf-8")
-    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in text
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
+    # every install command pins torch: an unpinned one pulls the newest CUDA build
+    commands = [line for line in text.splitlines() if line.startswith("pip install torch")]
+    assert commands
+    for line in commands:
+        assert "torch==" in line, line
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "torch==2.13.0" in ci and "torch.version.cuda" in ci

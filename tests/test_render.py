@@ -26,6 +26,7 @@ import deadrelu
 from deadrelu import export, render
 from deadrelu.findings import Finding, Severity
 from deadrelu.report import Report
+from deadrelu.wording import percent
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("DEADRELU_UPDATE_GOLDEN") == "1"
@@ -209,11 +210,16 @@ def test_sparkline() -> None:
     assert render.sparkline([100, 1]) == "█▁"  # a single unit still shows
 
 
-@pytest.mark.parametrize(("share", "text"), [
-    (0.0, "0%"), (0.004, "<1%"), (0.5, "50%"), (0.996, ">99%"), (1.0, "100%"),
+@pytest.mark.parametrize(("share", "places", "text"), [
+    (0.0, None, "0%"), (0.004, None, "0.4%"), (0.0083, None, "0.83%"), (0.5, None, "50%"),
+    (0.996, None, "99.6%"), (0.9996, None, "99.96%"), (1.0, None, "100%"), (0.123, None, "12%"),
+    (0.0, 1, "0.0%"), (0.123, 1, "12.3%"), (0.0004, 1, "0.04%"), (0.99996, 1, "99.996%"),
+    (1.0, 1, "100.0%"),
 ])
-def test_percent(share: float, text: str) -> None:
-    assert render.percent(share) == text
+def test_percent(share: float, places: int | None, text: str) -> None:
+    # one formatter for messages, tables and gates: a non-zero share never reads 0%,
+    # a partial one never 100%
+    assert percent(share, places) == text
 
 
 def test_verdict() -> None:

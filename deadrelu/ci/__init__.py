@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from deadrelu.ci.levels import finding_level
+
 if TYPE_CHECKING:
     from deadrelu.findings import Finding
     from deadrelu.gates import GateOutcome
@@ -91,19 +93,6 @@ class CheckRun:
         s = self.report.summary()
         return (f"{s['units']:,} units in {s['layers']} layers, {s['dead']:,} dead "
                 f"({s['dead_fraction'] * 100:.1f}%), {s['samples']:,} samples")
-
-
-def finding_level(finding: Finding, gated: list[Finding]) -> str:
-    """``error`` / ``warning`` / ``note``: how loudly CI formats show ``finding``.
-
-    ``error`` means "this fails the check": only findings a failed ``fail-on`` gate
-    matched. Every other finding is advice (``warning``, or ``note`` for ``info``
-    severity), whatever its own severity, since the build passes with it. SARIF uses
-    these levels as they are, GitHub annotations with ``note`` spelled ``notice``.
-    """
-    if finding in gated:
-        return "error"
-    return "note" if finding.severity.value == "info" else "warning"
 
 
 def strict_json(doc: Any) -> str:

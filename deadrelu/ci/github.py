@@ -65,7 +65,7 @@ def render_annotations(run: CheckRun, environ: Mapping[str, str] | None = None) 
     (No annotation has a ``line`` yet: a site records no source line of the user's
     code, and the model file the annotations point at is binary.)
     """
-    from deadrelu.ci import finding_level
+    from deadrelu.ci.levels import finding_level
 
     file = run.model_path
     gated = run.gated

@@ -74,7 +74,7 @@ def _fingerprint(*parts: str | None) -> str:
 def render_sarif(run: CheckRun) -> str:
     """The outcome and findings as a SARIF 2.1.0 log (JSON text)."""
     from deadrelu import __version__
-    from deadrelu.ci import finding_level
+    from deadrelu.ci.levels import finding_level
     from deadrelu.report import jsonable
 
     uri = artifact_uri(run.model_path) if run.model_path else None

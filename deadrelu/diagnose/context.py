@@ -29,120 +29,46 @@ step 4, else to ``saturation``.
 
 Sites after the first entirely dead layer whose units all have fire rate exactly
 0 or 1 see a constant input; they are *consequences* and get no findings of their own.
+
+After the causes, the model-wide patterns are computed once, in this order (each
+excludes the ones before it): entirely dead layers whose dead units are mostly
+unexplained (``init_dead_layers``, DR004), a dead share rising with depth
+(``depth_trend``, DR005), a deep, narrow stack with dead units spread through it
+(``deep_narrow``, DR014), and the sites these cover (``covered_by_initialization``,
+which DR010, DR013 and DR015 leave alone). Rules read them here and never import
+each other. The numbers behind every decision are in :mod:`.criteria`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deadrelu.analyzer import UnitState, UnitVerdicts
+from deadrelu.analyzer import CONFIDENCE, rule_out_rate
+from deadrelu.diagnose.criteria import (
+    BN_PIN,
+    COLLAPSE_ABS,
+    COLLAPSE_RATIO,
+    DEEP,
+    FLAT_RELU_KINDS,
+    INPUT_FAR,
+    INPUT_TINY,
+    NARROW,
+    SAT_LAYER,
+    SHRUNK,
+    SLOPED_KINDS,
+    SPREAD_SHARE,
+    TREND_FACTOR,
+    TREND_RISE,
+)
 from deadrelu.diagnose.datameta import InputSummary, input_summary, output_is_constant, output_range
-from deadrelu.findings import Severity
+from deadrelu.diagnose.site_view import SiteView
+from deadrelu.wording import percent, plural
 
 if TYPE_CHECKING:
-    from deadrelu.collector import SiteInfo
-    from deadrelu.report import Report
-
-#: A finding covering at least this share of a layer's units is an error...
-ERROR_SHARE = 0.25
-#: ...at least this share a warning, below it info.
-WARNING_SHARE = 0.05
-#: Incoming weight row norm of PyTorch's default Linear/Conv init (kaiming_uniform_(a=√5)): 1/√3.
-DEFAULT_INIT_NORM = 1.0 / math.sqrt(3.0)
-#: Weights and biases this many times the default init scale are a trace of large updates...
-GROWTH = 2.0
-#: ...as are biases alone this many times it.
-BIAS_GROWTH = 3.0
-#: Without a bias, weights alone must have grown this much (He init already gives ≈2.45×).
-GROWTH_NO_BIAS = 3.0
-#: A BatchNorm channel with ``beta <= -BN_PIN * |gamma|`` is pinned below zero.
-BN_PIN = 2.0
-#: A layer whose median weight row norm is at most this multiple of the default init has
-#: shrunk as a whole (weight decay); its dead units are put down to weight decay.
-SHRUNK = 0.3
-#: Weight scales from this multiple of the default init up to ``GROWTH`` read as "normal".
-NORMAL_LOW = 0.5
-#: A dead unit's weight norm at most this share of the live units' median has collapsed...
-COLLAPSE_RATIO = 0.1
-#: ...as has any row norm below this (1/20 of the default init scale).
-COLLAPSE_ABS = 0.03
-#: A bounded site with at least this share of all positions saturated has a saturation problem.
-SAT_LAYER = 0.5
-#: Input far from normalized: some feature's |mean| or std at least this...
-INPUT_FAR = 3.0
-#: ...or the overall std at most this (and not zero).
-INPUT_TINY = 0.01
-#: Activations whose negative region is exactly flat (a ReLU on the output clips it to ≥ 0).
-FLAT_RELU_KINDS = frozenset({"relu", "relu6", "threshold", "hardtanh"})
-#: Kinds whose negative side is a line with a (possibly learned, possibly negative) slope.
-SLOPED_KINDS = frozenset({"prelu", "rrelu", "leaky_relu"})
-#: Confidence used for "the smallest fire rate the scan can rule out".
-CONFIDENCE = 0.95
-
-
-def rule_out_rate(samples: int, confidence: float = CONFIDENCE) -> float:
-    """Smallest fire rate that ``samples`` samples with no firing rule out (≈ 3/n at 95%).
-
-    A unit firing with probability p stays unseen in n samples with probability
-    (1 - p)^n; that drops below 1 - confidence once p > 1 - (1 - confidence)^(1/n).
-    """
-    if samples <= 0:
-        return 1.0
-    return 1.0 - (1.0 - confidence) ** (1.0 / samples)
-
-
-def samples_needed(rate: float, confidence: float = CONFIDENCE) -> int:
-    """Samples needed so that a unit unseen firing fires on fewer than ``rate`` of inputs."""
-    if rate <= 0:
-        return 0
-    if rate >= 1:
-        return 1
-    return math.ceil(math.log(1.0 - confidence) / math.log(1.0 - rate))
-
-
-def pct(share: float) -> str:
-    """A share as a short percentage: ``19%``, ``0.83%``."""
-    value = 100.0 * share
-    if value == 0 or value >= 10:
-        return f"{value:.0f}%"
-    return f"{value:.2g}%"
-
-
-def pct_beside(share: float, other: float) -> str:
-    """``share`` as a percentage with enough digits to differ from ``pct(other)``."""
-    for digits in range(2, 7):
-        a, b = f"{100.0 * share:.{digits}g}%", f"{100.0 * other:.{digits}g}%"
-        if a != b:
-            return a
-    return pct(share)
-
-
-def num(x: float) -> str:
-    """A number in three significant digits, signed with a true minus sign when negative."""
-    if math.isnan(x) or math.isinf(x):
-        return f"{x}"
-    text = f"{x:.3g}" if x == 0 or 1e-3 <= abs(x) < 1e5 else f"{x:.2e}"
-    return text.replace("-", "−")
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 unit``, ``3 units``."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
-
-
-def severity_for(share: float) -> Severity:
-    """error at ≥ ERROR_SHARE of a layer's units, warning at ≥ WARNING_SHARE, else info."""
-    if share >= ERROR_SHARE:
-        return Severity.ERROR
-    if share >= WARNING_SHARE:
-        return Severity.WARNING
-    return Severity.INFO
+    from deadrelu.diagnose.subject import Subject
 
 
 def unit_list(indices: np.ndarray | list[int], limit: int = 32) -> list[int]:
@@ -150,199 +76,59 @@ def unit_list(indices: np.ndarray | list[int], limit: int = 32) -> list[int]:
     return [int(i) for i in list(indices)[:limit]]
 
 
-@dataclass(eq=False)
-class SiteView:
-    """One site as the rules see it: info, verdicts and its weight evidence."""
+def unexplained_share(view: SiteView) -> float:
+    """Share of the site's units that are dead with no specific cause."""
+    units = view.dead_causes.get("unexplained")
+    return len(units) / view.units if units is not None and view.units else 0.0
 
-    info: SiteInfo
-    verdicts: UnitVerdicts
-    samples: int
-    evidence: Mapping[str, Any]
-    layer: Mapping[str, Any] | None
-    norm: Mapping[str, Any] | None
-    dead_causes: dict[str, np.ndarray] = field(default_factory=dict)
-    saturation_causes: dict[str, np.ndarray] = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def units(self) -> int:
-        return self.info.units
-
-    def indices(self, state: UnitState) -> np.ndarray:
-        return np.flatnonzero(self.verdicts.state == state.value)
-
-    @cached_property
-    def dead(self) -> np.ndarray:
-        return self.indices(UnitState.DEAD)
-
-    @cached_property
-    def saturated(self) -> np.ndarray:
-        return self.indices(UnitState.SATURATED)
-
-    @cached_property
-    def always_on(self) -> np.ndarray:
-        return self.indices(UnitState.ALWAYS_ON)
-
-    @property
-    def all_dead(self) -> bool:
-        return self.info.can_die and self.units > 0 and len(self.dead) == self.units
-
-    @property
-    def direct(self) -> bool:
-        return bool(self.evidence.get("direct"))
-
-    # -- weights ------------------------------------------------------------------------
-
-    @cached_property
-    def weight_norm(self) -> np.ndarray | None:
-        values = self.layer.get("weight_norm") if self.layer else None
-        return np.asarray(values, dtype=float) if values is not None else None
-
-    @cached_property
-    def bias(self) -> np.ndarray | None:
-        values = self.layer.get("bias") if self.layer else None
-        return np.asarray(values, dtype=float) if values is not None else None
-
-    @property
-    def weight_norm_median(self) -> float | None:
-        wn = self.weight_norm
-        return float(np.median(wn)) if wn is not None and wn.size else None
-
-    @property
-    def fan_in(self) -> int:
-        return int(self.layer.get("fan_in", 0)) if self.layer else 0
-
-    @property
-    def weight_growth(self) -> float | None:
-        """Median incoming row norm over PyTorch's default-init norm (1/√3)."""
-        wn = self.weight_norm
-        return float(np.median(wn)) / DEFAULT_INIT_NORM if wn is not None and wn.size else None
-
-    @property
-    def bias_growth(self) -> float | None:
-        """Mean |bias| over that of PyTorch's default init (U(±1/√fan_in): 0.5/√fan_in)."""
-        b = self.bias
-        if b is None or not b.size or self.fan_in <= 0:
-            return None
-        return float(np.mean(np.abs(b))) / (0.5 / math.sqrt(self.fan_in))
-
-    @property
-    def update_trace(self) -> bool:
-        """The layer's biases (or weights and biases) grew far beyond the default init scale."""
-        gw, gb = self.weight_growth, self.bias_growth
-        if gw is None:
-            return False
-        if gb is None:
-            return gw >= GROWTH_NO_BIAS
-        return gb >= BIAS_GROWTH or (gw >= GROWTH and gb >= GROWTH)
-
-    @property
-    def bias_floor(self) -> float:
-        """Twice the most negative bias PyTorch's default init draws (-1/√fan_in)."""
-        return -2.0 / math.sqrt(self.fan_in) if self.fan_in > 0 else -math.inf
-
-    def pinned_by_bias(self, units: np.ndarray) -> np.ndarray:
-        """Per unit: bias below :attr:`bias_floor` and more negative than the weight norm."""
-        if self.bias is None or self.weight_norm is None:
-            return np.zeros(len(units), dtype=bool)
-        b = self.bias[units]
-        return (b <= self.bias_floor) & (b <= -self.weight_norm[units])
-
-    @property
-    def saturated_share(self) -> float:
-        """Share of all positions of the site in a flat region (mean of the per-unit rates)."""
-        rates = self.verdicts.saturated_rate
-        return float(np.mean(rates)) if rates.size else 0.0
-
-    @property
-    def mean_abs(self) -> float:
-        """Average over units of the mean |output|."""
-        values = self.verdicts.mean_abs
-        return float(np.mean(values)) if values.size else 0.0
-
-    # -- phrases for messages -----------------------------------------------------------
-
-    @property
-    def label(self) -> str:
-        """```net.1` (nn.ReLU)`` or ```<model>:relu` (F.relu)``."""
-        cls = self.evidence.get("activation_class")
-        return f"`{self.name}` ({cls or self.info.op})"
-
-    @property
-    def layer_label(self) -> str | None:
-        path = self.evidence.get("layer")
-        return f"`{path}` ({self.layer['class']})" if path and self.layer else None
-
-    @property
-    def norm_label(self) -> str | None:
-        path = self.evidence.get("norm")
-        return f"`{path}` ({self.norm['class']})" if path and self.norm else None
-
-    def replace_with(self, new_module: str, new_function: str) -> str:
-        """"replace X with Y" naming the module, or the call site of a functional activation."""
-        if self.info.op == "module":
-            return f"replace {self.label} with {new_module}"
-        owner = self.info.module
-        where = "the model's forward" if owner == "<model>" else f"`{owner}`'s forward"
-        cls = self.evidence.get("owner_class")
-        if cls and owner != "<model>":
-            where += f" ({cls})"
-        call_site = self.evidence.get("call_site")
-        if call_site:
-            where += f" at {call_site}"
-        return f"replace the `{self.info.op}` call in {where} (site `{self.name}`) with {new_function}"
-
-    def leaky_fix(self) -> str | None:
-        """The LeakyReLU swap, for ReLU-like kinds only."""
-        if self.info.kind not in FLAT_RELU_KINDS:
-            return None
-        return self.replace_with("nn.LeakyReLU(0.01)", "F.leaky_relu(x, 0.01)")
+def site_views(subject: Subject) -> list[SiteView]:
+    """Each site joined with its verdicts and the evidence of the layer (or BatchNorm)
+    feeding it, when that layer feeds it directly and has the site's width."""
+    evidence = subject.evidence or {}
+    layers: Mapping[str, Any] = evidence.get("layers") or {}
+    site_ev: Mapping[str, Any] = evidence.get("sites") or {}
+    views = []
+    for s in subject.sites:
+        ev = site_ev.get(s.info.name) or {}
+        layer = layers.get(str(ev.get("layer"))) if ev.get("layer") else None
+        norm = layers.get(str(ev.get("norm"))) if ev.get("norm") else None
+        if not ev.get("direct"):
+            layer = norm = None  # an op between (e.g. a residual sum): the weights alone do not decide
+        if layer is not None and int(layer.get("units", -1)) != s.info.units:
+            layer = None
+        if norm is not None and int(norm.get("units", -1)) != s.info.units:
+            norm = None
+        views.append(SiteView(s.info, subject.verdicts[s.info.name], s.stats.samples, ev, layer, norm))
+    return views
 
 
 class Context:
-    """A report prepared for the rules (see the module docstring)."""
+    """A diagnosis subject prepared for the rules (see the module docstring)."""
 
-    def __init__(self, report: Report) -> None:
-        self.report = report
-        self.thresholds = report.thresholds
-        self.meta: Mapping[str, Any] = report.meta
+    def __init__(self, subject: Subject) -> None:
+        self.thresholds = subject.thresholds
         #: how the model was trained, from its checkpoint (see deadrelu.loading.recipe)
-        recipe = report.meta.get("recipe")
+        recipe = subject.recipe
         self.recipe: Mapping[str, Any] | None = recipe if isinstance(recipe, Mapping) else None
         #: dead units per site in freshly initialized copies (deadrelu.init_compare), per run
-        init = report.meta.get("init")
+        init = subject.init
         init_layers = init.get("layers") if isinstance(init, Mapping) else None
         self.init_dead: dict[str, list[int]] = (
             {str(k): [int(x) for x in v] for k, v in init_layers.items()}
             if isinstance(init_layers, Mapping) else {})
         self.init_method: str = str(init.get("method", "")) if isinstance(init, Mapping) else ""
-        evidence = report.evidence or {}
-        self.evidence: Mapping[str, Any] = evidence
-        layers: Mapping[str, Any] = evidence.get("layers") or {}
-        site_ev: Mapping[str, Any] = evidence.get("sites") or {}
-        verdicts = report.verdicts
-        self.sites: list[SiteView] = []
-        for s in report.sites:
-            ev = site_ev.get(s.info.name) or {}
-            layer = layers.get(str(ev.get("layer"))) if ev.get("layer") else None
-            norm = layers.get(str(ev.get("norm"))) if ev.get("norm") else None
-            if not ev.get("direct"):
-                layer = norm = None  # an op between (e.g. a residual sum): the weights alone do not decide
-            if layer is not None and int(layer.get("units", -1)) != s.info.units:
-                layer = None
-            if norm is not None and int(norm.get("units", -1)) != s.info.units:
-                norm = None
-            self.sites.append(SiteView(s.info, verdicts[s.info.name], s.stats.samples, ev, layer, norm))
+        self.evidence: Mapping[str, Any] = subject.evidence or {}
+        self.sites: list[SiteView] = site_views(subject)
         self.by_name = {v.name: v for v in self.sites}
-        self.samples = report.samples
+        self.samples = subject.samples
         self.rule_out = rule_out_rate(self.samples)
-        self.input: InputSummary | None = input_summary(self.meta)
-        self.output_constant = output_is_constant(self.meta)
-        self.output_range = output_range(self.meta)
-        producer = (self.meta.get("output") or {}).get("producer")
+        self.input: InputSummary | None = input_summary(subject.data)
+        self.output_constant = output_is_constant(subject.data)
+        self.output_range = output_range(subject.data)
+        #: which site made the model's output and whether directly (``{"producer", "direct"}``)
+        self.output: Mapping[str, Any] = subject.output or {}
+        producer = self.output.get("producer")
         self.output_site: SiteView | None = self.by_name.get(producer) if producer else None
         self.first_site: SiteView | None = self.sites[0] if self.sites else None
         self.first_dead: SiteView | None = next((v for v in self.sites if v.all_dead), None)
@@ -352,6 +138,7 @@ class Context:
         self.input_chain: list[SiteView] = self._input_chain()
         for view in self.diagnosable:
             self._assign(view)
+        self._find_patterns()
 
     # -- model-wide facts -----------------------------------------------------------------
 
@@ -370,8 +157,7 @@ class Context:
         if not self.input_far or not self.sites:
             return []
         first = self.sites[0]
-        bounded = first.info.sat_low is not None or first.info.sat_high is not None
-        saturating = bounded and (len(first.saturated) > 0 or first.saturated_share >= SAT_LAYER)
+        saturating = first.info.bounded and (len(first.saturated) > 0 or first.saturated_share >= SAT_LAYER)
         if not (first.info.can_die and len(first.dead)) and not saturating:
             return []  # the first layer copes with the input: no evidence against its scale
         chain = [first]
@@ -409,6 +195,62 @@ class Context:
             text += "; the output still varies, so a skip path bypasses it"
         return text
 
+    # -- model-wide patterns --------------------------------------------------------------
+
+    def _find_patterns(self) -> None:
+        """The model-wide patterns, each computed once: several rules read them."""
+        self.relu_chain: list[SiteView] = [v for v in self.diagnosable if v.info.can_die
+                                           and v is not self.output_site and v.units]
+        #: entirely dead sites whose dead units are mostly unexplained by training damage (DR004)
+        self.init_dead_layers: list[SiteView] = [
+            v for v in self.diagnosable
+            if v.all_dead and v is not self.output_site and unexplained_share(v) > 0.5]
+        #: the ReLU chain when its dead share rises sharply with depth (DR005), else ``None``
+        self.depth_trend: list[SiteView] | None = (
+            None if self.init_dead_layers else self._depth_trend())
+        #: the ReLU chain when a deep, narrow stack has dead units spread through it (DR014)
+        self.deep_narrow: list[SiteView] | None = (
+            None if self.init_dead_layers or self.depth_trend is not None
+            else self._deep_narrow())
+        #: whether a model-wide initialization finding (DR004, DR005 or DR014) applies
+        self.init_pattern = bool(self.init_dead_layers) or self.depth_trend is not None \
+            or self.deep_narrow is not None
+        #: sites whose unexplained dead units those findings cover
+        self.covered_by_initialization: set[str] = self._covered_by_initialization()
+
+    def _depth_trend(self) -> list[SiteView] | None:
+        chain = self.relu_chain
+        if len(chain) < 4:
+            return None
+        shares = [unexplained_share(v) for v in chain]
+        half = len(chain) // 2
+        shallow, deep = float(np.mean(shares[:half])), float(np.mean(shares[half:]))
+        if deep >= shallow + TREND_RISE and deep >= TREND_FACTOR * shallow:
+            return chain
+        return None
+
+    def _deep_narrow(self) -> list[SiteView] | None:
+        """Lu et al. (2019): the deeper and narrower a ReLU net, the likelier that
+        initialization alone leaves units, then whole layers, dead — with or without a
+        clean rise with depth (which DR005 reports)."""
+        chain = self.relu_chain
+        if len(chain) < DEEP or min(v.units for v in chain) > NARROW:
+            return None
+        shares = [unexplained_share(v) for v in chain]
+        if sum(1 for s in shares if s > 0) < 2 or float(np.mean(shares)) < SPREAD_SHARE:
+            return None
+        return chain
+
+    def _covered_by_initialization(self) -> set[str]:
+        covered = {v.name for v in self.init_dead_layers}
+        for chain in (self.depth_trend, self.deep_narrow):
+            if chain is not None:
+                covered.update(v.name for v in chain)
+        first = self.first_dead
+        if first is not None and first.name in covered:
+            covered.update(v.name for v in self.sites if v.info.order < first.info.order)
+        return covered
+
     # -- per-unit causes ------------------------------------------------------------------
 
     def _assign(self, view: SiteView) -> None:
@@ -416,12 +258,11 @@ class Context:
         if len(dead) and view.info.can_die:
             view.dead_causes = self._dead_causes(view, dead)
         sat = view.saturated
-        bounded = view.info.sat_low is not None or view.info.sat_high is not None
         problem = len(sat) > 0 or view.saturated_share >= SAT_LAYER
         # a tanh/sigmoid inside an inline composite (x * sigmoid(1.702 * x)) saturates by
         # design wherever the composite is linear or zero: not a problem of its own
         inline = view.info.part_of is not None
-        if bounded and problem and view is not self.output_site and not inline:
+        if view.info.bounded and problem and view is not self.output_site and not inline:
             key = "input_scale" if view in self.input_chain else "saturation"
             view.saturation_causes = {key: sat}
 
@@ -479,9 +320,18 @@ class Context:
         # "never fired" means there
         sloped = (" (their pre-activation never crossed zero: they act linearly with the "
                   "negative-side slope)" if view.info.kind in SLOPED_KINDS else "")
-        return (f"{count} of {view.units} units ({pct(count / view.units)}) of {view.label} "
+        return (f"{count} of {view.units} units ({percent(count / view.units)}) of {view.label} "
                 f"never fired on {plural(view.samples, 'sample')}{sloped} (so each fires on < "
-                f"{pct(self.rule_out)} of inputs, {CONFIDENCE:.0%} confidence)")
+                f"{percent(self.rule_out)} of inputs, {CONFIDENCE:.0%} confidence)")
+
+    def saturation_phrase(self, view: SiteView, units: np.ndarray) -> str:
+        """"41% of all activations of `x` sit in the flat region (...); 3 of 64 units on ≥99% of positions"."""
+        text = (f"{percent(view.saturated_share)} of all activations of {view.label} sit in the "
+                f"flat region ({view.flat_band}) over {plural(view.samples, 'sample')}")
+        if len(units):
+            text += (f"; {len(units)} of {view.units} units ({percent(len(units) / view.units)}) "
+                     f"are saturated on ≥{percent(self.thresholds.saturated)} of positions")
+        return text
 
     def base_evidence(self, view: SiteView, units: np.ndarray) -> dict[str, Any]:
         """The numbers every per-layer finding carries."""

@@ -1,15 +1,16 @@
 """Derived views of the data statistics in ``report.meta`` (pure Python, torch-free).
 
-:class:`deadrelu.diagnose.datastats.DataStats` stores raw sums, minima and maxima
-under ``meta["input_stats"]`` and ``meta["output_stats"]``. This module turns them
-into means and standard deviations, decides whether the model's output was
-constant, and merges the raw form of reports over disjoint data.
+:class:`deadrelu.datastats.DataStats` stores raw sums, minima and maxima under
+``meta["input_stats"]`` and ``meta["output_stats"]`` (and merges them,
+:func:`deadrelu.datastats.merge_data_meta`). This module turns them into means
+and standard deviations for the diagnosis, and decides whether the model's
+output was constant.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,30 +131,3 @@ def output_is_constant(meta: Mapping[str, Any]) -> bool:
         return False
     spread, scale = rng
     return spread <= CONSTANT_RTOL * scale or spread == 0.0
-
-
-def merge_data_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Exact merge of ``input_stats``/``output_stats`` (and ``tokens``) of reports over disjoint data.
-
-    Returns the merged entries (only those every report has with the same shape).
-    """
-    out: dict[str, Any] = {}
-    for key in ("input_stats", "output_stats"):
-        parts: list[Mapping[str, Any]] = [m[key] for m in metas if isinstance(m.get(key), Mapping)]
-        if not parts or len(parts) != len(metas):
-            continue
-        first = parts[0]
-        if any(p.get("shape") != first.get("shape")
-               or len(p.get("min", [])) != len(first.get("min", [])) for p in parts):
-            continue
-        merged = dict(first)
-        merged["samples"] = sum(int(p.get("samples", 0)) for p in parts)
-        for name in ("count", "sum", "sumsq"):
-            if name in first:
-                merged[name] = [sum(v) for v in zip(*(p[name] for p in parts), strict=True)]
-        merged["min"] = [min(v) for v in zip(*(p["min"] for p in parts), strict=True)]
-        merged["max"] = [max(v) for v in zip(*(p["max"] for p in parts), strict=True)]
-        out[key] = merged
-    if metas and all("tokens" in m for m in metas):  # real (unpadded) tokens of text data
-        out["tokens"] = sum(int(m["tokens"]) for m in metas)
-    return out

@@ -1,4 +1,4 @@
-"""``diagnose(report)``: run every selected rule over a report. Pure: never touches a model."""
+"""``diagnose(subject)``: run every selected rule over a report's facts. Pure: never touches a model."""
 
 from __future__ import annotations
 
@@ -12,22 +12,26 @@ from deadrelu.findings import Finding
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from deadrelu.report import Report
+    from deadrelu.diagnose.subject import Subject
 
 
-def diagnose(report: Report, selection: Selection | Mapping[str, Any] | None = None) -> list[Finding]:
-    """Findings for ``report``: most severe first, then in forward order (model-wide first).
+def diagnose(subject: Subject, selection: Selection | Mapping[str, Any] | None = None) -> list[Finding]:
+    """Findings for ``subject``: most severe first, then in forward order (model-wide first).
+
+    A report's findings are computed by ``deadrelu.report.diagnosed(report)``, which
+    builds the subject; this function is the engine behind it.
 
     Args:
-        report: a scan report (statistics, thresholds, weight evidence, metadata).
-        selection: which rules to report; default: ``report.meta["selection"]`` if the scan
-            stored one, else every rule.
+        subject: what the rules read (statistics, verdicts, thresholds, weight evidence,
+            data statistics; see :class:`~deadrelu.diagnose.subject.Subject`).
+        selection: which rules to report; default: ``subject.selection`` if the scan stored
+            one, else every rule.
 
     Raises:
         ConfigError: the selection names a code or prefix that matches no rule.
     """
-    chosen = Selection.coerce(selection if selection is not None else report.meta.get("selection"))
-    ctx = Context(report)
+    chosen = Selection.coerce(selection if selection is not None else subject.selection)
+    ctx = Context(subject)
     findings: list[Finding] = []
     for rule in RULES:
         if chosen is not None and chosen.select is not None and not chosen.enabled(rule.code):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from deadrelu.diagnose.context import rule_out_rate, samples_needed
+from deadrelu.analyzer import rule_out_rate, samples_needed
 from deadrelu.errors import ConfigError, ModelError
 from deadrelu.fix import measure
 from deadrelu.fix.constant import constant_units
@@ -169,7 +169,7 @@ def prune(
             model, one-shot data, torch-pruning missing.
         ModelError: the model cannot be traced or run, or a removal changed the output.
     """
-    from deadrelu.scanning import model_signature, unwrap
+    from deadrelu.identity import model_signature, unwrap
 
     measure.reiterable(data)
     model, _ = unwrap(model)

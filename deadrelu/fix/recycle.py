@@ -165,13 +165,13 @@ def recycle(
     skipped: list[SkippedUnits] = []
     if not selected:
         return RecycleResult((), (), definition, tau)
-    graph, why = _trace(model)
+    traces: dict[str, tuple[GraphModule | None, str | None]] = {}
     plans: list[tuple[_Path, list[int]]] = []
     for site in report.sites:
         units = selected.get(site.info.name)
         if not units:
             continue
-        path, reason = (None, why) if graph is None else _path(model, graph, site)
+        path, reason = _find_path(model, site, traces)
         if path is None:
             skipped.append(SkippedUnits(site.info.name, tuple(units), str(reason)))
             continue
@@ -185,6 +185,34 @@ def recycle(
     if optimizer is not None:
         _zero_state(optimizer, touched)
     return RecycleResult(tuple(recycled), tuple(skipped), definition, tau)
+
+
+def _find_path(model: nn.Module, site: Site,
+               traces: dict[str, tuple[GraphModule | None, str | None]],
+               ) -> tuple[_Path | None, str | None]:
+    """The site's producer and readers, from a trace of the whole model or else of the
+    outermost module around the site that torch.fx can trace.
+
+    A LightningModule with no ``forward`` of its own, or a wrapper whose forward branches
+    on data, cannot be traced, while the network inside it can. Inside a submodule's
+    trace, an activation whose output leaves that submodule "reaches the output" and is
+    skipped, as it would be at the model's output: readers outside are unknown.
+    """
+    info = site.info
+    parts = info.module.split(".") if info.module not in ("", "<model>") else []
+    if info.op == "module":
+        parts = parts[:-1]  # the activation module itself is not a scope to trace
+    first_reason = None
+    for depth in range(len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        if prefix not in traces:
+            traces[prefix] = _trace(model.get_submodule(prefix) if prefix else model)
+        graph, why = traces[prefix]
+        if graph is None:
+            first_reason = first_reason or why
+            continue
+        return _path(graph, site, prefix)
+    return None, first_reason
 
 
 def _trace(model: nn.Module) -> tuple[GraphModule | None, str | None]:
@@ -220,9 +248,13 @@ def _node_site(graph: GraphModule) -> dict[tuple[str, int], Node]:
     return found
 
 
-def _path(model: nn.Module, graph: GraphModule, site: Site) -> tuple[_Path | None, str | None]:
+def _path(graph: GraphModule, site: Site, prefix: str = "") -> tuple[_Path | None, str | None]:
+    """The site's path in ``graph``, a trace of the submodule at ``prefix`` ("" the model)."""
     info = site.info
-    base = info.module if info.op == "module" else f"{info.module}:{info.kind}"
+    module_name = info.module
+    if prefix:  # names inside the submodule's trace are relative to it
+        module_name = module_name[len(prefix) + 1:] or "<model>"
+    base = module_name if info.op == "module" else f"{module_name}:{info.kind}"
     node = _node_site(graph).get((base, info.call_index))
     if node is None:
         return None, "the activation call was not found in the traced graph"
@@ -244,9 +276,12 @@ def _path(model: nn.Module, graph: GraphModule, site: Site) -> tuple[_Path | Non
     for reader_name, reader in readers:
         if _width(reader, 1) % channels:
             return None, f"{reader_name} reads {_width(reader, 1)} inputs, not a multiple of {channels}"
-    name = str(source.target)  # type: ignore[union-attr]
+    def full(name: str) -> str:
+        return f"{prefix}.{name}" if prefix else name
+
+    name = full(str(source.target))  # type: ignore[union-attr]
     assert module is not None
-    return _Path(module, name, norm, tuple(readers)), None
+    return _Path(module, name, norm, tuple((full(n), m) for n, m in readers)), None
 
 
 def _width(module: nn.Module | None, dim: int) -> int:
@@ -283,7 +318,7 @@ def _readers(graph: GraphModule, start: Node) -> tuple[list[tuple[str, nn.Module
             elif _passes(module, user):
                 todo.append(user)
             elif user.op == "output":
-                return [], "it reaches the model's output"
+                return [], "it reaches the output of the model (or of the traced module around it)"
             else:
                 what = user.target if user.op == "call_module" else _name(user.target)
                 return [], f"it flows into {what}, which is not a layer whose input weights can be zeroed"

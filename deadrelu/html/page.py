@@ -86,7 +86,7 @@ def check_error_page(model_label: str, message: str) -> str:
 def trend_page(trend: Trend, source: str) -> str:
     """A whole HTML document for ``deadrelu track``: trend chart, table, jumps, latest report."""
     from deadrelu.gates import units_list
-    from deadrelu.track import MODEL
+    from deadrelu.wording import MODEL
 
     steps = trend.steps
     wide = trend.table()
@@ -206,7 +206,7 @@ def _report_body(report: Report, level: int = 2) -> str:
 
 
 def _header(report: Report) -> str:
-    from deadrelu.diagnose.context import rule_out_rate
+    from deadrelu.analyzer import rule_out_rate
     from deadrelu.render import header_rows, summary_line
 
     rows = header_rows(report)

@@ -6,21 +6,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from deadrelu.diagnose.context import (
-    COLLAPSE_ABS,
-    FLAT_RELU_KINDS,
-    Context,
-    SiteView,
-    num,
-    pct,
-    plural,
-    severity_for,
-)
+from deadrelu.diagnose.context import Context
+from deadrelu.diagnose.criteria import COLLAPSE_ABS, FLAT_RELU_KINDS, severity_for
 from deadrelu.diagnose.registry import rule
 from deadrelu.findings import Finding, Severity
+from deadrelu.wording import num, percent, plural
 
-#: Weights this many times PyTorch's default init scale are "large" for a bounded activation.
-LARGE_INIT = 3.0
 #: An always-on share at which the layer counts as mostly linear.
 MOSTLY_LINEAR = 0.5
 
@@ -47,7 +38,7 @@ def relu_on_output(ctx: Context) -> Iterator[Finding]:
     view = ctx.output_site
     if view is None or view.info.kind not in FLAT_RELU_KINDS:
         return
-    direct = bool((ctx.meta.get("output") or {}).get("direct", True))
+    direct = bool(ctx.output.get("direct", True))
     how = "straight from" if direct else "through an elementwise op from"
     message = f"the model's output comes {how} {view.label}: it can never be below {num(view.info.level)}"
     n_dead = len(view.dead)
@@ -69,42 +60,6 @@ def relu_on_output(ctx: Context) -> Iterator[Finding]:
         {"units": view.units, "dead": n_dead, "unit_indices": [int(i) for i in view.dead[:32]],
          "samples": view.samples, "direct": direct, "kind": view.info.kind},
     )
-
-
-def _band(view: SiteView) -> str:
-    lo, hi = view.info.sat_low, view.info.sat_high
-    if lo is not None and hi is not None:
-        return f"output ≤ {num(lo)} or ≥ {num(hi)}"
-    if hi is not None:
-        return f"output at its ceiling {num(hi)}"
-    return f"output at its floor {num(lo or 0.0)}"
-
-
-def saturation_phrase(ctx: Context, view: SiteView, units: np.ndarray) -> str:
-    """"41% of all activations of `x` sit in the flat region (...); 3 of 64 units on ≥99% of positions"."""
-    text = (f"{pct(view.saturated_share)} of all activations of {view.label} sit in the flat region "
-            f"({_band(view)}) over {plural(view.samples, 'sample')}")
-    if len(units):
-        text += (f"; {len(units)} of {view.units} units ({pct(len(units) / view.units)}) are "
-                 f"saturated on ≥{pct(ctx.thresholds.saturated)} of positions")
-    return text
-
-
-def _scale_fix(view: SiteView) -> str | None:
-    """Re-initialization advice when the feeding layer's weights or biases are far above default."""
-    gw, gb = view.weight_growth, view.bias_growth
-    large = []
-    if gw is not None and gw >= LARGE_INIT:
-        large.append(f"weights are {gw:.1f}×")
-    if gb is not None and gb >= LARGE_INIT:
-        large.append(f"biases are {gb:.1f}×")
-    if not large or not view.layer_label:
-        return None
-    # calculate_gain only knows nonlinearity names; 'linear' gives gain 1.0
-    gain = {"sigmoid": "sigmoid", "tanh": "tanh"}.get(view.info.kind, "linear")
-    return (f"re-initialize {view.layer_label}: nn.init.xavier_uniform_(w, "
-            f"gain=nn.init.calculate_gain('{gain}')) and zero biases (its "
-            f"{' and its '.join(large)} PyTorch's default init scale)")
 
 
 @rule(
@@ -134,7 +89,7 @@ def saturated_units(ctx: Context) -> Iterator[Finding]:
         if units is None:
             continue
         share = max(len(units) / view.units, view.saturated_share)
-        parts = [saturation_phrase(ctx, view, units)]
+        parts = [ctx.saturation_phrase(view, units)]
         gw, gb = view.weight_growth, view.bias_growth
         if view.layer_label and gw is not None:
             scale = f"median row norm {num(view.weight_norm_median or 0.0)} ({gw:.1f}× PyTorch's default init)"
@@ -142,7 +97,7 @@ def saturated_units(ctx: Context) -> Iterator[Finding]:
                 scale += f", mean |bias| {gb:.1f}× the default"
             parts.append(f"incoming weights of {view.layer_label}: {scale}")
         fixes = []
-        rescale = _scale_fix(view)
+        rescale = view.scale_fix()
         if rescale:
             fixes.append(rescale)
         if view.norm is None:
@@ -183,9 +138,7 @@ def saturated_units(ctx: Context) -> Iterator[Finding]:
         (nn.ReLU) fired at ≥99% of positions ...".""",
 )
 def always_on_units(ctx: Context) -> Iterator[Finding]:
-    from deadrelu.diagnose.rules.dead_units import covered_by_initialization
-
-    covered = covered_by_initialization(ctx)
+    covered = ctx.covered_by_initialization
     for view in ctx.diagnosable:
         units = view.always_on
         if view.weight_norm is not None and len(view.weight_norm) == view.units and len(units):
@@ -196,8 +149,8 @@ def always_on_units(ctx: Context) -> Iterator[Finding]:
         if view.name in covered or "input_scale" in view.dead_causes:
             continue
         share = len(units) / view.units
-        message = (f"{len(units)} of {view.units} units ({pct(share)}) of {view.label} fired at "
-                   f"≥{pct(ctx.thresholds.always_on)} of positions over {plural(view.samples, 'sample')}: for "
+        message = (f"{len(units)} of {view.units} units ({percent(share)}) of {view.label} fired at "
+                   f"≥{percent(ctx.thresholds.always_on)} of positions over {plural(view.samples, 'sample')}: for "
                    "them the activation is the identity (they act linearly)")
         b = view.bias
         evidence = {"units": view.units, "count": len(units), "share": share,

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from deadrelu.analyzer import UnitState
-from deadrelu.diagnose.context import (
-    CONFIDENCE,
+from deadrelu.analyzer import CONFIDENCE, UnitState, samples_needed
+from deadrelu.diagnose.context import Context
+from deadrelu.diagnose.criteria import (
     INPUT_FAR,
     INPUT_TINY,
-    Context,
-    num,
-    pct,
-    pct_beside,
-    plural,
-    samples_needed,
     severity_for,
 )
 from deadrelu.diagnose.datameta import InputSummary
 from deadrelu.diagnose.registry import rule
-from deadrelu.diagnose.rules.activations import saturation_phrase
 from deadrelu.findings import Finding, Severity
+from deadrelu.wording import num, percent, percent_beside, plural
 
 
 @rule(
@@ -62,7 +56,7 @@ def unnormalized_input(ctx: Context) -> Iterator[Finding]:
         if dead is not None:
             parts.append(ctx.dead_phrase(view, n_dead))
         if sat is not None:
-            parts.append(saturation_phrase(ctx, view, sat))
+            parts.append(ctx.saturation_phrase(view, sat))
         n_on = len(view.always_on)
         if n_on:
             parts.append(f"{plural(n_on, 'unit')} fire{'s' if n_on == 1 else ''} on every input "
@@ -136,15 +130,15 @@ def too_few_samples(ctx: Context) -> Iterator[Finding]:
     need = samples_needed(rare)
     total = sum(dead.values())
     message = (f"only {plural(ctx.samples, 'sample')} scanned: a unit never seen firing may still "
-               f"fire on up to {pct_beside(ctx.rule_out, rare)} of inputs ({CONFIDENCE:.0%} "
-               f"confidence, 1 − 0.05^(1/n)), above the {pct(rare)} 'rare' threshold; "
+               f"fire on up to {percent_beside(ctx.rule_out, rare)} of inputs ({CONFIDENCE:.0%} "
+               f"confidence, 1 − 0.05^(1/n)), above the {percent(rare)} 'rare' threshold; "
                f"{plural(total, 'dead verdict')} in {plural(len(dead), 'layer')} rest on this")
     always = sum(len(v.always_on) for v in ctx.sites if v.info.can_die)
     if always and ctx.samples < samples_needed(1.0 - ctx.thresholds.always_on):
         # with few samples, "fired on ≥99% of positions" is as weak as "never fired"
         message += f", and so do {plural(always, 'always-on verdict')}"
     fix = (f"scan at least {need} samples (e.g. `--limit {need}` with more data) to rule out fire "
-           f"rates above {pct(rare)} before acting on the dead units")
+           f"rates above {percent(rare)} before acting on the dead units")
     # below ~29 samples a "dead" unit may fire on one input in ten: no verdict stands
     severity = Severity.ERROR if ctx.rule_out >= FIRM_BOUND else Severity.WARNING
     yield Finding(

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from deadrelu.diagnose.advice import lr_fix, weight_decay_fix
-from deadrelu.diagnose.context import (
+from deadrelu.diagnose.context import Context
+from deadrelu.diagnose.criteria import (
     BN_PIN,
     COLLAPSE_ABS,
     COLLAPSE_RATIO,
@@ -22,15 +23,12 @@ from deadrelu.diagnose.context import (
     NORMAL_LOW,
     SHRUNK,
     WARNING_SHARE,
-    Context,
-    SiteView,
-    num,
-    pct,
-    plural,
     severity_for,
 )
 from deadrelu.diagnose.registry import rule
+from deadrelu.diagnose.site_view import SiteView
 from deadrelu.findings import Finding, Severity
+from deadrelu.wording import num, percent, plural
 
 #: Without a specific cause, a layer is an error only when at least half of it is dead.
 UNEXPLAINED_ERROR_SHARE = 0.5
@@ -245,20 +243,6 @@ def dead_pinned_by_batchnorm(ctx: Context) -> Iterator[Finding]:
         )
 
 
-def covered_by_initialization(ctx: Context) -> set[str]:
-    """Sites whose unexplained dead units a model-wide initialization finding (DR004/5/14) covers."""
-    from deadrelu.diagnose.rules.depth import deep_narrow, depth_trend, init_dead_layers
-
-    covered = {v.name for v in init_dead_layers(ctx)}
-    for chain in (depth_trend(ctx), deep_narrow(ctx)):
-        if chain is not None:
-            covered.update(v.name for v in chain)
-    first = ctx.first_dead
-    if first is not None and first.name in covered:
-        covered.update(v.name for v in ctx.sites if v.info.order < first.info.order)
-    return covered
-
-
 @rule(
     code="DR013",
     name="dead-units",
@@ -278,7 +262,7 @@ def covered_by_initialization(ctx: Context) -> set[str]:
         weights: "23 of 128 units (18%) of `net.5` (nn.ReLU) never fired on 360 samples ...".""",
 )
 def dead_units(ctx: Context) -> Iterator[Finding]:
-    covered = covered_by_initialization(ctx)
+    covered = ctx.covered_by_initialization
     for view in ctx.diagnosable:
         units = view.dead_causes.get("unexplained")
         if units is None or view.name in covered:
@@ -346,7 +330,7 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
 def dead_from_initialization(ctx: Context) -> Iterator[Finding]:
     if not ctx.init_dead:
         return
-    covered = covered_by_initialization(ctx)
+    covered = ctx.covered_by_initialization
     for view in ctx.diagnosable:
         units = view.dead_causes.get("unexplained")
         born = ctx.born_dead(view)
@@ -357,7 +341,7 @@ def dead_from_initialization(ctx: Context) -> Iterator[Finding]:
         runs = ctx.init_dead.get(view.name, [])
         counts = ", ".join(str(n) for n in runs[:-1]) + (" and " if len(runs) > 1 else "") + \
             str(runs[-1])
-        message = (f"{count} of {view.units} units ({pct(count / view.units)}) of {view.label} "
+        message = (f"{count} of {view.units} units ({percent(count / view.units)}) of {view.label} "
                    f"were dead from initialization, not killed by training: freshly "
                    f"initialized copies leave {counts} units dead here on the same data, and "
                    f"the trained model has {len(units)} that never fired on "

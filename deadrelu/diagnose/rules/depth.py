@@ -6,83 +6,17 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from deadrelu.diagnose.context import DEFAULT_INIT_NORM, SHRUNK, Context, SiteView, num, pct, plural
+from deadrelu.diagnose.context import Context, unexplained_share
+from deadrelu.diagnose.criteria import DEEP, DEFAULT_INIT_NORM, NARROW, SHRUNK
 from deadrelu.diagnose.registry import rule
+from deadrelu.diagnose.site_view import SiteView
 from deadrelu.findings import Finding, Severity
-
-#: A depth trend: the deeper half's mean dead share exceeds the shallower half's by this...
-TREND_RISE = 0.25
-#: ...and is at least this many times it.
-TREND_FACTOR = 2.0
-#: A stack at least this deep and at most this wide is "deep and narrow" (Lu et al. 2019).
-DEEP = 8
-NARROW = 16
-
-
-def _unexplained_share(view: SiteView) -> float:
-    units = view.dead_causes.get("unexplained")
-    return len(units) / view.units if units is not None and view.units else 0.0
-
-
-def init_dead_layers(ctx: Context) -> list[SiteView]:
-    """Entirely dead sites whose dead units are mostly unexplained by training damage."""
-    out = []
-    for view in ctx.diagnosable:
-        if view.all_dead and view is not ctx.output_site and _unexplained_share(view) > 0.5:
-            out.append(view)
-    return out
-
-
-def _chain(ctx: Context) -> list[SiteView]:
-    return [v for v in ctx.diagnosable if v.info.can_die and v is not ctx.output_site and v.units]
-
-
-def depth_trend(ctx: Context) -> list[SiteView] | None:
-    """The chain of ReLU-family sites when their dead share rises sharply with depth, else ``None``."""
-    if init_dead_layers(ctx):
-        return None
-    chain = _chain(ctx)
-    if len(chain) < 4:
-        return None
-    shares = [_unexplained_share(v) for v in chain]
-    half = len(chain) // 2
-    shallow, deep = float(np.mean(shares[:half])), float(np.mean(shares[half:]))
-    if deep >= shallow + TREND_RISE and deep >= TREND_FACTOR * shallow:
-        return chain
-    return None
-
-
-#: A deep, narrow stack counts as born dead when its unexplained dead units average at
-#: least this share of each layer and sit in at least two layers.
-SPREAD_SHARE = 0.1
-
-
-def deep_narrow(ctx: Context) -> list[SiteView] | None:
-    """The chain of ReLU-family sites when a deep, narrow stack has dead units spread through it.
-
-    Lu et al. (2019): the deeper and narrower a ReLU net, the likelier that
-    initialization alone leaves units, then whole layers, dead — with or without a
-    clean rise with depth (which DR005 reports). ``None`` when DR004 or DR005 applies.
-    """
-    if init_dead_layers(ctx) or depth_trend(ctx) is not None:
-        return None
-    chain = _chain(ctx)
-    if len(chain) < DEEP or min(v.units for v in chain) > NARROW:
-        return None
-    shares = [_unexplained_share(v) for v in chain]
-    if sum(1 for s in shares if s > 0) < 2 or float(np.mean(shares)) < SPREAD_SHARE:
-        return None
-    return chain
-
-
-def init_pattern(ctx: Context) -> bool:
-    """Whether a model-wide initialization finding (DR004, DR005 or DR014) applies."""
-    return bool(init_dead_layers(ctx)) or depth_trend(ctx) is not None or deep_narrow(ctx) is not None
+from deadrelu.wording import num, percent, plural
 
 
 def _chain_shares(chain: list[SiteView]) -> tuple[dict[str, float], SiteView, Severity]:
     """Unexplained dead share per site, the worst site, and the severity it sets (DR005/DR014)."""
-    shares = {v.name: _unexplained_share(v) for v in chain}
+    shares = {v.name: unexplained_share(v) for v in chain}
     worst = max(chain, key=lambda v: shares[v.name])
     return shares, worst, Severity.ERROR if shares[worst.name] >= 0.5 else Severity.WARNING
 
@@ -145,14 +79,14 @@ def _init_fixes(ctx: Context, view: SiteView | None) -> list[str]:
         sites before it stop learning; ... the model's output is the same for every input".""",
 )
 def dead_layer(ctx: Context) -> Iterator[Finding]:
-    for view in init_dead_layers(ctx):
-        before = [v for v in _chain(ctx) if v.info.order < view.info.order]
+    for view in ctx.init_dead_layers:
+        before = [v for v in ctx.relu_chain if v.info.order < view.info.order]
         message = (f"all {view.units} units of {view.label} never fired on {plural(view.samples, 'sample')}: "
                    f"{ctx.consequence_text(view)}")
         if len(before) >= 2:
             shares = [len(v.dead) / v.units for v in before]
-            message += (f". Dead share before it: {pct(shares[0])} at `{before[0].name}` rising to "
-                        f"{pct(max(shares))}")
+            message += (f". Dead share before it: {percent(shares[0])} at `{before[0].name}` rising to "
+                        f"{percent(max(shares))}")
         yield Finding(
             "DR004", Severity.ERROR, view.name, message, "initialization",
             "; ".join(_init_fixes(ctx, view)),
@@ -182,7 +116,7 @@ def dead_layer(ctx: Context) -> Iterator[Finding]:
         in the last ones.""",
 )
 def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
-    chain = depth_trend(ctx)
+    chain = ctx.depth_trend
     if chain is None:
         return
     shares, worst, severity = _chain_shares(chain)
@@ -190,8 +124,8 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
     shallow = float(np.mean([shares[v.name] for v in chain[:half]]))
     deep = float(np.mean([shares[v.name] for v in chain[half:]]))
     message = (f"the share of dead units rises with depth over {len(chain)} ReLU layers: "
-               f"{pct(shallow)} on average in the first {half}, {pct(deep)} in the last "
-               f"{len(chain) - half}, up to {pct(shares[worst.name])} at {worst.label}; "
+               f"{percent(shallow)} on average in the first {half}, {percent(deep)} in the last "
+               f"{len(chain) - half}, up to {percent(shares[worst.name])} at {worst.label}; "
                f"deeper layers keep losing units{_constant_output_text(ctx)}")
     yield Finding(
         "DR005", severity, None, message, "initialization", "; ".join(_init_fixes(ctx, worst)),
@@ -221,7 +155,7 @@ def dead_share_rises_with_depth(ctx: Context) -> Iterator[Finding]:
 def constant_output(ctx: Context) -> Iterator[Finding]:
     if not ctx.output_constant or ctx.first_dead is not None or ctx.output_range is None:
         return
-    if init_pattern(ctx):
+    if ctx.init_pattern:
         return  # DR004/DR005/DR014 name the cause and say the output is constant
     spread, scale = ctx.output_range
     message = (f"the model's output is the same for all {plural(ctx.samples, 'sample')} (largest range of "
@@ -240,9 +174,7 @@ def constant_output(ctx: Context) -> Iterator[Finding]:
     elif flat:
         view = flat[0]
         message += f"; every unit of {view.label} is saturated"
-        from deadrelu.diagnose.rules.activations import _scale_fix
-
-        rescale = _scale_fix(view) or (f"normalize the input of {view.label} (nn.LayerNorm or "
+        rescale = view.scale_fix() or (f"normalize the input of {view.label} (nn.LayerNorm or "
                                        "nn.BatchNorm1d/2d before it)")
         fix = f"fix the saturation of {view.label} first (see DR009): {rescale}"
         cause = "saturation"
@@ -279,7 +211,7 @@ def constant_output(ctx: Context) -> Iterator[Finding]:
         (nn.ReLU)".""",
 )
 def deep_narrow_stack(ctx: Context) -> Iterator[Finding]:
-    chain = deep_narrow(ctx)
+    chain = ctx.deep_narrow
     if chain is None:
         return
     shares, worst, severity = _chain_shares(chain)
@@ -287,7 +219,7 @@ def deep_narrow_stack(ctx: Context) -> Iterator[Finding]:
     width = min(v.units for v in chain)
     mean = float(np.mean(list(shares.values())))
     message = (f"dead units in {hit} of {len(chain)} ReLU layers of a deep, narrow stack (width "
-               f"{width}): {pct(mean)} of units on average, up to {pct(shares[worst.name])} at "
+               f"{width}): {percent(mean)} of units on average, up to {percent(shares[worst.name])} at "
                f"{worst.label}, on {plural(ctx.samples, 'sample')}{_constant_output_text(ctx)}")
     yield Finding(
         "DR014", severity, None, message, "initialization", "; ".join(_init_fixes(ctx, worst)),

@@ -2,7 +2,7 @@
 
 An exported program is one flat graph of aten ops: its Linear and Conv layers are
 ``aten.linear``/``aten.conv*`` nodes reading ``get_attr`` parameters, not modules,
-so :func:`~deadrelu.diagnose.evidence.collect_evidence` (which looks modules up)
+so :func:`~deadrelu.evidence.collect_evidence` (which looks modules up)
 finds no layer feeding any activation, and the output looks like it comes from
 the last activation. Each node keeps the module it was traced from
 (``meta["nn_module_stack"]``), so the same evidence can be read from the graph:
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deadrelu.diagnose.evidence import _floats
+from deadrelu.evidence import _floats
 
 if TYPE_CHECKING:
     from torch import nn

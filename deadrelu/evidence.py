@@ -20,11 +20,15 @@ Schema (``report.evidence``)::
      "sites": {site: {"activation_class", "owner_class", "layer", "norm", "direct",
                       "call_site" (functional calls whose file:line the source tells)}},
      "nonfinite_params": {path: count}}
+
+``nonfinite_params`` is not read here: the one pass over the weights that
+fingerprints them (:func:`deadrelu.identity.read_weights`) finds them, and
+:func:`deadrelu.assemble.assemble_report` passes them in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -147,12 +151,16 @@ def _call_site(owner: nn.Module | None, info: SiteInfo, sites: Sequence[Site]) -
     return None
 
 
-def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
+def collect_evidence(model: nn.Module, sites: Sequence[Site],
+                     nonfinite_params: Mapping[str, int]) -> dict[str, Any]:
     """Read-only, JSON-ready summary of the weights feeding each site (see the module docstring).
 
     Args:
         model: the scanned module (already unwrapped).
         sites: the scan's sites (only their :class:`~deadrelu.collector.SiteInfo` is read).
+        nonfinite_params: parameters holding NaN/Inf, with counts
+            (:attr:`deadrelu.identity.Weights.nonfinite`: the pass that fingerprints the
+            weights reads them, so they are not read twice).
 
     Returns:
         The evidence dict stored in ``Report.evidence``.
@@ -198,14 +206,5 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site]) -> dict[str, Any]:
                 entry["call_site"] = call_site
         entries[info.name] = entry
 
-    nonfinite: dict[str, int] = {}
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            # A finite sum means every value is finite (a NaN or inf makes the sum so): one
-            # cheap reduction per tensor, the exact count only for the rare tensor that fails.
-            if (param.is_floating_point() and not param.is_meta
-                    and not bool(torch.isfinite(param.detach().sum()))):
-                bad = int((~torch.isfinite(param.detach())).sum())
-                if bad:
-                    nonfinite[name] = bad
-    return {"version": VERSION, "layers": layers, "sites": entries, "nonfinite_params": nonfinite}
+    return {"version": VERSION, "layers": layers, "sites": entries,
+            "nonfinite_params": dict(nonfinite_params)}

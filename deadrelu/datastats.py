@@ -16,7 +16,7 @@ Like :class:`deadrelu.stats.UnitStats`, :meth:`DataStats.update_input` and
 :meth:`DataStats.update_output` are tensor math on the model's device with no
 host sync; :meth:`DataStats.to_meta` syncs once at the end. The stored form is
 raw sums, minima and maxima, so two reports over disjoint data merge exactly
-(:func:`deadrelu.diagnose.datameta.merge_data_meta`, pure Python).
+(:func:`merge_data_meta`, pure Python).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from deadrelu.stats import _acc_dtype
 
 #: Per-feature input statistics are kept for at most this many features (else totals only).
 MAX_FEATURES = 1024
@@ -48,10 +50,6 @@ def first_float_tensor(value: Any) -> Tensor | None:
         if isinstance(item, Tensor) and item.is_floating_point():
             return item
     return None
-
-
-def _acc_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 class DataStats:
@@ -147,3 +145,30 @@ class DataStats:
             out["output_stats"] = {"samples": self._out_samples, "shape": list(self._out_shape or ()),
                                    **values}
         return out
+
+
+def merge_data_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Exact merge of ``input_stats``/``output_stats`` (and ``tokens``) of reports over disjoint data.
+
+    Returns the merged entries (only those every report has with the same shape).
+    """
+    out: dict[str, Any] = {}
+    for key in ("input_stats", "output_stats"):
+        parts: list[Mapping[str, Any]] = [m[key] for m in metas if isinstance(m.get(key), Mapping)]
+        if not parts or len(parts) != len(metas):
+            continue
+        first = parts[0]
+        if any(p.get("shape") != first.get("shape")
+               or len(p.get("min", [])) != len(first.get("min", [])) for p in parts):
+            continue
+        merged = dict(first)
+        merged["samples"] = sum(int(p.get("samples", 0)) for p in parts)
+        for name in ("count", "sum", "sumsq"):
+            if name in first:
+                merged[name] = [sum(v) for v in zip(*(p[name] for p in parts), strict=True)]
+        merged["min"] = [min(v) for v in zip(*(p["min"] for p in parts), strict=True)]
+        merged["max"] = [max(v) for v in zip(*(p["max"] for p in parts), strict=True)]
+        out[key] = merged
+    if metas and all("tokens" in m for m in metas):  # real (unpadded) tokens of text data
+        out["tokens"] = sum(int(m["tokens"]) for m in metas)
+    return out
