@@ -88,6 +88,8 @@ def ensure(wait: bool = True) -> bool:
                 elif build.running(_path):  # still building
                     _next_look = time.monotonic() + _POLL
                     return False
+            elif wait:  # the job wrote its result and may not have unlocked yet
+                build.wait(_path)
             _building = False
             if not _path.exists():
                 note = build.marker(_path)
