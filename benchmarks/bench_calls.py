@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=301)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note", default="", help="a line to add under the table (e.g. machine load)")
+    ap.add_argument("--out", default="calls.md", help="file name under benchmarks/results/")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not native.available():
@@ -159,7 +160,7 @@ def main() -> None:
         lines += ["", args.note]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(__file__).parent / "results" / "calls.md"
+    out = Path(__file__).parent / "results" / args.out
     out.write_text(text)
 
 
