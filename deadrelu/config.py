@@ -38,7 +38,7 @@ silently). Example::
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -180,19 +180,31 @@ def _int(key: str, value: Any, where: str, minimum: int | None = None) -> int:
     return value
 
 
+def _known_items(table: Mapping[str, Any], known: Sequence[str], where: str,
+                 section: str) -> Iterator[tuple[str, str, Any]]:
+    """``(key as written, key in snake_case, value)`` for each entry of ``table``.
+
+    Raises:
+        ConfigError: a key that is not in ``known``, named with the keys there are
+            (a typo must never be ignored silently).
+    """
+    for raw_key, value in table.items():
+        key = _norm(raw_key)
+        if key not in known:
+            raise ConfigError(f"{where}unknown key {raw_key!r} in {section}",
+                              f"known keys: {', '.join(k.replace('_', '-') for k in known)}")
+        yield raw_key, key, value
+
+
 def parse_config(table: Mapping[str, Any], *, source: Path | None = None) -> Config:
     """Validate a ``[tool.deadrelu]`` table into a :class:`Config`."""
     where = f"{source}: " if source else ""
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}[tool.deadrelu] must be a table", "see docs/cli.md for the keys")
-    known = {f.name for f in fields(Config)} - {"thresholds", "source"} | set(_THRESHOLD_KEYS)
+    known = sorted({f.name for f in fields(Config)} - {"thresholds", "source"} | set(_THRESHOLD_KEYS))
     kwargs: dict[str, Any] = {"source": source}
     thresholds: dict[str, Any] = {}
-    for raw_key, value in table.items():
-        key = _norm(raw_key)
-        if key not in known:
-            raise ConfigError(f"{where}unknown key {raw_key!r} in [tool.deadrelu]",
-                              f"known keys: {', '.join(sorted(k.replace('_', '-') for k in known))}")
+    for raw_key, key, value in _known_items(table, known, where, "[tool.deadrelu]"):
         if key in _THRESHOLD_KEYS:
             thresholds[key] = value
         elif key in ("select", "ignore", "exclude_layers"):
@@ -233,11 +245,7 @@ def _parse_check(value: Any, where: str, source: Path | None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}[tool.deadrelu.check] must be a table", "see docs/ci.md for the keys")
     out: dict[str, Any] = {}
-    for raw_key, v in value.items():
-        key = _norm(raw_key)
-        if key not in _CHECK_KEYS:
-            raise ConfigError(f"{where}unknown key {raw_key!r} in [tool.deadrelu.check]",
-                              f"known keys: {', '.join(k.replace('_', '-') for k in _CHECK_KEYS)}")
+    for raw_key, key, v in _known_items(value, _CHECK_KEYS, where, "[tool.deadrelu.check]"):
         if key == "fail_on":
             v = _strings(raw_key, v, where)
         elif key == "max_dead_layer" and not isinstance(v, Mapping):

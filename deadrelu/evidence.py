@@ -16,7 +16,9 @@ Python floats, so the diagnosis that reads it never touches the model.
 Schema (``report.evidence``)::
 
     {"version": 1,
-     "layers": {path: {"class", "kind": "weight"|"norm", ...per-unit lists}},
+     "layers": {path: {"class", "kind": "weight"|"norm", ...per-unit lists,
+                       "init" (weight layers of models with their own init scheme:
+                               {"by", "weight_norm", "bias_abs"}, see init_reference)}},
      "sites": {site: {"activation_class", "owner_class", "layer", "norm", "direct",
                       "call_site" (functional calls whose file:line the source tells)}},
      "nonfinite_params": {path: count}}
@@ -28,6 +30,7 @@ fingerprints them (:func:`deadrelu.identity.read_weights`) finds them, and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -73,6 +76,79 @@ def _offloaded(module: nn.Module) -> bool:
     """Whether the module's weights are offloaded (on the ``meta`` device, brought in by
     accelerate's hooks only while it runs), so that there is nothing to read."""
     return any(p.is_meta for p in module.parameters(recurse=False))
+
+
+#: Rows of a layer re-initialized to measure its init scale (row norms depend on fan-in only).
+_INIT_ROWS = 64
+
+
+def init_reference(model: nn.Module, module: nn.Module,
+                   parent: nn.Module | None = None, name: str = "") -> dict[str, Any] | None:
+    """The scale ``module`` had at the model's own initialization, when it is not PyTorch's.
+
+    Models that initialize their layers themselves (transformers' ``_init_weights``:
+    normal(0, ``initializer_range``) weights and zero biases for most) start far from
+    PyTorch's default scale, so "0.24× PyTorch's default init" would read as weight decay
+    on an untrained model. A stand-in of the layer, parameters set to NaN and cut to
+    :data:`_INIT_ROWS` rows (a row's norm depends on its fan-in only), is given to the
+    model's own ``_init_weights``; schemes that initialize a layer from its parent block
+    (T5's ``wi``/``wo``) get a stand-in of the ``parent`` holding it as ``name``. The
+    model is never touched, and the global RNG state is left as it was. ``None`` when
+    the model has no such method or leaves the layer to PyTorch's default init.
+    """
+    init = getattr(model, "_init_weights", None)
+    weight = getattr(module, "weight", None)
+    if (not callable(init) or not isinstance(weight, torch.Tensor) or weight.ndim < 2
+            or "weight" not in module._parameters):  # e.g. a parametrized (weight-norm) layer
+        return None
+    try:
+        fresh = _stand_in(module)
+        tries = [fresh]
+        if parent is not None and name:
+            holder = _stand_in(parent, depth=1)
+            holder._modules[name] = fresh
+            tries.append(holder)
+    except Exception:  # a module that refuses to be copied
+        return None
+    # in the order of model.apply (a child before its parent): the last write wins, as in
+    # the model's own initialization
+    for target in tries:
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                torch.manual_seed(0)
+                init(target)
+        except Exception:  # a scheme that needs more than this block (names, config fields)
+            continue
+    drawn = fresh._parameters["weight"]
+    if drawn is None or bool(torch.isnan(drawn).any()):
+        return None  # not initialized by the model's scheme: PyTorch's default applies
+    bias = fresh._parameters.get("bias")
+    rows = int(drawn.shape[0])
+    norms = torch.linalg.vector_norm(drawn.reshape(rows, -1).float(), dim=1)
+    return {
+        "by": f"{type(model).__name__}._init_weights",
+        "weight_norm": float(f"{float(norms.median()):.6g}"),
+        "bias_abs": (float(f"{float(bias.abs().mean()):.6g}")
+                     if bias is not None and not bool(torch.isnan(bias).any()) else None),
+    }
+
+
+def _stand_in(module: nn.Module, depth: int = 0) -> nn.Module:
+    """A shallow copy of ``module`` whose parameters are new NaN tensors on the CPU (at
+    most :data:`_INIT_ROWS` rows), so that an init function can write into it without
+    reaching the real weights; children are stand-ins too, ``depth`` levels down (deeper
+    ones, and all buffers, are left out)."""
+    clone = object.__new__(type(module))  # no __reduce__: parametrized modules refuse it
+    clone.__dict__.update(module.__dict__)
+    clone._parameters = {
+        key: None if p is None else nn.Parameter(
+            torch.full((min(int(p.shape[0]), _INIT_ROWS), *p.shape[1:]) if p.ndim else (),
+                       math.nan), requires_grad=False)
+        for key, p in module._parameters.items()}
+    clone._buffers = {}
+    clone._modules = ({key: _stand_in(child, depth - 1) for key, child in module._modules.items()
+                       if child is not None} if depth > 0 else {})
+    return clone
 
 
 def _weight_summary(module: nn.Module) -> dict[str, Any]:
@@ -172,8 +248,14 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site],
     def summarise(path: str) -> None:
         if path not in layers:
             module = modules[path]
-            layers[path] = (_norm_summary(module) if isinstance(module, _NORM_TYPES)
-                            else _weight_summary(module))
+            if isinstance(module, _NORM_TYPES):
+                layers[path] = _norm_summary(module)
+                return
+            layers[path] = _weight_summary(module)
+            parent_path, _, leaf = path.rpartition(".")
+            reference = init_reference(model, module, modules.get(parent_path), leaf)
+            if reference is not None:
+                layers[path]["init"] = reference
 
     for site in sites:
         info = site.info

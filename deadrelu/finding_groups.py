@@ -64,6 +64,9 @@ TERMS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("default init",), "× PyTorch's default init",
      "how the layer's weights or biases compare in size with a freshly initialized layer of "
      "the same shape: 1× is untrained scale, 3× grew three-fold in training"),
+    (("own init",), "× the model's own init",
+     "how the layer's weights compare in size with the same layer drawn by the model's own "
+     "initialization code (transformers' _init_weights): 1× is untrained scale"),
     (("mean |bias|",), "mean |bias|", "the average size of the layer's biases, sign ignored"),
     (("at median", "(median"), "median",
      "the middle value over the units named: half are above it, half below; a negative "

@@ -18,6 +18,7 @@ treats up to the largest of them as born dead. The result goes into
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from deadrelu.loading.checkpoint import LoadedModel
+    from deadrelu.loading.options import LoadOptions
     from deadrelu.report import Report
 
 #: Fresh copies scanned by default: enough to see the spread between draws.
@@ -90,3 +93,65 @@ def is_cheap(model: nn.Module, samples: int | None) -> bool:
     """Whether scanning ``RUNS`` more copies costs little enough to do by default."""
     params = sum(p.numel() for p in model.parameters())
     return params <= CHEAP_PARAMETERS and samples is not None and samples <= CHEAP_SAMPLES
+
+
+def loaded_baseline(
+    loaded: LoadedModel,
+    source: Any,
+    opts: LoadOptions,
+    *,
+    explicit: bool,
+    **scan_kwargs: Any,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """:func:`init_baseline` for a model loaded from a file, scanned on ``source``.
+
+    Fresh copies are built the way the file was: a model directory's own class and
+    config (``from_config`` draws the model's own ``_init_weights``), else the
+    ``arch`` class, else :func:`reset_copy`. Only when the architecture can be
+    instantiated and (unless ``explicit``) that :func:`is_cheap`.
+
+    Args:
+        loaded, source, opts: what :func:`deadrelu.loading.load_model_and_data` returned
+            for ``opts``.
+        explicit: the comparison was asked for (``--compare-init on``): do it whatever
+            it costs, and say why when it cannot be done.
+        **scan_kwargs: passed to :func:`deadrelu.scan` for every fresh copy
+            (thresholds, device, selection...).
+
+    Returns:
+        ``(meta["init"] or None, a note saying why not, or None)``.
+    """
+    from deadrelu.scanning import scan
+
+    if loaded.format in ("export", "torchscript"):
+        return None, (f"--compare-init: a {loaded.format} program cannot be re-initialized; "
+                      "scan the original nn.Module checkpoint to compare with a fresh init"
+                      if explicit else None)
+    samples = source.num_samples
+    if samples is not None and opts.limit is not None:
+        samples = min(samples, opts.limit)
+    if not explicit and not is_cheap(loaded.model, samples):
+        return None, None
+
+    def scan_fresh(model: nn.Module) -> Report:
+        with warnings.catch_warnings():  # the trained model's scan warns about the data
+            warnings.simplefilter("ignore")
+            return scan(model, source, limit=opts.limit, **scan_kwargs)
+
+    return init_baseline(loaded.model, scan_fresh, factory=_factory(loaded, opts)), None
+
+
+def _factory(loaded: LoadedModel, opts: LoadOptions) -> Callable[[], nn.Module] | None:
+    """How to build a fresh instance of ``loaded``'s architecture; ``None``: reset a copy."""
+    if loaded.format == "transformers":
+        # the class and config the directory named; --arch there picks a head, not a
+        # constructor. from_config draws the model's own initialization (_init_weights).
+        cls: Any = type(loaded.model)
+        config = loaded.model.config
+        return lambda: cls._from_config(config)
+    if opts.arch is not None:
+        from deadrelu.loading.checkpoint import build_arch
+
+        arch, arch_kwargs, paths = opts.arch, opts.arch_kwargs, opts.import_paths
+        return lambda: build_arch(arch, arch_kwargs, import_paths=paths)
+    return None

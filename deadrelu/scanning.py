@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -93,6 +93,7 @@ def scan(
     batch_dim: int = 0,
     recipe: Mapping[str, Any] | None = None,
     init: Mapping[str, Any] | None = None,
+    exclude_layers: Sequence[str] | str = (),
 ) -> Report:
     """Scan ``model`` over ``data`` and report per-unit firing statistics.
 
@@ -132,6 +133,10 @@ def scan(
         init: dead units of freshly initialized copies on the same data
             (``deadrelu.init_compare.init_baseline``); kept in ``meta["init"]``, where the
             diagnosis tells units dead from initialization (DR015) from units that died.
+        exclude_layers: site-name globs (``fnmatch``, e.g. ``"head.*"``) whose findings are
+            never reported: ``exclude-layers`` of ``[tool.deadrelu]``, the same as
+            ``per_layer_ignores={glob: ["ALL"]}`` in ``selection`` (and kept with it, so
+            re-diagnosis leaves them out too). Their statistics stay in the report.
 
     Returns:
         A :class:`~deadrelu.report.Report`.
@@ -154,9 +159,11 @@ def scan(
                             saturation_margin=saturation_margin, progress=update,
                             partial_on_interrupt=partial_on_interrupt, model_name=model_name,
                             data_name=data_name, selection=selection, batch_dim=batch_dim,
-                            recipe=recipe, init=init)
+                            recipe=recipe, init=init, exclude_layers=exclude_layers)
     thresholds = thresholds or Thresholds()
     chosen = Selection.coerce(selection)
+    if exclude_layers:
+        chosen = _excluding(chosen, exclude_layers)
     module, notes = unwrap(model)
     dev = resolve_device(module, device)
     home = resolve_device(module, None)
@@ -292,6 +299,20 @@ def _check_seen(module: nn.Module, sites: list[Site], seen: int, partial: bool) 
             InsufficientDataWarning,
             stacklevel=3,  # scan()'s caller
         )
+
+
+def _excluding(selection: Selection | None, globs: Sequence[str] | str) -> Selection:
+    """``selection`` with every rule ignored on the layers matching ``globs``."""
+    given: tuple[Any, ...] = (globs,) if not isinstance(globs, (list, tuple, set, frozenset)) \
+        else tuple(globs)
+    if not all(isinstance(g, str) for g in given):
+        raise ConfigError(f"exclude_layers must be a list of site-name globs, got {globs!r}",
+                          'pass e.g. exclude_layers=["head.*"]')
+    base = selection or Selection()
+    ignores = dict(base.per_layer_ignores)
+    for glob in given:
+        ignores[glob] = (*ignores.get(glob, ()), "ALL")
+    return Selection(base.select, base.ignore, ignores)
 
 
 def _forward_error(exc: Exception, index: int, collector: Collector) -> ModelError:

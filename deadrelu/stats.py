@@ -64,7 +64,7 @@ _EMPTY = {name: (float("-inf") if how == "max" else 0.0) for name, how in REDUCT
 CHUNK = 1 << 20
 
 #: float32 holds integers exactly up to 2**24; per-slice counts above that use int64.
-_FLOAT_EXACT = 1 << 24
+_FLOAT_EXACT = native.FLOAT_EXACT
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:

@@ -11,33 +11,22 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import Browser, find_chromium  # noqa: E402
+from make_screenshot import sample_report  # noqa: E402  (this folder)
 
-from deadrelu.cli.options import LoadOptions, load_model_and_data  # noqa: E402
 from deadrelu.html import report_page  # noqa: E402
-from deadrelu.scanning import scan  # noqa: E402
 
 
 def main() -> None:
     binary = find_chromium()
     if binary is None:
         raise SystemExit("chromium is not installed (Debian: apt-get install chromium)")
-    opts = LoadOptions.from_cli(
-        model=ROOT / "sample_models/mlp_high_lr.pt",
-        data=str(ROOT / "sample_models/data/digits_test.npy"),
-        arch=str(ROOT / "sample_models/models.py:DigitsMLP"),
-    )
-    loaded, source = load_model_and_data(opts)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        report = scan(loaded.model, source, model_name=loaded.description,
-                      data_name=source.description)
+    report = sample_report()
     meta = dict(report.meta)
     meta["seconds"] = 0.5  # a stable picture: the time is not the point
     report = type(report)(report.sites, report.thresholds, meta, report.findings, report.evidence)

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from deadrelu.cli import main
-
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
 GOOD = SM / "series" / "step_300.pt"
@@ -22,22 +20,6 @@ BAD = SM / "series" / "step_400.pt"
 LOAD = ["--arch", f"{SM / 'models.py'}:DigitsMLP", "--data", str(SM / "data" / "digits_test.npy")]
 
 pytestmark = pytest.mark.skipif(not BAD.exists(), reason="sample models not built")
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run ``deadrelu ARGS`` in-process; returns (exit code, stdout, stderr)."""
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,9 +10,8 @@ import torch
 
 pytest.importorskip("transformers")
 
+from conftest import CliResult  # noqa: E402
 from hf_fixtures import TEXTS, save_bert_dir, tiny_bert  # noqa: E402
-
-from deadrelu.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
@@ -23,30 +20,12 @@ LM_TEXT = SM / "data" / "tiny_lm_text.txt"
 LM_METRICS = json.loads((SM / "tiny_lm_metrics.json").read_text())
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: object) -> Result:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+def cli_columns() -> int:
+    return 200  # long model-directory paths in the asserted lines
 
 
-def _error(result: Result) -> str:
+def _error(result: CliResult) -> str:
     assert result.code == 2, result.out + result.err
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and " — " in lines[0], result.err

@@ -19,14 +19,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from deadrelu.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
@@ -34,37 +30,6 @@ MLP = ["--arch", f"{SM}/models.py:DigitsMLP"]
 DIGITS = SM / "data" / "digits_test.npy"
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def one_error_line(self) -> str:
-        lines = self.err.strip().splitlines()
-        assert self.code == 2, self.err
-        assert len(lines) == 1 and lines[0].startswith("error:"), self.err
-        assert "bug" not in lines[0] and "Traceback" not in self.err
-        return lines[0]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("COLUMNS", "160")
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-
-    def run(*args: object) -> Result:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
 
 
 def _digest(path: Path) -> str:

@@ -4,53 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from deadrelu.cli import main
-
 pytest.importorskip("torch_pruning")
 
+pytestmark = pytest.mark.usefixtures("forget_models_module")
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
 DATA = SM / "data" / "digits_test.npy"
 MLP = ["--arch", f"{SM}/models.py:DigitsMLP"]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("COLUMNS", "160")
-
-    def run(*args: object) -> Result:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
-
-
-@pytest.fixture(autouse=True)
-def _forget_pickle_module() -> Iterator[None]:
-    had = "models" in sys.modules
-    yield
-    if not had:
-        sys.modules.pop("models", None)
 
 
 def _outputs(model: torch.nn.Module) -> torch.Tensor:

@@ -9,24 +9,24 @@ subprocess where the process boundary is the point (``python -m deadrelu``, what
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import digests
 
 from deadrelu.cli import main
 from deadrelu.findings import Finding, Severity
 from deadrelu.report import Report
 
+pytestmark = pytest.mark.usefixtures("forget_models_module")
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
 DATA = SM / "data"
@@ -35,47 +35,6 @@ CNN = ["--arch", f"{SM}/models.py:DigitsCNN"]
 METRICS = json.loads((SM / "metrics.json").read_text())
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    """Run ``deadrelu ARGS`` in-process; returns exit code, stdout, stderr."""
-    monkeypatch.setenv("COLUMNS", "160")  # rich reads it: no wrapping inside asserted phrases
-
-    def run(*args: object) -> Result:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
-
-
-@pytest.fixture(autouse=True)
-def _forget_pickle_module() -> Iterator[None]:
-    # Whole-model pickles import sample_models/models.py as top-level "models";
-    # do not leave it behind for other test modules.
-    had = "models" in sys.modules
-    yield
-    if not had:
-        sys.modules.pop("models", None)
-
-
-def _digest(*paths: Path) -> dict[str, str]:
-    out = {}
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 def _scan_json(cli, *args: object) -> dict:
@@ -166,11 +125,11 @@ def test_few_samples_warn_in_one_line(cli) -> None:
 
 def test_inputs_unchanged(cli, tmp_path: Path) -> None:
     inputs = [SM / "mlp_high_lr_full.pt", SM / "cnn.pt", SM / "models.py", DATA]
-    before = _digest(*inputs)
+    before = digests(*inputs)
     cli("scan", SM / "mlp_high_lr_full.pt", "--import-path", SM, "--data", DATA / "digits_test.npy",
         "--no-progress", "--output", tmp_path / "r.json", "--format", "json")
     cli("scan", SM / "cnn.pt", *CNN, "--data", DATA / "digits_png", "--no-progress")
-    assert _digest(*inputs) == before
+    assert digests(*inputs) == before
 
 
 # -- thresholds and config -----------------------------------------------------------------
@@ -212,17 +171,45 @@ def test_config_file_and_flag_override(cli, tmp_path: Path) -> None:
     assert report["thresholds"]["always_on"] == 0.95  # the file fills the rest
 
 
+def _sample_scan(**kwargs: object) -> Report:
+    """The library's scan of mlp_high_lr on the digits, as the CLI loads them."""
+    import warnings
+
+    from deadrelu import scan
+    from deadrelu.loading import LoadOptions, load_model_and_data
+
+    loaded, source = load_model_and_data(LoadOptions(
+        model=SM / "mlp_high_lr.pt", data=str(DATA / "digits_test.npy"), arch=MLP[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return scan(loaded.model, source, **kwargs)  # type: ignore[arg-type]
+
+
 def test_exclude_layers_drops_findings_on_those_layers() -> None:
-    from deadrelu.cli.options import exclude_layers
-    from deadrelu.config import Config
+    full = _sample_scan()
+    layers = {f.layer for f in full.findings if f.layer is not None}
+    assert "net.1" in layers and len(layers) > 1  # a planted case: findings on several layers
+    report = _sample_scan(exclude_layers=["net.1"])
+    expected = [f for f in full.findings if f.layer != "net.1"]  # the brute-force filter
+    assert [(f.code, f.layer) for f in report.findings] == [(f.code, f.layer) for f in expected]
+    assert report.layer_records() == full.layer_records()  # the statistics stay
+    # kept with the selection: re-diagnosis (new thresholds, a merge) leaves them out too
+    rediagnosed = report.with_thresholds(report.thresholds)
+    assert all(f.layer != "net.1" for f in rediagnosed.findings)
+    assert _sample_scan(exclude_layers="net.*").findings == tuple(
+        f for f in full.findings if f.layer is None)
 
-    def finding(code: str, layer: str | None) -> Finding:
-        return Finding(code, Severity.WARNING, layer, "m", "unknown", "f")
 
-    report = Report((), findings=(finding("DR001", "net.1"), finding("DR005", "head.fc"),
-                                  finding("DR008", None), finding("DR101", "net.3")))
-    assert exclude_layers(report, Config(exclude_layers=("net.*",))).findings == report.findings[1:3]
-    assert exclude_layers(report, Config()) is report
+def test_exclude_layers_of_the_config_gives_the_librarys_findings(cli, tmp_path: Path) -> None:
+    # the CLI applies exclude-layers through deadrelu.scan: both report the same findings
+    config = tmp_path / "deadrelu.toml"
+    config.write_text('exclude-layers = ["net.1"]\n')
+    cli_report = _scan_json(cli, SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy",
+                            "--config", config, "--compare-init", "off")
+    library = _sample_scan(exclude_layers=["net.1"])
+    assert [(f["code"], f["layer"]) for f in cli_report["findings"]] == [
+        (f.code, f.layer) for f in library.findings]
+    assert all(f["layer"] != "net.1" for f in cli_report["findings"])
 
 
 def test_config_selection_reaches_the_scan(cli, tmp_path: Path) -> None:
@@ -289,12 +276,12 @@ def test_output_never_overwrites_inputs(cli, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "x.npy").write_bytes((DATA / "digits_test.npy").read_bytes())
-    before = _digest(model, data)
+    before = digests(model, data)
     for output in (model, data / "x.npy", data / "report.json"):
         result = cli("scan", model, *MLP, "--data", data, "--output", output, "--format", "json")
         assert result.code == 2
         assert result.err.startswith("error: --output") and result.err.count("\n") == 1
-    assert _digest(model, data) == before
+    assert digests(model, data) == before
     assert not (data / "report.json").exists()
 
 
@@ -367,7 +354,7 @@ BAD_IDS = [
 @pytest.mark.parametrize("case", BAD_IDS)
 def test_bad_input_one_line_exit_2(cli, tmp_path: Path, case: str) -> None:
     args = _bad_inputs(tmp_path)[case]
-    before = _digest(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy")
+    before = digests(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy")
     result = cli("scan", *args, "--no-progress")
     assert result.code == 2, (result.out, result.err)
     assert result.err.startswith("error: ")
@@ -375,7 +362,7 @@ def test_bad_input_one_line_exit_2(cli, tmp_path: Path, case: str) -> None:
     assert " — " in result.err  # problem — what to do
     assert "Traceback" not in result.err + result.out
     assert result.out == ""
-    assert _digest(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy") == before
+    assert digests(tmp_path, SM / "mlp_healthy.pt", DATA / "digits_test.npy") == before
 
 
 def test_expected_messages(cli, tmp_path: Path) -> None:
@@ -541,16 +528,25 @@ def test_scan_help_shows_examples_and_every_option(cli) -> None:
 
 def test_report_with_findings_in_table(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     # Findings come from the diagnosis rules; whatever they are, the table shows them.
-    import deadrelu.cli.options as options
+    import deadrelu.cli.running as running
 
-    real = options.run_scan
+    real = running.run_scan
 
     def with_finding(*args, **kwargs):
         report = real(*args, **kwargs)
         return replace(report, findings=(Finding("DR001", Severity.ERROR, "net.1", "planted message",
                                                  "learning_rate", "planted fix"),))
 
-    monkeypatch.setattr(options, "run_scan", with_finding)
+    monkeypatch.setattr(running, "run_scan", with_finding)
     result = cli("scan", SM / "mlp_high_lr.pt", *MLP, "--data", DATA / "digits_test.npy",
                  "--no-progress")
     assert "DR001" in result.out and "planted message" in result.out and "planted fix" in result.out
+
+
+def test_exclude_layers_that_is_not_globs_is_one_clear_error() -> None:
+    from deadrelu import scan
+    from deadrelu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exclude_layers must be a list of site-name globs"):
+        scan(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), torch.randn(4, 2),
+             exclude_layers=[3])  # type: ignore[list-item]

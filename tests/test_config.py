@@ -91,7 +91,7 @@ def test_config_from_an_empty_non_regular_file_is_empty(tmp_path: Path):
 
 
 def test_ignore_flag_adds_to_the_config_files_ignore_select_replaces(tmp_path: Path):
-    from deadrelu.cli.options import load_settings
+    from deadrelu.cli.settings import load_settings
 
     config = tmp_path / "deadrelu.toml"
     config.write_text('select = ["DR0"]\nignore = ["DR010"]\n')

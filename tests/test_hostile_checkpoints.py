@@ -16,7 +16,6 @@ be scanned), so its payload is shown live through ``load_model(trust_checkpoint=
 from __future__ import annotations
 
 import copyreg
-import hashlib
 import io
 import json
 import shutil
@@ -27,15 +26,15 @@ import textwrap
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import digests
 from torch import nn
 
-from deadrelu.cli import main
 from deadrelu.errors import CheckpointError
 from deadrelu.loading import load_model
 
@@ -114,6 +113,24 @@ def _export_members(exported: Path) -> list[tuple[str, bytes]]:
         return [(n, src.read(n)) for n in src.namelist()]
 
 
+def _export_parts(exported: Path) -> tuple[list[tuple[str, bytes]], str, dict[str, bytes]]:
+    """The members of an export archive, its top folder, and the members by name."""
+    members = _export_members(exported)
+    return members, members[0][0].split("/")[0], dict(members)
+
+
+def _with_constant(members: list[tuple[str, bytes]], folder: str, by_name: dict[str, bytes],
+                   key: str, **changes: object) -> tuple[list[tuple[str, bytes]], dict]:
+    """``members`` whose constants table holds one entry ``key``: the first weight's entry
+    with ``changes``; also returns the weight's entry as it was."""
+    weights = json.loads(by_name[f"{folder}/data/weights/model_weights_config.json"])
+    original = dict(next(iter(weights["config"].values())))
+    config_name = f"{folder}/data/constants/model_constants_config.json"
+    members = [(n, d) for n, d in members if n != config_name]
+    members.append((config_name, json.dumps({"config": {key: {**original, **changes}}}).encode()))
+    return members, original
+
+
 # --- one builder per mechanism ------------------------------------------------------------
 
 
@@ -132,8 +149,7 @@ def aotinductor(tmp: Path, exported: Path) -> Hostile:
     """))
     library = tmp / "payload.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
+    members, folder, _ = _export_parts(exported)
     members += [
         (f"{folder}/data/aotinductor/model/x.wrapper.so", library.read_bytes()),
         (f"{folder}/data/aotinductor/model/x.wrapper_metadata.json",
@@ -174,9 +190,7 @@ def legacy_export(tmp: Path, exported: Path) -> Hostile:
 def program_by_case(tmp: Path, exported: Path) -> Hostile:
     """A second program models/m2.JSON whose shape expression is Python code."""
     canary = tmp / "canary"
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
-    by_name = dict(members)
+    members, folder, by_name = _export_parts(exported)
     program = by_name[f"{folder}/models/model.json"].decode()
     code = f"__import__('builtins').exec({_write_canary(canary)!r})"
     evil = program.replace('"expr_str": "Symbol', f'"expr_str": "{json.dumps(code)[1:-1]} or Symbol', 1)
@@ -195,20 +209,13 @@ def program_by_case(tmp: Path, exported: Path) -> Hostile:
 def opaque_constant(tmp: Path, exported: Path) -> Hostile:
     """A constant stored as opaque_obj_0: torch.export.load runs pickle.loads on it."""
     canary = tmp / "canary"
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
-    by_name = dict(members)
-    weights = json.loads(by_name[f"{folder}/data/weights/model_weights_config.json"])
-    entry = dict(next(iter(weights["config"].values())))
-    entry_source = entry["path_name"]
-    entry.update(path_name="opaque_obj_0", use_pickle=False, is_param=False)
-    config_name = f"{folder}/data/constants/model_constants_config.json"
-    members = [(n, d) for n, d in members if n != config_name]
-    members.append((config_name, json.dumps({"config": {"evil": entry}}).encode()))
+    members, folder, by_name = _export_parts(exported)
+    members, weight = _with_constant(members, folder, by_name, "evil", path_name="opaque_obj_0",
+                                     use_pickle=False, is_param=False)
     # torch first maps every record as the tensor its entry describes, so the pickle is
     # padded to that tensor's size (pickle.loads ignores bytes after STOP).
     payload = _exec_pickle(_write_canary(canary))
-    size = len(by_name[f"{folder}/data/weights/{entry_source}"])
+    size = len(by_name[f"{folder}/data/weights/{weight['path_name']}"])
     members.append((f"{folder}/data/constants/opaque_obj_0", payload.ljust(size, b"\0")))
     path = tmp / "opaque.pt2"
     _plain_zip(path, members)
@@ -245,6 +252,23 @@ def torchscript(tmp: Path, exported: Path) -> Hostile:
     return Hostile(path, canary)
 
 
+#: A model class whose constructor writes the canary file it is given: it must never run.
+WRITER = """
+    from torch import nn
+
+    class Writer(nn.Module):
+        def __init__(self, path=None):
+            super().__init__()
+            if path:
+                open(path, "w").write("pwned")
+            self.fc = nn.Linear(64, 10)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+"""
+
+
 def _code_folder(tmp: Path, source: str) -> tuple[Path, str]:
     """A module of the test's own, in its own folder, under a name no other test uses."""
     name = f"hostile_{uuid.uuid4().hex[:10]}"
@@ -258,20 +282,7 @@ def rebuild_from_type(tmp: Path, exported: Path) -> Hostile:
     """torch's allowed _rebuild_from_type_v2(cls, cls, args, state) calls an allowed model
     class with the file's arguments: its constructor's side effect must not run."""
     canary = tmp / "canary"
-    folder, name = _code_folder(tmp, """
-        from torch import nn
-
-        class Writer(nn.Module):
-            def __init__(self, path=None):
-                super().__init__()
-                if path:
-                    open(path, "w").write("pwned")
-                self.fc = nn.Linear(64, 10)
-                self.act = nn.ReLU()
-
-            def forward(self, x):
-                return self.act(self.fc(x))
-    """)
+    folder, name = _code_folder(tmp, WRITER)
     data = (b"\x80\x02" + _global("torch._tensor", "_rebuild_from_type_v2") + b"("
             + _global(name, "Writer") + _global(name, "Writer")
             + _unicode(str(canary)) + b"\x85}tR.")
@@ -350,15 +361,7 @@ def zip_appended_to_legacy(tmp: Path, exported: Path) -> Hostile:
     """A legacy (pre-1.6) pickle with a harmless zip checkpoint appended: torch.load reads the
     pickle (it looks at the first bytes), Python's zipfile the zip (it looks at the end)."""
     canary = tmp / "canary"
-    folder, name = _code_folder(tmp, """
-        from torch import nn
-
-        class Writer(nn.Module):
-            def __init__(self, path=None):
-                super().__init__()
-                if path:
-                    open(path, "w").write("pwned")
-    """)
+    folder, name = _code_folder(tmp, WRITER)
     import pickle
 
     sys_info = {"protocol_version": 1001, "little_endian": True,
@@ -383,27 +386,9 @@ BUILDERS = [aotinductor, legacy_export, program_by_case, opaque_constant, torchs
 # --- running the CLI ---------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def cli(capsys, monkeypatch) -> Iterator[Callable[..., Run]]:
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: object) -> Run:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
+def cli_columns() -> int:
+    return 200  # hostile file names in the asserted error lines
 
 
 def _command(command: str, hostile: Hostile, data: Path, tmp: Path) -> list[object]:
@@ -418,13 +403,6 @@ def _command(command: str, hostile: Hostile, data: Path, tmp: Path) -> list[obje
     return [command, hostile.model, "--data", data, "--no-progress", *extra]
 
 
-def _digests(paths: list[Path]) -> dict[str, str]:
-    out = {}
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture
@@ -452,7 +430,7 @@ def test_refused_without_trust(build, command, cli, tmp_path, workdir, data, exp
     hostile = build(tmp_path, exported)
     args = _command(command, hostile, data, tmp_path)
     inputs = [hostile.model, data, *hostile.inputs]
-    before = _digests(inputs)
+    before = digests(*inputs)
     try:
         result = cli(*args)
     finally:
@@ -462,7 +440,7 @@ def test_refused_without_trust(build, command, cli, tmp_path, workdir, data, exp
     assert result.code == 2, result.err
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.err
-    assert _digests(inputs) == before
+    assert digests(*inputs) == before
     assert result.out == ""
 
 
@@ -548,15 +526,7 @@ def test_each_refusal_names_its_reason(build, expected, tmp_path, workdir, expor
 def test_opaque_constant_is_refused_even_when_its_member_is_named_custom(tmp_path, exported):
     # The constants table must point only at raw tensor records: an entry naming a
     # custom_obj_ record that the archive does not even hold is refused by the table check.
-    members = _export_members(exported)
-    folder = members[0][0].split("/")[0]
-    by_name = dict(members)
-    weights = json.loads(by_name[f"{folder}/data/weights/model_weights_config.json"])
-    entry = dict(next(iter(weights["config"].values())))
-    entry["path_name"] = "custom_obj_0"
-    config_name = f"{folder}/data/constants/model_constants_config.json"
-    members = [(n, d) for n, d in members if n != config_name]
-    members.append((config_name, json.dumps({"config": {"obj": entry}}).encode()))
+    members, _ = _with_constant(*_export_parts(exported), "obj", path_name="custom_obj_0")
     path = tmp_path / "custom.pt2"
     _plain_zip(path, members)
     with pytest.raises(CheckpointError, match="not a raw tensor record"):

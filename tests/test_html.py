@@ -197,7 +197,7 @@ def test_evidence_lists_are_cut_on_the_page_only():
 def test_trend_and_check_pages(tmp_path):
     from deadrelu.ci import CheckRun
     from deadrelu.gates import Gates, evaluate
-    from deadrelu.track import track
+    from deadrelu.track_checkpoints import track
 
     net = planted_net()
     paths = []

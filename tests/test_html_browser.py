@@ -123,7 +123,7 @@ def test_big_pages_render(browser, tmp_path):
 def test_trend_and_check_pages_render(browser, tmp_path):
     from deadrelu.ci import CheckRun
     from deadrelu.gates import Gates, evaluate
-    from deadrelu.track import track
+    from deadrelu.track_checkpoints import track
 
     net = planted_net()
     folder = tmp_path / "run"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +12,11 @@ from torch import nn
 from deadrelu.cli import main
 from deadrelu.init_compare import init_baseline, reset_copy
 
+pytestmark = pytest.mark.usefixtures("forget_models_module")
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
 DATA = SM / "data" / "digits_test.npy"
 MLP = ["--arch", f"{SM}/models.py:DigitsMLP"]
-
-
-@pytest.fixture(autouse=True)
-def _forget_pickle_module() -> Iterator[None]:
-    had = "models" in sys.modules
-    yield
-    if not had:
-        sys.modules.pop("models", None)
 
 
 def _json(capsys, *args) -> dict:

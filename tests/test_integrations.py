@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from integration_models import Net
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -16,19 +17,6 @@ import deadrelu
 from deadrelu.errors import ConfigError
 from deadrelu.integrations import as_logger, metrics
 from deadrelu.integrations.logging import CallableLogger
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(6, 10)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Linear(10, 2)
-        with torch.no_grad():
-            self.fc1.bias[:5] = -1e4  # half of the layer planted dead
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 def _run_monitor(loggers, steps=4):

@@ -134,6 +134,21 @@ def test_pillow_missing(tmp_path, monkeypatch):
     assert "deadrelu[images]" in data_error(tmp_path)
 
 
+def test_missing_extras_name_their_pip_command(tmp_path, monkeypatch):
+    import pandas as pd
+    from safetensors.torch import save_file
+
+    pd.DataFrame({"a": [1.0, 2.0]}).to_parquet(tmp_path / "t.parquet")
+    save_file({"x": torch.zeros(2, 3)}, str(tmp_path / "x.safetensors"))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    assert "needs pyarrow" in data_error(tmp_path / "t.parquet")
+    assert "pip install 'deadrelu[parquet]'" in data_error(tmp_path / "t.parquet")
+    message = data_error(tmp_path / "x.safetensors")
+    assert "safetensors package is not installed" in message
+    assert "pip install 'deadrelu[safetensors]'" in message
+
+
 @pytest.mark.parametrize(
     ("normalize", "mean", "std"),
     [

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,35 +11,11 @@ import torch
 from torch import nn
 
 import deadrelu
-from deadrelu.cli import main
 from deadrelu.report import SCHEMA_VERSION, Report
 
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
 MLP = ["--arch", f"{SM}/models.py:DigitsMLP"]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("COLUMNS", "160")
-
-    def run(*args: object) -> Result:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
 
 
 def _comparable(data: dict) -> dict:
@@ -139,19 +113,12 @@ def _edit(path: Path, change) -> Path:
     return path
 
 
-def _one_error_line(result: Result) -> str:
-    assert result.code == 2, (result.out, result.err)
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
-    return lines[0]
-
-
 def test_merging_different_models_is_a_clear_error(cli, tmp_path, shard_reports):
     paths, _ = shard_reports
     other = tmp_path / "other.json"
     other.write_text(deadrelu.scan(nn.Sequential(nn.Linear(4, 5), nn.ReLU()),
                                    torch.randn(100, 4)).to_json())
-    line = _one_error_line(cli("merge", paths[0], other))
+    line = cli("merge", paths[0], other).one_error_line()
     assert "cannot merge reports of different architectures" in line
 
 
@@ -162,21 +129,21 @@ def test_merging_different_checkpoints_is_a_clear_error(cli, tmp_path, shard_rep
         model[0].weight.mul_(2)
     other = tmp_path / "other.json"
     other.write_text(deadrelu.scan(model, torch.randn(100, 4)).to_json())
-    line = _one_error_line(cli("merge", paths[0], other))
+    line = cli("merge", paths[0], other).one_error_line()
     assert "different weights (different checkpoints)" in line
 
 
 def test_incompatible_schema_version_names_the_file(cli, shard_reports):
     paths, _ = shard_reports
     _edit(paths[1], lambda d: d.update(schema_version=SCHEMA_VERSION + 1))
-    line = _one_error_line(cli("merge", *paths))
+    line = cli("merge", *paths).one_error_line()
     assert str(paths[1]) in line and f"schema version {SCHEMA_VERSION + 1} is not supported" in line
 
 
 def test_train_and_eval_reports_do_not_merge(cli, shard_reports):
     paths, _ = shard_reports
     _edit(paths[1], lambda d: d["meta"].update(mode="train"))
-    line = _one_error_line(cli("merge", *paths))
+    line = cli("merge", *paths).one_error_line()
     assert "different modes (eval, train)" in line
 
 
@@ -201,7 +168,7 @@ def test_bad_inputs_one_line(cli, tmp_path, shard_reports, case):
     else:
         args = [*paths, "--output", paths[0]]
         expect = "would overwrite"
-    assert expect in _one_error_line(cli("merge", *args))
+    assert expect in cli("merge", *args).one_error_line()
 
 
 def test_merging_monitor_windows_of_one_checkpoint(cli, tmp_path):

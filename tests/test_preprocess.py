@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,22 +88,6 @@ def test_image_size_and_a_transform_conflict(tmp_path: Path) -> None:
     _images(tmp_path)
     with pytest.raises(ConfigError, match="both say how to size"):
         open_data(tmp_path, image_size=16, transform=center_crop((16, 16)))
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Iterator:
-    from deadrelu.cli import main
-
-    def run(*args: object) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def test_cli_uses_the_directorys_preprocessor_config(cli, tmp_path: Path) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import torch
 from torch import nn
 
 import deadrelu
-from deadrelu.cli import main
 from deadrelu.errors import ReportError
 from deadrelu.report import Report
 from deadrelu.schemas import load_schema
@@ -30,29 +28,6 @@ jsonschema = pytest.importorskip("jsonschema")
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
 MLP = ["--arch", f"{SM}/models.py:DigitsMLP"]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("COLUMNS", "160")
-
-    def run(*args: object) -> Result:
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    yield run
 
 
 def _validator() -> Any:

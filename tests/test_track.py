@@ -1,4 +1,4 @@
-"""``deadrelu.track`` and ``deadrelu track``: ordering, one model instance, jumps, units that died."""
+"""``deadrelu.track_checkpoints.track`` and ``deadrelu track``: ordering, one model instance, jumps, units that died."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.loading import load_weights
-from deadrelu.track import MODEL, Checkpoint, discover, step_of, track
+from deadrelu.track_checkpoints import MODEL, Checkpoint, discover, step_of, track
 
 ROOT = Path(__file__).resolve().parents[1]
 SM = ROOT / "sample_models"
@@ -325,3 +325,11 @@ def test_cli_track_plot_without_matplotlib_fails_before_scanning(capsys, tmp_pat
     assert err == ("error: plotting needs matplotlib, which is not installed — "
                    "pip install 'deadrelu[plot]'\n")
     assert not (tmp_path / "trend.png").exists()
+
+
+def test_the_old_module_path_still_imports() -> None:
+    # docs before the rename showed deadrelu.track.track(model, "runs/a", data)
+    import deadrelu.track as old
+    import deadrelu.track_checkpoints as new
+
+    assert old.track is new.track and old.Trend is new.Trend and old.discover is new.discover

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from integration_models import Net
 
 import deadrelu
 
@@ -18,19 +18,6 @@ wandb = pytest.importorskip("wandb")
 pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
 
 STEPS = 10
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(6, 10)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Linear(10, 2)
-        with torch.no_grad():
-            self.fc1.bias[:5] = -1e4  # half of the layer planted dead
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 def _history(run_dir) -> list[dict]:

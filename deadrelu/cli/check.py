@@ -1,7 +1,7 @@
 """``deadrelu check``: scan a checkpoint and fail the build when a gate fails.
 
 A thin shell: loading and scanning are shared with ``scan``
-(:mod:`deadrelu.cli.options`), the verdict is :func:`deadrelu.gates.evaluate`,
+(:mod:`deadrelu.cli.running`), the verdict is :func:`deadrelu.gates.evaluate`,
 the output is :mod:`deadrelu.ci`. Gates come from ``[tool.deadrelu.check]``
 and the flags (flags win; ``--max-dead-layer`` flags are added after the
 file's, so they win for the layers they match).
@@ -187,23 +187,18 @@ def check_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
     from deadrelu.ci import CheckRun
-    from deadrelu.cli.options import (
-        LoadOptions,
-        exclude_layers,
-        load_and_scan,
-        load_settings,
-        warnings_to_stderr,
-    )
+    from deadrelu.cli.console import warnings_to_stderr
     from deadrelu.cli.outputs import guard_paths
+    from deadrelu.cli.running import load_and_scan
+    from deadrelu.cli.settings import command_settings, load_options
     from deadrelu.errors import DeadReluError
     from deadrelu.gates import evaluate
 
     try:
         with warnings_to_stderr(quiet):
-            settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
-                                     dormancy=dormancy, tau=tau, device=device,
-                                     select=select, ignore=ignore)
+            settings = command_settings(params)
             cfg = settings.config
             # Everything a user can get wrong is checked before the (slow) scan.
             gates, notes = resolve_gates(cfg, max_dead=max_dead, max_dead_layer=max_dead_layer or [],
@@ -211,14 +206,7 @@ def check_command(
                                          baseline=baseline)
             baseline_path = baseline or _config_baseline(cfg)
             exit_zero = exit_zero or bool(cfg.check.get("exit_zero", False))
-            opts = LoadOptions.from_cli(
-                model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
-                trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
-                image_size=image_size, normalize=normalize, target=target, channels=channels,
-                config=cfg, tokenizer=tokenizer, text_column=text_column, max_length=max_length,
-                dtype=dtype, device_map=device_map, device=settings.device,
-            center_crop=center_crop,
-            )
+            opts = load_options(params, cfg, device=settings.device)
             guard_paths([*opts.input_paths(), *filter(None, [baseline_path])],
                         {"--output": output, "$GITHUB_STEP_SUMMARY": _step_summary(output_format)},
                         streams=[opts.config_file])
@@ -227,12 +215,13 @@ def check_command(
                                    partial_on_interrupt=False, compare_init=compare_init.wanted())
     except DeadReluError as exc:  # CI formats still say why there is no result; exit 2
         # The error may come before the files were compared: compare what is known now.
+        from deadrelu.loading.options import LoadOptions
+
         known = LoadOptions(model=model, data=data, arch=arch,
                             import_paths=tuple(import_path or ()), config_file=config)
         _emit_error(exc, output_format, model=model, output=output,
                     inputs=[*known.input_paths(), *filter(None, [baseline])])
         raise
-    report = exclude_layers(report, cfg)
     outcome = evaluate(report, gates, base_report)
     if notes:
         from dataclasses import replace
@@ -372,7 +361,7 @@ def emit(run: CheckRun, output_format: CheckFormat, *, output: Path | None, quie
 
         write_step_summary(run)
     if output is not None:
-        from deadrelu.cli.options import write_output
+        from deadrelu.cli.outputs import write_output
 
         write_output(output, render(output_format, run, width=120))
         if not quiet:

@@ -49,32 +49,30 @@ def _usage(command: Any, ctx: Any) -> list[str]:
     return pieces
 
 
-class Command(typer.core.TyperCommand):
-    """A typer command whose help has no ``<bool>``/``<path>`` column and no ``{MODEL}``."""
+class _PlainHelp:
+    """Plain flags and arguments (:func:`_plain`), the help option's included; mixed in
+    before typer's own command or group class."""
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # typer's class, next in the MRO, takes them
         super().__init__(*args, **kwargs)
         _plain(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
+        option = super().get_help_option(ctx)  # type: ignore[misc]
         if option is not None:
             _plain([option])
         return option
+
+
+class Command(_PlainHelp, typer.core.TyperCommand):
+    """A typer command whose help has no ``<bool>``/``<path>`` column and no ``{MODEL}``."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return _usage(self, ctx)
 
 
-class Group(typer.core.TyperGroup):
+class Group(_PlainHelp, typer.core.TyperGroup):
     """The ``deadrelu`` app: the same plain flags as :class:`Command`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _plain(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _plain([option])
-        return option

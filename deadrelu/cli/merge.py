@@ -64,7 +64,7 @@ def merge_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
-    from deadrelu.cli.options import warnings_to_stderr
+    from deadrelu.cli.console import warnings_to_stderr
     from deadrelu.cli.scan import emit
 
     with warnings_to_stderr(quiet):

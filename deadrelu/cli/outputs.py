@@ -1,4 +1,4 @@
-"""The one check of a command's files before it reads or writes anything.
+"""A command's output files: the one check before it reads or writes anything, and the write.
 
 deadrelu never modifies a file it reads. Every command (``scan``, ``check``,
 ``track``, ``merge``) lists the files it reads (checkpoints, data, model code,
@@ -30,7 +30,7 @@ from pathlib import Path
 from deadrelu.errors import ConfigError, LoadError
 from deadrelu.files import file_id, folder_files, require_regular
 
-__all__ = ["guard_paths"]
+__all__ = ["guard_paths", "write_output"]
 
 _FIX = "write it somewhere else; deadrelu never modifies its inputs"
 
@@ -97,3 +97,12 @@ def _guard_one(option: str, output: Path, inputs: Sequence[Path]) -> None:
                 if file_id(inner) == identity:
                     raise ConfigError(f"{option} {output} is {inner} under another name "
                                       f"(a hard link into the input folder {folder})", _FIX)
+
+
+def write_output(output: Path, text: str) -> None:
+    """Write ``--output`` as UTF-8; one-line error if the folder is missing or read-only."""
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --output {output}: {exc.strerror or exc}",
+                          "check that the folder exists and is writable") from exc

@@ -1,7 +1,7 @@
 """``deadrelu prune``: scan a model, remove the units that were constant, save the smaller model.
 
-A thin shell: loading and scanning are :mod:`deadrelu.cli.options` (the same model
-and data forms as ``scan``), pruning is :func:`deadrelu.prune`, saving is
+A thin shell: loading and scanning are shared with ``scan`` (:mod:`deadrelu.cli.settings`,
+:mod:`deadrelu.cli.running`: the same model and data forms), pruning is :func:`deadrelu.prune`, saving is
 :mod:`deadrelu.fix.persist`. The result table goes to stdout (``--json`` for
 machines), progress and notes to stderr. Exit 0 when something was pruned and
 verified, 2 on an error (nothing to prune included); the input is never written.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,6 +35,10 @@ from deadrelu.cli.options import (
     TargetOpt,
     TrustCheckpointOpt,
 )
+
+if TYPE_CHECKING:
+    from deadrelu.errors import ModelError
+    from deadrelu.fix.prune import PruneResult
 
 PRUNE_PANEL = "Pruning"
 
@@ -127,21 +131,19 @@ def prune_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
     import json
     import sys
 
-    from deadrelu.cli.options import (
-        LoadOptions,
-        load_model_and_data,
-        load_settings,
-        run_scan,
-        warnings_to_stderr,
-    )
+    from deadrelu.cli.console import warnings_to_stderr
     from deadrelu.cli.outputs import guard_paths
-    from deadrelu.errors import ConfigError, ModelError
+    from deadrelu.cli.running import run_scan
+    from deadrelu.cli.settings import command_settings, load_options
+    from deadrelu.errors import ConfigError
     from deadrelu.fix import persist
     from deadrelu.fix.depgraph import torch_pruning
     from deadrelu.fix.prune import prune
+    from deadrelu.loading import load_model_and_data
 
     if min_samples < 0:
         raise ConfigError(f"--min-samples {min_samples} is negative", "pass 0 or more")
@@ -149,13 +151,8 @@ def prune_command(
         raise ConfigError(f"--tolerance {tolerance} is outside (0, 1)", "e.g. --tolerance 1e-5")
     torch_pruning()  # a missing extra is one line before any loading
     with warnings_to_stderr(quiet):
-        settings = load_settings(config, device=device)
-        opts = LoadOptions.from_cli(
-            model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
-            trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
-            image_size=image_size, normalize=normalize, target=target, channels=channels,
-            config=settings.config,
-        )
+        settings = command_settings(params)
+        opts = load_options(params, settings.config)
         plan_file = persist.plan_path(output) if save_format is SaveFormat.state_dict else None
         guard_paths(opts.input_paths(), {"--output": output, "--output (its widths file)": plan_file},
                     streams=[opts.config_file])
@@ -170,22 +167,8 @@ def prune_command(
                                min_samples=min_samples, tolerance=tolerance,
                                batch_size=opts.batch_size)
     if not result.removed:
-        counts: dict[str, int] = {}
-        for k in result.kept:
-            counts[k.reason] = counts.get(k.reason, 0) + len(k.units)
-        common = max(counts, key=lambda reason: counts[reason]) if counts else None
-        why = f"; kept {result.units_kept} unit(s), most because {common}" if common else ""
-        raise ModelError(f"nothing to prune: no unit of {model} can be removed exactly{why}",
-                         "scan it (`deadrelu scan`) to see its dead units; only units that "
-                         "output one constant on the data can be pruned")
-    notes: list[str] = []
-    if save_format is SaveFormat.state_dict:
-        plan = persist.save_state_dict(pruned, output, result.widths)
-        notes.append(f"wrote {output} (weights) and {plan} (new widths): "
-                     "deadrelu.load_pruned(fresh_model, path) rebuilds it")
-    else:
-        notes.extend(persist.save_model(pruned, output))
-        notes.insert(0, f"wrote the pruned model to {output}")
+        raise _nothing_to_prune(model, result)
+    notes = _save(pruned, result, output, save_format)
     if json_output:
         sys.stdout.write(json.dumps({**result.to_dict(), "output": str(output)}) + "\n")
     elif quiet:
@@ -199,3 +182,28 @@ def prune_command(
     if not quiet:
         for note in notes:
             sys.stderr.write(note + "\n")
+
+
+def _nothing_to_prune(model: Path, result: PruneResult) -> ModelError:
+    """The error when no unit could go exactly, with the most common reason units were kept."""
+    from deadrelu.errors import ModelError
+
+    counts: dict[str, int] = {}
+    for k in result.kept:
+        counts[k.reason] = counts.get(k.reason, 0) + len(k.units)
+    common = max(counts, key=lambda reason: counts[reason]) if counts else None
+    why = f"; kept {result.units_kept} unit(s), most because {common}" if common else ""
+    return ModelError(f"nothing to prune: no unit of {model} can be removed exactly{why}",
+                      "scan it (`deadrelu scan`) to see its dead units; only units that "
+                      "output one constant on the data can be pruned")
+
+
+def _save(pruned: Any, result: PruneResult, output: Path, save_format: SaveFormat) -> list[str]:
+    """Write the pruned model in ``save_format``; returns the notes saying what was written."""
+    from deadrelu.fix import persist
+
+    if save_format is SaveFormat.state_dict:
+        plan = persist.save_state_dict(pruned, output, result.widths)
+        return [f"wrote {output} (weights) and {plan} (new widths): "
+                "deadrelu.load_pruned(fresh_model, path) rebuilds it"]
+    return [f"wrote the pruned model to {output}", *persist.save_model(pruned, output)]

@@ -1,7 +1,7 @@
 """``deadrelu scan``: load a model, run data through it once, print the report.
 
-A thin shell: loading is :func:`deadrelu.cli.options.load_model_and_data`, the
-scan is :func:`deadrelu.scan`, the output is :mod:`deadrelu.render` /
+A thin shell: loading is :func:`deadrelu.loading.load_model_and_data`, the
+scan is :func:`deadrelu.scan` (through :mod:`deadrelu.cli.running`), the output is :mod:`deadrelu.render` /
 :mod:`deadrelu.export`. The report goes to stdout, everything else (progress,
 warnings, errors) to stderr, so ``--format json`` can be piped. ``scan`` never
 gates: it exits 0 whatever it finds (``deadrelu check`` is the gating command),
@@ -146,39 +146,26 @@ def scan_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
     from deadrelu import distributed
-    from deadrelu.cli.options import (
-        LoadOptions,
-        exclude_layers,
-        load_and_scan,
-        load_settings,
-        warnings_to_stderr,
-    )
+    from deadrelu.cli.console import warnings_to_stderr
     from deadrelu.cli.outputs import guard_paths
+    from deadrelu.cli.running import load_and_scan
+    from deadrelu.cli.settings import command_settings, load_options
 
     # Under torchrun (WORLD_SIZE > 1) every rank joins the process group and scans every
     # WORLD_SIZE-th batch; scan() reduces the counters across ranks and rank 0 prints.
     with distributed.process_group_from_env() as sharded, \
             warnings_to_stderr(quiet or not distributed.is_main_process()):
         main_rank = distributed.is_main_process()
-        settings = load_settings(config, rare=rare, always_on=always_on, saturated=saturated,
-                                 dormancy=dormancy, tau=tau, device=device,
-                                 select=select, ignore=ignore)
-        opts = LoadOptions.from_cli(
-            model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, import_path=import_path,
-            trust_checkpoint=trust_checkpoint, batch_size=batch_size, limit=limit,
-            image_size=image_size, normalize=normalize, target=target, channels=channels,
-            config=settings.config, tokenizer=tokenizer, text_column=text_column,
-            max_length=max_length, dtype=dtype, device_map=device_map, device=settings.device,
-            center_crop=center_crop,
-        )
+        settings = command_settings(params)
+        opts = load_options(params, settings.config, device=settings.device)
         if main_rank:
             guard_paths(opts.input_paths(), {"--output": output}, streams=[opts.config_file])
         report = load_and_scan(opts, settings, progress=not no_progress and main_rank,
                                quiet=quiet, sharded=sharded, compare_init=compare_init.wanted())
     if not main_rank:
         return
-    report = exclude_layers(report, settings.config)
     emit(report, output_format, output=output, quiet=quiet)
     if report.partial:
         from deadrelu.cli import errors
@@ -192,7 +179,7 @@ def emit(report: Report, output_format: OutputFormat, *, output: Path | None, qu
     import sys
 
     if output is not None:
-        from deadrelu.cli.options import write_output
+        from deadrelu.cli.outputs import write_output
 
         text = render_text(report, output_format, width=120)
         write_output(output, text)

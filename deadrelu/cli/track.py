@@ -1,8 +1,8 @@
 """``deadrelu track``: dead units across a run's checkpoints, and when they died.
 
-A thin shell over :func:`deadrelu.track.track`: checkpoints are found and
-ordered by :func:`deadrelu.track.discover`, the first one is loaded with the
-same options as ``scan`` (:mod:`deadrelu.cli.options`) to build the one model
+A thin shell over :func:`deadrelu.track_checkpoints.track`: checkpoints are found and
+ordered by :func:`deadrelu.track_checkpoints.discover`, the first one is loaded with the
+same options as ``scan`` (:mod:`deadrelu.cli.settings`) to build the one model
 instance, and every checkpoint's weights are loaded into it in turn. Exits 0
 (2 on an error); it reports, it does not gate.
 """
@@ -36,7 +36,7 @@ from deadrelu.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from deadrelu.track import Trend
+    from deadrelu.track_checkpoints import Trend
 
 OUTPUT_PANEL = "Output"
 
@@ -140,43 +140,22 @@ def track_command(
     debug: DebugOpt = False,
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
+    params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
     import functools
     import sys
 
-    from deadrelu.cli.options import (
-        LoadOptions,
-        load_model_and_data,
-        load_settings,
-        run_scan,
-        warnings_to_stderr,
-    )
+    from deadrelu.cli.console import warnings_to_stderr
     from deadrelu.cli.outputs import guard_paths
-    from deadrelu.gates import parse_points
-    from deadrelu.track import PLOT_SUFFIXES, discover, track
+    from deadrelu.cli.running import run_scan
+    from deadrelu.cli.settings import command_settings, load_options
+    from deadrelu.loading import load_model_and_data
+    from deadrelu.track_checkpoints import discover, track
 
     with warnings_to_stderr(quiet):
-        settings = load_settings(config, device=device)
-        min_jump = parse_points(jump, option="--jump")
-        if min_jump <= 0:
-            from deadrelu.errors import ConfigError
-
-            raise ConfigError("--jump must be above 0", "pass e.g. --jump 5pp")
-        if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
-            from deadrelu.errors import ConfigError
-
-            raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
-                              f"use one of {', '.join(PLOT_SUFFIXES)}")
-        if plot is not None:  # say it before scanning every checkpoint, not after
-            from deadrelu.track import require_matplotlib
-
-            require_matplotlib()
+        settings = command_settings(params)
+        min_jump = _check_options(jump, plot)  # before scanning every checkpoint
         found, notes = discover(checkpoints)
-        opts = LoadOptions.from_cli(
-            model=found[0].path, data=data, arch=arch, arch_kwargs=arch_kwargs,
-            import_path=import_path, trust_checkpoint=trust_checkpoint, batch_size=batch_size,
-            limit=limit, image_size=image_size, normalize=normalize, target=target,
-            channels=channels, config=settings.config,
-        )
+        opts = load_options(params, settings.config, model=found[0].path)
         guard_paths([*opts.input_paths(), *(c.path for c in found)],
                     {"--csv": csv, "--json": json, "--plot": plot, "--output": output},
                     streams=[opts.config_file])
@@ -198,6 +177,37 @@ def track_command(
         from dataclasses import replace
 
         trend = replace(trend, notes=(*notes, *trend.notes))
+    emit(trend, output_format, str(checkpoints), output=output, csv=csv, json=json, plot=plot,
+         quiet=quiet)
+
+
+def _check_options(jump: str, plot: Path | None) -> float:
+    """``--jump`` as a fraction, and ``--plot`` checked (its type, matplotlib installed).
+
+    Raises:
+        ConfigError: a jump of 0 or less, an unknown image type, no matplotlib.
+    """
+    from deadrelu.errors import ConfigError
+    from deadrelu.gates import parse_points
+    from deadrelu.track_checkpoints import PLOT_SUFFIXES, require_matplotlib
+
+    min_jump = parse_points(jump, option="--jump")
+    if min_jump <= 0:
+        raise ConfigError("--jump must be above 0", "pass e.g. --jump 5pp")
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(f"--plot {plot}: unknown image type {plot.suffix or '(none)'}",
+                          f"use one of {', '.join(PLOT_SUFFIXES)}")
+    if plot is not None:
+        require_matplotlib()
+    return min_jump
+
+
+def emit(trend: Trend, output_format: TrackFormat, source: str, *, output: Path | None,
+         csv: Path | None, json: Path | None, plot: Path | None, quiet: bool) -> None:
+    """Write the files asked for (``--csv``, ``--json``, ``--plot``, ``--output``) and print
+    the trend: a machine format on stdout, else the terminal table (summary when ``quiet``)."""
+    import sys
+
     written = []
     if csv is not None:
         written.append(trend.write_csv(csv))
@@ -205,11 +215,11 @@ def track_command(
         written.append(trend.write_json(json))
     if plot is not None:
         written.append(trend.plot(plot))
-    text = _render_text(trend, output_format, str(checkpoints))
+    text = _render_text(trend, output_format, source)
     if output is not None:
-        from deadrelu.cli.options import write_output
+        from deadrelu.cli.outputs import write_output
 
-        write_output(output, text if text is not None else _plain_table(trend, str(checkpoints)))
+        write_output(output, text if text is not None else _plain_table(trend, source))
         written.append(output)
         text = None  # as for scan: the file holds the format, the terminal shows the table
     if text is not None:
@@ -218,7 +228,7 @@ def track_command(
         from rich.console import Console
 
         console = Console(highlight=False)
-        parts = [trend_summary(trend)] if quiet else trend_parts(trend, str(checkpoints))
+        parts = [trend_summary(trend)] if quiet else trend_parts(trend, source)
         for part in parts:
             console.print(part, soft_wrap=_is_text(part))
     if not quiet:
@@ -281,7 +291,7 @@ def trend_parts(trend: Trend, source: str) -> list[Any]:
     from rich.text import Text
 
     from deadrelu.gates import units_list
-    from deadrelu.track import MODEL
+    from deadrelu.track_checkpoints import MODEL
 
     steps = trend.steps
     samples = trend.reports[0].samples if trend.reports else 0

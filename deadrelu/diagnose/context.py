@@ -49,7 +49,6 @@ import numpy as np
 from deadrelu.analyzer import CONFIDENCE, rule_out_rate
 from deadrelu.diagnose.criteria import (
     BN_PIN,
-    COLLAPSE_ABS,
     COLLAPSE_RATIO,
     DEEP,
     FLAT_RELU_KINDS,
@@ -287,10 +286,10 @@ class Context:
         elif view.direct and view.weight_norm is not None:
             wn = view.weight_norm
             live = np.setdiff1d(np.arange(view.units), dead)
-            collapsed = wn[remaining] <= COLLAPSE_ABS
+            collapsed = wn[remaining] <= view.collapse_abs
             if len(live) >= 3:
                 collapsed |= wn[remaining] <= COLLAPSE_RATIO * float(np.median(wn[live]))
-            growth = view.weight_growth
+            growth = view.weight_shrink
             if growth is not None and growth <= SHRUNK:  # the whole layer shrank: decay
                 collapsed = np.ones(len(remaining), dtype=bool)
             take("weight_decay", collapsed)

@@ -31,7 +31,8 @@ SHRUNK = 0.3
 NORMAL_LOW = 0.5
 #: A dead unit's weight norm at most this share of the live units' median has collapsed...
 COLLAPSE_RATIO = 0.1
-#: ...as has any row norm below this (1/20 of the default init scale).
+#: ...as has any row norm below this (1/20 of the default init scale; scaled with a
+#: model's own init, see SiteView.collapse_abs).
 COLLAPSE_ABS = 0.03
 #: A bounded site with at least this share of all positions saturated has a saturation problem.
 SAT_LAYER = 0.5

@@ -29,6 +29,18 @@ scale (DR007), large updates (DR001); the rest are covered by the model-wide
 initialization rules (DR004, DR005), put down to initialization by a fresh-init
 comparison (DR015), or reported as unexplained (DR013).
 
+**Which initialization weights are compared with.** "× PyTorch's default init"
+compares a layer's weights with a freshly initialized layer of the same shape
+(median row norm 1/√3, biases U(±1/√fan_in)). Models that initialize their own
+layers start elsewhere: transformers' `_init_weights` draws most Linear weights
+from normal(0, `initializer_range`) (a row norm of 0.16 at fan-in 64) and zeroes
+the biases. For those, the evidence carries the layer's scale at the model's own
+init, measured on a stand-in layer that the model's `_init_weights` fills (the
+model is never touched), and shrinking (DR002, "the whole layer shrank") is
+judged against it, while growth (the trace of large updates, DR001) is judged
+against the larger of it and PyTorch's default scale: growing from a small init
+up to the natural scale is ordinary training.
+
 **What the training left behind.** A training checkpoint often carries its
 recipe: a Lightning `.ckpt` (`optimizer_states`, `lr_schedulers`,
 `hyper_parameters`, `global_step`), or a dict with `optimizer`/`optim`,

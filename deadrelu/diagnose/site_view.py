@@ -18,6 +18,7 @@ import numpy as np
 from deadrelu.analyzer import UnitState, UnitVerdicts
 from deadrelu.diagnose.criteria import (
     BIAS_GROWTH,
+    COLLAPSE_ABS,
     DEFAULT_INIT_NORM,
     FLAT_RELU_KINDS,
     GROWTH,
@@ -96,18 +97,64 @@ class SiteView:
         return int(self.layer.get("fan_in", 0)) if self.layer else 0
 
     @property
+    def init(self) -> dict[str, Any] | None:
+        """The layer's scale at the model's own initialization, when the model has one
+        (:func:`deadrelu.evidence.init_reference`); ``None``: PyTorch's default init."""
+        found = self.layer.get("init") if self.layer else None
+        return found if isinstance(found, dict) and found.get("weight_norm") else None
+
+    # Two references. Shrinking (weight decay) is judged against where the layer started:
+    # the model's own init when it has one. Growth (the trace of large updates) is judged
+    # against the larger of that and PyTorch's default scale, since growing from a small
+    # init (normal(0, 0.02) in transformers) up to that natural scale is ordinary training.
+
+    @property
+    def shrink_norm(self) -> float:
+        """Median incoming row norm at initialization: the model's own, else 1/√3."""
+        return float(self.init["weight_norm"]) if self.init else DEFAULT_INIT_NORM
+
+    @property
+    def shrink_name(self) -> str:
+        return "the model's own init" if self.init else "PyTorch's default init"
+
+    @property
+    def growth_norm(self) -> float:
+        return max(self.shrink_norm, DEFAULT_INIT_NORM)
+
+    @property
+    def growth_name(self) -> str:
+        return "the model's own init" if self.shrink_norm > DEFAULT_INIT_NORM else \
+            "PyTorch's default init"
+
+    @property
+    def collapse_abs(self) -> float:
+        """A row norm this small has collapsed: ``COLLAPSE_ABS`` at PyTorch's default init,
+        the same share (1/20) of the model's own init scale otherwise."""
+        return COLLAPSE_ABS * self.shrink_norm / DEFAULT_INIT_NORM
+
+    @property
     def weight_growth(self) -> float | None:
-        """Median incoming row norm over PyTorch's default-init norm (1/√3)."""
+        """Median incoming row norm over :attr:`growth_norm`."""
         wn = self.weight_norm
-        return float(np.median(wn)) / DEFAULT_INIT_NORM if wn is not None and wn.size else None
+        return float(np.median(wn)) / self.growth_norm if wn is not None and wn.size else None
+
+    @property
+    def weight_shrink(self) -> float | None:
+        """Median incoming row norm over :attr:`shrink_norm` (≤ ``SHRUNK``: the layer shrank)."""
+        wn = self.weight_norm
+        return float(np.median(wn)) / self.shrink_norm if wn is not None and wn.size else None
 
     @property
     def bias_growth(self) -> float | None:
-        """Mean |bias| over that of PyTorch's default init (U(±1/√fan_in): 0.5/√fan_in)."""
+        """Mean |bias| over that at initialization: PyTorch's default U(±1/√fan_in) gives
+        0.5/√fan_in (also the reference when the model's own init is smaller or zero)."""
         b = self.bias
         if b is None or not b.size or self.fan_in <= 0:
             return None
-        return float(np.mean(np.abs(b))) / (0.5 / math.sqrt(self.fan_in))
+        reference = 0.5 / math.sqrt(self.fan_in)
+        if self.init and self.init.get("bias_abs"):
+            reference = max(reference, float(self.init["bias_abs"]))
+        return float(np.mean(np.abs(b))) / reference
 
     @property
     def update_trace(self) -> bool:
@@ -199,7 +246,7 @@ class SiteView:
         gain = {"sigmoid": "sigmoid", "tanh": "tanh"}.get(self.info.kind, "linear")
         return (f"re-initialize {self.layer_label}: nn.init.xavier_uniform_(w, "
                 f"gain=nn.init.calculate_gain('{gain}')) and zero biases (its "
-                f"{' and its '.join(large)} PyTorch's default init scale)")
+                f"{' and its '.join(large)} {self.growth_name} scale)")
 
     def leaky_fix(self) -> str | None:
         """The LeakyReLU swap, for ReLU-like kinds only."""

@@ -25,7 +25,7 @@ from deadrelu.html.assets import CSS, JS
 if TYPE_CHECKING:
     from deadrelu.ci import CheckRun
     from deadrelu.report import Report
-    from deadrelu.track import Trend
+    from deadrelu.track_checkpoints import Trend
 
 _esc = html.escape
 

@@ -103,3 +103,15 @@ def _is_wandb_log(obj: Any) -> bool:
 
 
 __all__ = ["LAYER_METRICS", "ReportLogger", "as_logger", "metrics"]
+
+
+def check_log_every(log_every: int | None, default: str) -> int | None:
+    """``log_every`` of a training-framework callback, checked: a positive int or ``None``
+    (``default`` names what ``None`` falls back to, for the error's fix)."""
+    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int)
+                                  or log_every < 1):
+        from deadrelu.errors import ConfigError
+
+        raise ConfigError(f"log_every must be a positive integer, got {log_every!r}",
+                          f"e.g. log_every=50, or None for {default}")
+    return log_every

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - the standalone package
             "deadrelu.integrations.lightning needs Lightning: pip install 'deadrelu[lightning]'"
         ) from exc
 
-from deadrelu.integrations import metrics
+from deadrelu.integrations import check_log_every, metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,14 +62,8 @@ class DeadReluCallback(Callback):
     def __init__(self, every: int = 10, log_every: int | None = None, *,
                  prefix: str = "deadrelu", **monitor_kwargs: Any) -> None:
         super().__init__()
-        if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int)
-                                      or log_every < 1):
-            from deadrelu.errors import ConfigError
-
-            raise ConfigError(f"log_every must be a positive integer, got {log_every!r}",
-                              "e.g. log_every=50, or None for the trainer's log_every_n_steps")
         self.every = every
-        self.log_every = log_every
+        self.log_every = check_log_every(log_every, "the trainer's log_every_n_steps")
         self.prefix = prefix
         self.monitor_kwargs = monitor_kwargs
         self.monitor: Monitor | None = None

@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without transfor
         "pip install 'deadrelu[transformers]'"
     ) from exc
 
-from deadrelu.integrations import metrics
+from deadrelu.integrations import check_log_every, metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,15 +85,9 @@ class DeadReluTrainerCallback(TrainerCallback, ExportableState):
     def __init__(self, trainer: Any = None, *, every: int = 10, log_every: int | None = None,
                  prefix: str = "deadrelu", worst_layers: int | None = 3,
                  **monitor_kwargs: Any) -> None:
-        if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int)
-                                      or log_every < 1):
-            from deadrelu.errors import ConfigError
-
-            raise ConfigError(f"log_every must be a positive integer, got {log_every!r}",
-                              "e.g. log_every=50, or None for args.logging_steps")
         self.trainer = trainer
         self.every = every
-        self.log_every = log_every
+        self.log_every = check_log_every(log_every, "args.logging_steps")
         self.prefix = prefix
         self.worst_layers = worst_layers
         self.monitor_kwargs = monitor_kwargs

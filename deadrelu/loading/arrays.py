@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import DataError
+from deadrelu.loading.extras import require
 from deadrelu.loading.imports import one_line
 from deadrelu.loading.source import Batch, DataSource
 
@@ -219,13 +220,8 @@ def _open_npz(path: Path) -> ArrayFile:
 
 
 def _open_safetensors(path: Path) -> ArrayFile:
-    try:
-        from safetensors import safe_open
-    except ImportError as exc:
-        raise DataError(
-            f"{path} is a safetensors file but the safetensors package is not installed",
-            "pip install 'deadrelu[safetensors]'",
-        ) from exc
+    safe_open = require("safetensors", "safetensors", f"{path} is a safetensors file but the "
+                        "safetensors package is not installed").safe_open
     with safe_open(str(path), framework="pt") as handle:
         keys = list(handle.keys())
         key = _pick_key(keys, path, allow_first=False)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import CheckpointError, ConfigError
 from deadrelu.loading.archive import ZIP_MAGIC
+from deadrelu.loading.extras import require
 from deadrelu.loading.imports import exits_refused, extra_sys_path, one_line, resolve_object
 
 if TYPE_CHECKING:
@@ -379,13 +380,8 @@ def _unpickling_reason(exc: BaseException) -> str:
 
 
 def _load_safetensors(path: Path, map_location: Any) -> dict[str, torch.Tensor]:
-    try:
-        from safetensors.torch import load_file
-    except ImportError as exc:
-        raise CheckpointError(
-            f"{path} is a safetensors file but the safetensors package is not installed",
-            "pip install 'deadrelu[safetensors]'",
-        ) from exc
+    load_file = require("safetensors.torch", "safetensors", f"{path} is a safetensors file but the "
+                        "safetensors package is not installed", error=CheckpointError).load_file
     try:
         return dict(load_file(str(path), device=_device_of(map_location) or "cpu"))
     except Exception as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import DataError
+from deadrelu.loading.extras import require
 from deadrelu.loading.imports import one_line
 from deadrelu.loading.source import DataSource
 
@@ -146,11 +147,4 @@ def _to_array(image: Any, mode: str) -> np.ndarray:
 
 
 def _pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise DataError(
-            "reading image files needs Pillow, which is not installed",
-            "pip install 'deadrelu[images]'",
-        ) from exc
-    return Image
+    return require("PIL.Image", "images", "reading image files needs Pillow, which is not installed")

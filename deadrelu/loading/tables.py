@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deadrelu.errors import DataError
+from deadrelu.loading.extras import require
 from deadrelu.loading.imports import one_line
 from deadrelu.loading.source import DataSource
 
@@ -207,14 +208,7 @@ def _csv_call(path: Path, **kwargs: Any) -> Any:
 
 
 def _pyarrow_parquet(path: Path) -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise DataError(
-            f"reading {path} needs pyarrow, which is not installed",
-            "pip install 'deadrelu[parquet]'",
-        ) from exc
-    return pq
+    return require("pyarrow.parquet", "parquet", f"reading {path} needs pyarrow, which is not installed")
 
 
 def _unreadable(path: Path, exc: BaseException) -> DataError:

@@ -32,8 +32,9 @@ __all__ = ["KernelView", "available", "disabled", "ensure", "kernel_view", "load
            "relu_into", "relu_view", "stats_view", "update"]
 
 _OFF_VALUES = {"0", "off", "false", "no"}
-#: The kernel counts each slice in float32, exact below this.
-_FLOAT_EXACT = 1 << 24
+#: float32 holds integers exactly up to 2**24: the kernel (and ``deadrelu.stats``) count
+#: each slice in float32 below this.
+FLOAT_EXACT = 1 << 24
 #: While a build runs, how often (seconds) an update looks for its result.
 _POLL = 0.5
 
@@ -214,4 +215,4 @@ def _counters(acc: dict[str, Tensor]) -> list[Tensor]:
 def _exact(y3: Tensor, reduce_dim: int) -> bool:
     # A Linear output's "slice" is its whole batch; bigger slices take the eager path.
     positions = y3.shape[reduce_dim]
-    return positions < _FLOAT_EXACT and (positions > 1 or y3.shape[0] < _FLOAT_EXACT)
+    return positions < FLOAT_EXACT and (positions > 1 or y3.shape[0] < FLOAT_EXACT)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from deadrelu.diagnose.context import Context
-from deadrelu.diagnose.criteria import COLLAPSE_ABS, FLAT_RELU_KINDS, severity_for
+from deadrelu.diagnose.criteria import FLAT_RELU_KINDS, severity_for
 from deadrelu.diagnose.registry import rule
 from deadrelu.findings import Finding, Severity
 from deadrelu.wording import num, percent, plural
@@ -92,7 +92,7 @@ def saturated_units(ctx: Context) -> Iterator[Finding]:
         parts = [ctx.saturation_phrase(view, units)]
         gw, gb = view.weight_growth, view.bias_growth
         if view.layer_label and gw is not None:
-            scale = f"median row norm {num(view.weight_norm_median or 0.0)} ({gw:.1f}× PyTorch's default init)"
+            scale = f"median row norm {num(view.weight_norm_median or 0.0)} ({gw:.1f}× {view.growth_name})"
             if gb is not None:
                 scale += f", mean |bias| {gb:.1f}× the default"
             parts.append(f"incoming weights of {view.layer_label}: {scale}")
@@ -143,7 +143,7 @@ def always_on_units(ctx: Context) -> Iterator[Finding]:
         units = view.always_on
         if view.weight_norm is not None and len(view.weight_norm) == view.units and len(units):
             # a unit whose incoming weights collapsed outputs a constant, not a linear function
-            units = units[view.weight_norm[units] > COLLAPSE_ABS]
+            units = units[view.weight_norm[units] > view.collapse_abs]
         if not len(units) or not view.info.can_die or view is ctx.output_site:
             continue
         if view.name in covered or "input_scale" in view.dead_causes:

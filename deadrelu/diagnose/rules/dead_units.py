@@ -17,7 +17,6 @@ from deadrelu.diagnose.criteria import (
     BN_PIN,
     COLLAPSE_ABS,
     COLLAPSE_RATIO,
-    DEFAULT_INIT_NORM,
     ERROR_SHARE,
     GROWTH,
     NORMAL_LOW,
@@ -104,7 +103,7 @@ def dead_after_large_update(ctx: Context) -> Iterator[Finding]:
             if gb is not None:
                 growth = f"mean |bias| {gb:.1f}× and {growth}"
             text = (f"the weights of {view.layer_label} carry the trace of large updates: {growth} "
-                    "PyTorch's default init")
+                    f"{view.growth_name}")
             if dead_b is not None:
                 text += f", with the dead units' biases at median {num(dead_b)}"
             parts.append(text)
@@ -162,14 +161,14 @@ def dead_with_collapsed_weights(ctx: Context) -> Iterator[Finding]:
         live = _live(view)
         dead_med = float(np.median(wn[units]))
         live_med = _median(wn, live)
-        gw = view.weight_growth
+        gw = view.weight_shrink
         if gw is not None and gw <= SHRUNK:  # the live units shrank too: compare with init
-            against = (f"{num(DEFAULT_INIT_NORM)} at PyTorch's default init (the whole layer "
+            against = (f"{num(view.shrink_norm)} at {view.shrink_name} (the whole layer "
                        f"shrank to {gw:.2g}× of it)")
         elif live_med is not None and len(live) >= 3:
             against = f"{num(live_med)} for the layer's live units"
         else:
-            against = f"{num(DEFAULT_INIT_NORM)} at PyTorch's default init"
+            against = f"{num(view.shrink_norm)} at {view.shrink_name}"
         message = _whole(ctx, view, (
             f"{ctx.dead_phrase(view, len(units))}; their incoming weights in {view.layer_label} "
             f"collapsed to a median row norm of {num(dead_med)} vs {against}"))
@@ -280,7 +279,7 @@ def dead_units(ctx: Context) -> Iterator[Finding]:
             looks = "look normal" if NORMAL_LOW <= gw <= GROWTH else "show no collapse or bias trace"
             parts.append(f"the weights feeding them in {view.layer_label} {looks} "
                          f"(median row norm {num(view.weight_norm_median or 0.0)}, {gw:.2g}× "
-                         f"PyTorch's default init)")
+                         f"{view.growth_name})")
         elif not view.direct and view.info.input_layer:
             parts.append(f"its input is `{view.info.input_layer}` combined with other tensors "
                          f"(e.g. a residual sum), so no single layer's weights explain it")

@@ -31,7 +31,8 @@ def _constant_output_text(ctx: Context) -> str:
 def _init_fixes(ctx: Context, view: SiteView | None) -> list[str]:
     """Initialization advice ranked by what the weights and the architecture show."""
     chain = [v for v in ctx.sites if v.info.can_die and v.units and v is not ctx.output_site]
-    growths = [g for v in ctx.sites if (g := v.weight_growth) is not None]
+    # layers of models with their own init scheme are not at PyTorch's default scale
+    growths = [g for v in ctx.sites if v.init is None and (g := v.weight_growth) is not None]
     fixes = []
     if growths:
         g = float(np.median(growths))
@@ -161,11 +162,11 @@ def constant_output(ctx: Context) -> Iterator[Finding]:
     message = (f"the model's output is the same for all {plural(ctx.samples, 'sample')} (largest range of "
                f"any output element {num(spread)} at magnitude {num(scale)})")
     flat = [v for v in ctx.sites if v.units and len(v.saturated) == v.units]
-    shrunk = [v for v in ctx.sites if (g := v.weight_growth) is not None and g <= SHRUNK]
+    shrunk = [v for v in ctx.sites if (g := v.weight_shrink) is not None and g <= SHRUNK]
     if shrunk and not flat:
         view = shrunk[0]
         message += (f"; the weights of {view.layer_label or 'the layer feeding ' + view.label} "
-                    f"shrank to {view.weight_growth or 0.0:.2g}× PyTorch's default init scale")
+                    f"shrank to {view.weight_shrink or 0.0:.2g}× {view.shrink_name} scale")
         if len(shrunk) > 1:
             message += f" ({len(shrunk) - 1} more layer{'s' if len(shrunk) > 2 else ''} too)"
         fix = ("lower weight_decay ~10× and keep it decoupled (torch.optim.AdamW), excluding "
