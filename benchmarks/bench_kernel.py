@@ -1,6 +1,9 @@
 """The fused CPU kernel against the eager statistics, activation by activation.
 
-Run: ``python benchmarks/bench_kernel.py`` (writes benchmarks/results/kernel.md).
+Run: ``python benchmarks/bench_kernel.py [--reps 101] [--threads 1]`` (writes
+benchmarks/results/kernel.md). ``--library PATH`` loads another build of the kernel
+instead (e.g. one compiled from an older ``stats.cpp``, to compare two versions run after
+run; the output then goes to kernel-other.md).
 
 For each activation shape of the benchmark models (ResNet-18 stages on 64 CIFAR
 images, the MLP's hidden layer at batch 256, the Transformer's feed-forward layer at
@@ -19,9 +22,9 @@ activation. Medians of interleaved repetitions.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +40,11 @@ SHAPES = [  # (label, shape, unit axis)
     ("ResNet stage 2 (64, 128, 16, 16)", (64, 128, 16, 16), 1),
     ("ResNet stage 3 (64, 256, 8, 8)", (64, 256, 8, 8), 1),
     ("ResNet stage 4 (64, 512, 4, 4)", (64, 512, 4, 4), 1),
+    ("ResNet-50 64px stage 3 (16, 1024, 4, 4)", (16, 1024, 4, 4), 1),
+    ("ResNet-50 64px stage 4 (16, 2048, 2, 2)", (16, 2048, 2, 2), 1),
+    ("deep stage (32, 2048, 2, 2)", (32, 2048, 2, 2), 1),
+    ("3x3 maps (32, 512, 3, 3)", (32, 512, 3, 3), 1),
+    ("5x5 maps (32, 512, 5, 5)", (32, 512, 5, 5), 1),
     ("MLP hidden (256, 1024)", (256, 1024), 1),
     ("Transformer FFN (32, 64, 1024)", (32, 64, 1024), 2),
 ]
@@ -78,8 +86,18 @@ def measure(shape: tuple[int, ...], unit_axis: int, reps: int) -> dict[str, floa
 
 
 def main() -> None:
-    reps = int(sys.argv[1]) if len(sys.argv) > 1 else 101
-    if not native.available():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=101)
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
+    ap.add_argument("--library", help="a built kernel library to load instead of this source's")
+    args = ap.parse_args()
+    reps = args.reps
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.library:
+        torch.ops.load_library(args.library)
+        native._ops = torch.ops.deadrelu_native
+    elif not native.available():
         raise SystemExit(f"the fused kernel is not available here: {native.reason()}")
     lines = [
         f"# Fused kernel vs eager statistics ({platform.machine()}, {torch.get_num_threads()} "
@@ -90,13 +108,14 @@ def main() -> None:
     for label, shape, axis in SHAPES:
         t = measure(shape, axis, reps)
         extra = {k: t[k] - t["relu"] for k in ("eager", "kernel stats", "fused")}
-        lines.append(f"| {label} | {t['relu']:.0f} | +{extra['eager']:.0f} | "
-                     f"+{extra['kernel stats']:.0f} | +{extra['fused']:.0f} |")
+        cells = " | ".join(f"+{extra[k]:.0f} ({t[k] / t['relu']:.1f}×)"
+                           for k in ("eager", "kernel stats", "fused"))
+        lines.append(f"| {label} | {t['relu']:.0f} | {cells} |")
     lines += ["", "Columns after the first: microseconds the scan adds to the forward for "
-              "that activation (variant − ReLU)."]
+              "that activation (variant − ReLU); in brackets, the variant's time in ReLUs."]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(__file__).parent / "results" / "kernel.md"
+    out = Path(__file__).parent / "results" / ("kernel-other.md" if args.library else "kernel.md")
     out.parent.mkdir(exist_ok=True)
     out.write_text(text)
 

@@ -199,6 +199,19 @@ _ARITHMETIC = frozenset({
 })
 
 
+class _Plan(NamedTuple):
+    """A site's kernel view of tensors of one geometry (see ``Collector._plan``)."""
+
+    view: native.KernelView
+    #: dense (contiguous or channels-last) with ``empty_like`` keeping its strides: the
+    #: fused ReLU may write its output into a fresh tensor through the same view
+    dense: bool
+
+
+#: Geometries remembered per site; past this (text batches of every length) start over.
+_PLANS_PER_SITE = 16
+
+
 class Failure(NamedTuple):
     """The innermost module whose forward raised, and the shape of its first input."""
 
@@ -355,12 +368,16 @@ class Collector:
         self._batch = 0
         self._tracing = False
         self._traced_once = False
+        #: after the first forward: sites are recorded by module hooks, no mode (_hook_only)
+        self._hooked = False
         self._producers: TensorNotes[Producer] = TensorNotes()
         #: each tensor's unit dim, where it is known (see deadrelu.layout)
         self._layouts: TensorNotes[int] = TensorNotes()
         #: tensors computed from another one through activation sites (see Derived)
         self._derived: TensorNotes[Derived] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
+        #: per site name, its kernel views by tensor geometry (see _plan)
+        self._plans: dict[str, dict[tuple[Any, ...], _Plan | None]] = {}
         # this forward's padding mask: bool (N, T), its true count, and copies per device
         self._mask: Tensor | None = None
         self._mask_real = 0
@@ -428,6 +445,38 @@ class Collector:
         self._handles = [(key, h) for key, h in self._handles if key not in quiet]
         self._quiet = frozenset(quiet)
 
+    def _hook_only(self) -> bool:
+        """Whether, after the first complete forward, module hooks alone see every site.
+
+        The interception mode sees every torch call of the forward, which costs a few
+        microseconds per op and per activation (docs/performance.md). It can be left
+        off when that changes nothing: every module is one of torch.nn's own (no user
+        forward code, so no functional activation call can appear in a later forward,
+        and each module makes the same calls every time), every activation module ran
+        in the first forward, and every site is an activation module read from its
+        output. Then each site is recorded by its module's forward hook, with the same
+        name and counters; the ReLU is computed by torch and its output read once more
+        by the kernel instead of the fused pass.
+        """
+        if self._graph_paths or not self.sites:
+            return False
+        modules = list(self.model.modules())
+        if not all(type(m).__module__.startswith("torch.nn.modules.") for m in modules):
+            return False
+        if any(type(m) in MODULES and id(m) not in self._ran for m in modules):
+            return False
+        return all(s.info.op == "module" and s.info.input_level is None and s.info.part_of is None
+                   for s in self.sites.values())
+
+    def _module_activation(self, frame: Frame, args: tuple[Any, ...], out: Tensor) -> None:
+        """Record an activation module's call from its forward hook (see _hook_only)."""
+        base = frame.path
+        index = self._calls.get(base, 0)
+        self._calls[base] = index + 1
+        site = self.sites.get(base if index == 0 else f"{base}#{index}")
+        if site is not None:  # always, by _hook_only's conditions
+            self._on_activation(site, args, out)
+
     def __enter__(self) -> Collector:
         return self.attach()
 
@@ -472,6 +521,8 @@ class Collector:
         frame = self._stack.pop()
         path = frame.path
         error = sys.exc_info()[1]
+        if self._hooked and frame.op is not None and error is None and isinstance(output, Tensor):
+            self._module_activation(frame, args, output)
         if frame.composite is not None:
             self._muted -= 1
         if error is None and (frame.composite is not None or self._tracing):
@@ -500,6 +551,7 @@ class Collector:
             self._leave_forward()
             if complete:
                 self._quiet_leaves()
+                self._hooked = self._hook_only()
 
     def _composite_call(self, frame: Frame, args: tuple[Any, ...], output: Any) -> None:
         """Record a call of a composite activation module as one site, on its input.
@@ -570,8 +622,9 @@ class Collector:
         self.failure = None
         self._set_mask(kwargs.get("attention_mask") if d == 0 else None)
         self._tracing = not self._traced_once
-        self._mode = _Mode(self)
-        self._mode.__enter__()
+        if not self._hooked:
+            self._mode = _Mode(self)
+            self._mode.__enter__()
 
     def _leave_forward(self) -> None:
         if self._mode is not None:
@@ -756,13 +809,14 @@ class Collector:
         out = func(*args, **kwargs)
         if isinstance(out, Tensor):
             if kind is not None:
-                site = self._new_site(name, kind, label, owner, index, x, out)
+                site = self._new_site(name, kind, label or _op_label(func), owner, index, x, out)
             if site is not None:
                 self._on_activation(site, args, out, fired)
         return out
 
     def _site_key(self, func: Any, op: str) -> tuple[str, str, str, int]:
-        """(name, op label, owner, call index) of this call; counts it."""
+        """(name, op label, owner, call index) of this call; counts it. An empty label
+        stands for ``_op_label(func)``."""
         frame = self._stack[-1]
         if self._tracing:
             self._hosts.add(id(frame.module))
@@ -770,8 +824,9 @@ class Collector:
             base, label, owner = frame.path, "module", frame.path
         elif self._graph_paths and len(self._stack) == 1:
             base, label, owner = self._graph_site(func, op)
-        else:
-            base, label, owner = f"{frame.path or ROOT}:{op}", _op_label(func), frame.path or ROOT
+        else:  # the label is only needed for a new site: worked out there (_op_label)
+            owner = frame.path or ROOT
+            base, label = f"{owner}:{op}", ""
         frame.calls += 1
         index = self._calls.get(base, 0)
         self._calls[base] = index + 1
@@ -786,22 +841,37 @@ class Collector:
         built); the caller then runs ``func`` and records its output as usual.
         """
         x = args[0] if args else kwargs.get("input")
-        if (type(x) is not Tensor or x.dtype != torch.float32 or x.device.type != "cpu"
-                or not native.loaded() or (x.requires_grad and torch.is_grad_enabled())
-                or not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))):
-            return None
         info = site.info
-        if info.kind != "relu" or info.level != 0.0:
+        if (type(x) is not Tensor or info.kind != "relu" or info.level != 0.0
+                or not native.loaded() or (x.requires_grad and torch.is_grad_enabled())):
             return None
         inplace = _FUSED_RELU[func]
         if inplace is None:
             inplace = bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+        if self._seq is not None:  # a forward with an attention mask: the general path
+            return self._fused_relu_masked(site, x, inplace)
+        plan = self._plan(site, x)
+        if plan is None or not plan.dense:
+            return None
+        out = x if inplace else torch.empty_like(x)
+        if not site.stats.relu_view(x, out, plan.view):
+            return None
+        if inplace and not x.is_inference():
+            torch.autograd.graph.increment_version(x)  # as torch.relu_ would
+        return out
+
+    def _fused_relu_masked(self, site: Site, x: Tensor, inplace: bool) -> Tensor | None:
+        """:meth:`_fused_relu` in a forward with an attention mask but no padding (the
+        site's positions may be the mask's tokens, which :meth:`_view` reads as such)."""
+        info = site.info
+        if (x.dtype != torch.float32 or x.device.type != "cpu"
+                or not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))):
+            return None
         sample_axis = self._sample_axis(x, info)
         x3, rd = self._view(x, info, sample_axis)
         if not _views(x3, x):
             return None
-        if self._seq is not None:  # no padding here (else no fused path): only note the match
-            self._mask_for(x, info, sample_axis, x3, rd)
+        self._mask_for(x, info, sample_axis, x3, rd)  # no padding here: only note the match
         out = x if inplace else torch.empty_like(x)
         o3 = x3 if inplace else self._view(out, info, sample_axis)[0]
         if not (inplace or _views(o3, out)) or not site.stats.relu_(x3, o3, rd):
@@ -809,6 +879,30 @@ class Collector:
         if inplace and not x.is_inference():
             torch.autograd.graph.increment_version(x)  # as torch.relu_ would
         return out
+
+    def _plan(self, site: Site, t: Tensor) -> _Plan | None:
+        """How the kernel reads ``t`` at this site, worked out once per shape, strides and
+        batch size (the steady state then makes no view in Python); None where the
+        kernel does not take it. Forwards with an attention mask do not come here."""
+        plans = self._plans.get(site.info.name)
+        if plans is None:
+            plans = self._plans[site.info.name] = {}
+        key = (t.shape, t.stride(), t.dtype, t.is_cpu, self._batch)
+        try:
+            return plans[key]
+        except KeyError:
+            pass
+        plan = None
+        if t.dtype == torch.float32 and t.is_cpu:
+            t3, rd = _layout(t, site.info.unit_axis, self._sample_axis(t, site.info))
+            view = native.kernel_view(t, t3, rd)
+            if view is not None:
+                dense = (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
+                plan = _Plan(view, dense and torch.empty_like(t).stride() == t.stride())
+        if len(plans) >= _PLANS_PER_SITE:  # varying shapes (text of every length): start over
+            plans.clear()
+        plans[key] = plan
+        return plan
 
     def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor,
                        fired: Tensor | None = None) -> None:
@@ -825,6 +919,13 @@ class Collector:
             if known is not None:  # elementwise: the dims keep their meaning
                 self._layouts.set(out, known)
         info = site.info
+        if fired is None and self._seq is None and not self._tracing and native.loaded():
+            plan = self._plan(site, out)
+            # the steady state: one kernel call, no view made here
+            if plan is not None and site.stats.update_view(
+                    out.detach() if out.requires_grad else out, plan.view, info.level,
+                    info.sat_low, info.sat_high, info.nonneg):
+                return
         with torch.no_grad():  # during training: never part of the autograd graph
             sample_axis = self._sample_axis(out, info)
             y3, rd = self._view(out.detach(), info, sample_axis)

@@ -86,9 +86,14 @@ class UnitStats:
         """Empty counters for ``units`` units on ``device``."""
         device = torch.device(device)
         dtype = _acc_dtype(device)
-        tensors = {name: torch.zeros(units, dtype=dtype, device=device) for name in REDUCTIONS}
+        # one (7, units) block whose rows are the counters, in the order the fused
+        # kernel's steady state takes them as one argument (update_view, relu_view)
+        block = torch.zeros(len(REDUCTIONS), units, dtype=dtype, device=device)
+        tensors = dict(zip(REDUCTIONS, block.unbind(0), strict=True))
         tensors["max"].fill_(float("-inf"))
-        return cls(units, 0, 0, tensors)
+        stats = cls(units, 0, 0, tensors)
+        stats.__dict__["_block"] = block
+        return stats
 
     def __getattr__(self, name: str) -> Tensor:
         # Counters read as attributes (stats.active); only called for missing attributes.
@@ -163,6 +168,30 @@ class UnitStats:
     def _count(self, n_samples: int, n_pos: int) -> None:
         self.samples += n_samples
         self.positions += n_samples * n_pos
+
+    def update_view(self, y: Tensor, view: native.KernelView, level: float,
+                    sat_low: float | None, sat_high: float | None, nonneg: bool) -> bool:
+        """:meth:`update` with the fused kernel on a view planned by
+        :func:`deadrelu.native.kernel_view` (the collector's steady state). False, with
+        nothing done, where the counters are not one block (made by :meth:`zeros`)."""
+        block = self.__dict__.get("_block")
+        if block is None:
+            return False
+        native.stats_view(block, y, view, level, sat_low, sat_high, nonneg)
+        self.samples += view.samples
+        self.positions += view.positions
+        return True
+
+    def relu_view(self, x: Tensor, out: Tensor, view: native.KernelView) -> bool:
+        """:meth:`relu_` on a planned view: ``out = relu(x)`` and its statistics. False,
+        with nothing done, where the counters are not one block."""
+        block = self.__dict__.get("_block")
+        if block is None:
+            return False
+        native.relu_view(block, x, out, view)
+        self.samples += view.samples
+        self.positions += view.positions
+        return True
 
     def relu_(self, x3: Tensor, out3: Tensor, reduce_dim: int) -> bool:
         """Write ``relu(x3)`` into ``out3`` and add it as one batch, in one pass.

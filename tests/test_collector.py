@@ -497,3 +497,61 @@ def test_hooks_of_leaf_layers_are_dropped_after_the_first_forward_only():
         assert {id(model), id(model[0]), id(model[1])} <= kept
         model[0](torch.randn(3, 4), branch=True)
     assert "0:relu" in collector.sites and "1" in collector.sites
+
+
+def _builtin_model():
+    """torch.nn modules only: a shared ReLU called twice, GELU, ReLU6, a conv and Sigmoid."""
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(6, 12), relu, nn.Linear(12, 12), relu, nn.Linear(12, 8),
+                          nn.GELU(), nn.Linear(8, 8), nn.ReLU6(), nn.Unflatten(1, (2, 2, 2)),
+                          nn.Conv2d(2, 4, 1), nn.Sigmoid())
+    with torch.no_grad():
+        model[0].bias[2] = -1e4  # dead
+        model[6].bias[0] = 50.0  # ReLU6 saturates
+    return model.eval()
+
+
+def _record(model, batches):
+    from deadrelu.collector import Collector
+
+    with torch.no_grad(), Collector(model) as collector:
+        for b in batches:
+            model(b)
+    return collector
+
+
+def test_models_of_torch_nn_modules_alone_are_recorded_by_module_hooks_with_the_same_counts(
+        monkeypatch):
+    from deadrelu.collector import Collector
+
+    model = _builtin_model()
+    batches = [torch.randn(n, 6) for n in (64, 64, 17, 64)]  # a new geometry mid-scan
+    hooked = _record(model, batches)
+    assert hooked._hooked and hooked._mode is None
+    monkeypatch.setattr(Collector, "_hook_only", lambda self: False)
+    moded = _record(model, batches)
+    assert not moded._hooked
+    assert list(hooked.sites) == list(moded.sites) == ["1", "1#1", "5", "7", "10"]
+    x = torch.cat(batches)
+    with torch.no_grad():
+        h1 = F.relu(model[0](x))
+        h2 = F.relu(model[2](h1))
+        h3 = F.gelu(model[4](h2))
+        h4 = F.relu6(model[6](h3))
+        h5 = torch.sigmoid(model[9](model[8](h4)))
+    expected = {"1": brute(h1, 1), "1#1": brute(h2, 1), "5": brute(h3, 1),
+                "7": brute(h4, 1, 0.0, 0, None, 6.0), "10": brute(h5, 1, 0.5, 0, 0.01, 0.99)}
+    for name, reference in expected.items():
+        assert_matches(hooked.sites[name].stats, reference)
+        assert_matches(moded.sites[name].stats, reference)
+    assert int(hooked.sites["1"].stats.active[2]) == 0
+    assert int(hooked.sites["7"].stats.saturated.sum()) > 0
+
+
+def test_models_with_forward_code_keep_the_interception():
+    model = SharedReLU().eval()  # its own forward: a later call could take another path
+    collector = _record(model, [torch.randn(8, 3, 6, 6)] * 2)
+    assert not collector._hooked
+    functional = nn.Sequential(nn.Linear(4, 4), nn.TransformerEncoderLayer(4, 1, 8)).eval()
+    collector = _record(functional, [torch.randn(2, 3, 4)] * 2)  # F.relu inside torch.nn
+    assert not collector._hooked and any(":" in name for name in collector.sites)

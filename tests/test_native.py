@@ -110,6 +110,63 @@ def test_inputs_the_kernel_does_not_take_go_to_the_eager_path():
     assert all(float(v.abs().sum()) == 0 for k, v in acc.items() if k != "max")
 
 
+#: Positions per slice around the packed kernel's range (R < 32, rows end to end):
+#: a 1x1 map, a 1x2 row, 2x2, 3x3, 5x5, the last packed length, and the first two that
+#: take the row-by-row kernel.
+SHORT_ROWS = [1, 2, 4, 9, 25, 31, 32, 33]
+
+
+def _planted(R: int, kind: str) -> torch.Tensor:
+    """70 samples (two full folds of 32 and a partial one) of 300 units (several blocks
+    of units and a tail shorter than one vector) with planted units: dead, firing once,
+    NaN and Inf slices, and values big enough that the fast path must hand the unit to
+    the slice-by-slice rule (their slices' sums still fit a float32)."""
+    f = KINDS[kind][4]
+    x = torch.randn(70, 300, R) * 2
+    x[:, 0] = -30.0  # dead
+    x[:, 1] = -30.0
+    x[41, 1, R - 1] = 3.0  # fires at one position of one sample, in the second fold
+    if R > 1:  # (R == 1 is a Linear-like output, whose NaN rule is per batch: test_stats)
+        x[5, 2, 0] = float("nan")
+        x[66, 3, R // 2] = float("inf")
+        x[12, 299, 0] = float("-inf")  # in the last block's tail
+    y = f(x)
+    y[::7, 4, 0] = 2e37  # fold totals above the fast path's bound
+    return y
+
+
+@pytest.mark.parametrize("R", SHORT_ROWS)
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("spaced", [False, True])
+def test_short_rows_match_the_brute_force_reference(R, kind, spaced):
+    _needs_kernel()
+    level, low, high, nonneg, _ = KINDS[kind]
+    y = _planted(R, kind)
+    if spaced:  # samples further apart than one sample's rows: a batch sliced [::2]
+        y = torch.stack([y, torch.zeros_like(y)], 1).flatten(0, 1)[::2]
+    stats = UnitStats.zeros(300)
+    stats.update(y, 2, level, low, high, nonneg, torch.empty(scratch_size(y)))
+    assert_matches(stats, brute(y, 1, level, 0, low, high))
+    assert int(stats.active[0]) == 0 and int(stats.sample_active[1]) == 1
+    assert int(stats.nonfinite[2]) == (R > 1)  # NaN stays NaN through every kind
+
+
+@pytest.mark.parametrize("R", SHORT_ROWS)
+@pytest.mark.parametrize("in_place", [True, False])
+def test_fused_relu_on_short_rows_matches_torch_and_the_reference(R, in_place):
+    _needs_kernel()
+    x = _planted(R, "relu")
+    x[::3] *= -1  # the planted values are a ReLU's output: give the ReLU something to do
+    expected = torch.relu(x)
+    stats = UnitStats.zeros(300)
+    source = x.clone()
+    out = source if in_place else torch.empty_like(source)
+    assert stats.relu_(source, out, 2)
+    assert torch.equal(out.nan_to_num(7.0), expected.nan_to_num(7.0))
+    assert_matches(stats, brute(expected, 1))
+    assert int(stats.active[0]) == 0 and int(stats.sample_active[1]) == 1
+
+
 @pytest.fixture
 def fresh_native(monkeypatch, tmp_path):
     """The loader as in a new process, with its cache in ``tmp_path``."""
@@ -278,8 +335,9 @@ def _batches(n=4, size=9):
 def test_fused_relu_gives_the_same_outputs_and_counters_as_the_eager_path(monkeypatch):
     _needs_kernel()
     calls = []
-    real = native.relu_into
-    monkeypatch.setattr(native, "relu_into", lambda *a: calls.append(1) or real(*a))
+    for name in ("relu_into", "relu_view"):  # the general path and the planned one
+        real = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, real=real: calls.append(1) or real(*a))
     model = _AllReluForms().eval()
     batches = _batches()
     batches[2][0, 0, 0, 0] = float("nan")  # NaN stays NaN through the ReLU and is counted
@@ -373,3 +431,13 @@ def test_a_build_lock_left_by_a_dead_job_is_stale(tmp_path):
                           capture_output=True, text=True, check=True)
     lock.write_text(dead.stdout.strip())  # a job that was killed
     assert build._stale(lock)
+
+
+def test_the_counters_block_is_in_the_kernels_order():
+    from deadrelu.stats import REDUCTIONS
+
+    assert tuple(REDUCTIONS) == native.COUNTERS
+    stats = UnitStats.zeros(5)
+    block = stats.__dict__["_block"]
+    for i, name in enumerate(native.COUNTERS):
+        assert stats.tensors[name].data_ptr() == block[i].data_ptr()

@@ -21,14 +21,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from deadrelu.native import build
 
-__all__ = ["available", "disabled", "ensure", "loaded", "reason", "relu_into", "update"]
+__all__ = ["KernelView", "available", "disabled", "ensure", "kernel_view", "loaded", "reason",
+           "relu_into", "relu_view", "stats_view", "update"]
 
 _OFF_VALUES = {"0", "off", "false", "no"}
 #: float32 holds integers exactly up to 2**24: the kernel (and ``deadrelu.stats``) count
@@ -88,6 +89,8 @@ def ensure(wait: bool = True) -> bool:
                 elif build.running(_path):  # still building
                     _next_look = time.monotonic() + _POLL
                     return False
+            elif wait:  # the job wrote its result and may not have unlocked yet
+                build.wait(_path)
             _building = False
             if not _path.exists():
                 note = build.marker(_path)
@@ -150,12 +153,63 @@ def relu_into(acc: dict[str, Tensor], x3: Tensor, out3: Tensor, reduce_dim: int)
     return True
 
 
+class KernelView(NamedTuple):
+    """How the kernel reads a tensor as ``(S, M, R)`` without making the view in Python.
+
+    Worked out once per site and tensor geometry by :func:`kernel_view`; later calls
+    with a tensor of the same shape and strides pass the tensor itself
+    (:func:`stats_view`, :func:`relu_view`), which spares the per-call view ops.
+    """
+
+    dims: tuple[int, int, int]
+    #: element strides of S and M (R's is 1)
+    strides: tuple[int, int]
+    #: ``(S, U, R)``, else ``(S, R, U)``
+    slice_layout: bool
+    #: what the counters' ``samples`` and ``positions`` grow by: S, and S times R's size
+    samples: int
+    positions: int
+
+
+def kernel_view(t: Tensor, t3: Tensor, reduce_dim: int) -> KernelView | None:
+    """The kernel's view of ``t`` given its counter layout ``t3`` (a view of ``t``), or
+    None where the kernel does not take it (not float32 on the CPU, ``t3`` a copy, a
+    strided innermost dim, slices too large for float32 counts)."""
+    if (t.dtype != torch.float32 or t.device.type != "cpu" or t3.dim() != 3
+            or t3.untyped_storage().data_ptr() != t.untyped_storage().data_ptr()
+            or t3.storage_offset() != t.storage_offset() or not _exact(t3, reduce_dim)):
+        return None
+    samples, positions = int(t3.shape[0]), int(t3.shape[reduce_dim])
+    if positions == 1:  # Linear outputs: the rows layout (S, 1, U), as _rows_if_flat
+        t3 = t3.squeeze(reduce_dim).unsqueeze(1)
+        reduce_dim = 1
+    if t3.stride(2) != 1 or min(t3.stride()) < 0:
+        return None
+    dims = (int(t3.shape[0]), int(t3.shape[1]), int(t3.shape[2]))
+    return KernelView(dims, (int(t3.stride(0)), int(t3.stride(1))), reduce_dim == 2, samples,
+                      samples * positions)
+
+
+def stats_view(block: Tensor, y: Tensor, view: KernelView, level: float, low: float | None,
+               high: float | None, nonneg: bool) -> None:
+    """:func:`update` for a tensor whose view was planned, into the counters as one
+    contiguous ``(7, units)`` float64 block in :data:`COUNTERS` order (the kernel must be
+    loaded)."""
+    _ops.stats_view(y, *view.dims, *view.strides, view.slice_layout, level, low, high, nonneg,
+                    block)
+
+
+def relu_view(block: Tensor, x: Tensor, out: Tensor, view: KernelView) -> None:
+    """:func:`relu_into` for tensors whose view was planned; ``out`` has ``x``'s strides."""
+    _ops.relu_view(x, out, *view.dims, *view.strides, view.slice_layout, block)
+
+
 #: The counters in the order the kernel's ops take them (see stats.cpp).
-_COUNTERS = ("active", "sample_active", "sum", "abs_sum", "max", "saturated", "nonfinite")
+COUNTERS = ("active", "sample_active", "sum", "abs_sum", "max", "saturated", "nonfinite")
 
 
 def _counters(acc: dict[str, Tensor]) -> list[Tensor]:
-    return [acc[name] for name in _COUNTERS]
+    return [acc[name] for name in COUNTERS]
 
 
 def _exact(y3: Tensor, reduce_dim: int) -> bool:

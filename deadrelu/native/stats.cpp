@@ -61,7 +61,6 @@ struct Bounds {
 struct Totals {
   int64_t active = 0, sample_active = 0, saturated = 0, nonfinite = 0;
   double sum = 0, abs_sum = 0, max = -std::numeric_limits<double>::infinity();
-  float batch_sum = 0;  // Linear outputs only: the float32 sum that decides "finite batch"
 
   void add_slice(Count fired, float sum_, float abs_, float max_, Count sat) {
     active += static_cast<int64_t>(fired);
@@ -82,6 +81,10 @@ struct Accumulators {
   explicit Accumulators(const at::Tensor* const* acc) {
     for (int i = 0; i < 7; ++i) p[i] = acc[i]->mutable_data_ptr<double>();
   }
+  // The seven counters as the rows of one (7, units) block (UnitStats.zeros makes them so).
+  Accumulators(double* block, int64_t units) {
+    for (int i = 0; i < 7; ++i) p[i] = block + i * units;
+  }
   void fold(int64_t u, const Totals& t) const {
     p[0][u] += t.active;
     p[1][u] += t.sample_active;
@@ -96,25 +99,24 @@ struct Accumulators {
 // Below this many values one thread does everything (waking the pool costs more).
 constexpr int64_t kSerialBelow = 1 << 15;
 
-// Runs body(first_unit, end_unit, totals) over ranges of units in parallel, then folds
-// every unit's totals into acc. Each thread owns a contiguous range of units, so it
-// reads one contiguous run of memory per sample, and each unit's values are added in
-// sample order whatever the thread count: results are identical run to run. With
-// `flat`, a unit's sum/abs_sum/max are kept only if its float32 batch sum is finite.
+// Runs body(first_unit, end_unit, totals) over ranges of units in parallel and folds
+// each unit's totals into acc (totals[k] is unit first_unit + k). Each thread owns a
+// contiguous range of units, so it reads one contiguous run of memory per sample, and
+// each unit's values are added in sample order whatever the thread count: results are
+// identical run to run. The totals live in a per-thread buffer that is reused:
+// a fresh one per call was an mmap and a page fault per 4 KiB (about 30 us for 2048
+// units), more than the statistics of a small activation.
 template <class Body>
-void over_units(int64_t U, int64_t values_per_unit, bool flat, const Accumulators& acc,
+void over_units(int64_t U, int64_t values_per_unit, const Accumulators& acc,
                 const Body& body) {
-  std::vector<Totals> totals(static_cast<size_t>(U));
-  Totals* const t = totals.data();
   const int64_t grain = std::max<int64_t>(4, kSerialBelow / std::max<int64_t>(1, values_per_unit));
-  at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) { body(begin, end, t); });
-  for (int64_t u = 0; u < U; ++u) {
-    if (flat && !std::isfinite(t[u].batch_sum)) {
-      t[u].sum = t[u].abs_sum = 0;
-      t[u].max = -std::numeric_limits<double>::infinity();
-    }
-    acc.fold(u, t[u]);
-  }
+  at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<Totals> buffer;
+    buffer.assign(static_cast<size_t>(end - begin), Totals{});
+    Totals* const t = buffer.data();
+    body(begin, end, t);
+    for (int64_t u = begin; u < end; ++u) acc.fold(u, t[u - begin]);  // this thread's units only
+  });
 }
 
 // |x| sum and saturation count of one contiguous row: extra passes that only the
@@ -157,98 +159,278 @@ inline float load(const float* src, float* dst, int64_t r) {
   }
 }
 
-// The per-slice partial results of a thread's n units while one sample is read
-// position by position, every statistic a vector over units (no horizontal
-// reductions). Used where units, not positions, are the inner loop: sequence
-// features (rows_kernel) and short conv rows (short_slices_kernel).
-struct UnitSlices {
-  int64_t n;
-  std::vector<float> data;
-  float *fired, *sat, *bad, *sums, *abss, *maxes;
+// Rows shorter than this take packed_slices_kernel (when a sample's rows lie end to
+// end): reducing rows of a few positions one by one costs several horizontal
+// reductions and a scalar fold per handful of values. Measured in
+// benchmarks/bench_kernel.py.
+constexpr int64_t kPackedBelow = 32;
+// Positions (units x R) per block of packed_slices_kernel: the block's accumulators
+// (a few arrays of this many floats) stay in L1 while the samples stream through.
+constexpr int64_t kBlockPositions = 1024;
+// Samples per fold in packed_slices_kernel: one bit each in a uint32_t per position.
+constexpr int64_t kFoldSamples = 32;
+// Samples read together in packed_slices_kernel (sequential streams at once).
+constexpr int64_t kGroup = 4;
+// A unit whose summed |values| over a fold stay below this cannot have overflowed any
+// float32 slice sum (FLT_MAX is 3.4e38), so none of its slices can be non-finite.
+constexpr double kSafeTotal = 1e37;
 
-  explicit UnitSlices(int64_t n_) : n(n_), data(static_cast<size_t>(6 * n_)) {
-    fired = data.data(); sat = fired + n; bad = sat + n;
-    sums = bad + n; abss = sums + n; maxes = abss + n;
-    reset();
-  }
-
-  void reset() {
-    std::fill(fired, sums + 2 * n, 0.f);  // fired, sat, bad, sums, abss
-    std::fill(maxes, maxes + n, kNegInf);
-  }
-
-  // Adds one position of every unit: unit k's value is src[k * stride]. With kRelu
-  // the value is relu(src[...]), written to dst[k * ostride] and counted as written.
-  // With `flat` (Linear outputs) NaN/Inf values are counted one by one in `bad`.
-  template <bool kRelu>
-  void add(const float* src, int64_t stride, float* dst, int64_t ostride, Bounds b, bool flat) {
-    const float level = b.level, lo = b.low, hi = b.high;
-    const bool has_lo = b.has_low, has_hi = b.has_high;
-#pragma omp simd
-    for (int64_t k = 0; k < n; ++k) {
-      const float v = load<kRelu>(src + k * stride, dst + k * ostride, 0);
-      fired[k] += hit(v > level);
-      sums[k] += v;
-      maxes[k] = v > maxes[k] ? v : maxes[k];
-    }
-    const float* vals = kRelu ? dst : src;  // the extra passes read what was written
-    const int64_t vstride = kRelu ? ostride : stride;
-    if (!b.nonneg) {
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) abss[k] += std::fabs(vals[k * vstride]);
-    }
-    if (b.saturates()) {
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) {
-        const float v = vals[k * vstride];
-        sat[k] += hit(has_lo && v <= lo) + hit(has_hi && v >= hi);
-      }
-    }
-    if (flat) {
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) bad[k] += hit(!(vals[k * vstride] - vals[k * vstride] == 0.f));
-    }
-  }
-
-  // Closes the sample: each unit's slice goes into its totals.
-  void close(Totals* totals, bool nonneg) const {
-    for (int64_t k = 0; k < n; ++k)
-      totals[k].add_slice(fired[k], sums[k], nonneg ? sums[k] : abss[k], maxes[k], sat[k]);
-  }
-};
-
-// Rows shorter than this are reduced across units instead (short_slices_kernel): a
-// 4x4 feature map is one vector per row, and three horizontal reductions per row
-// cost more than reading the rows with a stride. Measured: 2x faster at R = 16-25,
-// 5x at R = 4-9, the same at R = 32, slower above.
-constexpr int64_t kShortRows = 32;
-
-// (S, U, R) with short rows: every statistic is a vector over the thread's units,
-// each unit's R positions read with stride R (no horizontal reductions at all).
+// The per-slice results of one row of R values (with kRelu, relu(src) is written to dst
+// and counted), added to t: the exact rule, slice by slice.
 template <bool kRelu>
-void short_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
-                         const Accumulators& acc) {
-  const int64_t step = in.mid_stride, ostep = out.mid_stride;
-  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
-    UnitSlices slices(u_end - u_begin);
-    for (int64_t s = 0; s < S; ++s) {
-      slices.reset();
-      const float* vals = in.at(s, u_begin);
-      int64_t vstep = step;
-      if constexpr (kRelu) {  // the ReLU row by row (contiguous), then count on the output
-        float* obase = out.at(s, u_begin);
-        for (int64_t k = 0; k < slices.n; ++k) {
-#pragma omp simd
-          for (int64_t r = 0; r < R; ++r) obase[k * ostep + r] = relu(vals[k * step + r]);
-        }
-        vals = obase;
-        vstep = ostep;
+inline void add_row(const float* src, float* dst, int64_t R, const Bounds& b, Totals& t) {
+  const float level = b.level;
+  Count c = 0;
+  float sm = 0, m = kNegInf;
+#pragma omp simd reduction(+ : c, sm) reduction(max : m)
+  for (int64_t r = 0; r < R; ++r) {
+    const float v = load<kRelu>(src, dst, r);
+    c += hit(v > level); sm += v; m = v > m ? v : m;
+  }
+  float abs_sum = sm;
+  Count sat = 0;
+  if (!b.nonneg || b.saturates()) row_extras(kRelu ? dst : src, R, b, abs_sum, sat);
+  if (b.nonneg) abs_sum = sm;
+  t.add_slice(c, sm, abs_sum, m, sat);
+}
+
+// GCC/Clang vector types: 16 floats (one AVX-512 register, two AVX2 ones), so that
+// packed_slices_kernel's accumulators stay in registers while samples stream by.
+using F16 = float __attribute__((vector_size(64)));
+using I16 = int32_t __attribute__((vector_size(64)));
+using U16 = uint32_t __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+
+inline F16 load16(const float* p) { F16 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+inline void store16(float* p, F16 v) { __builtin_memcpy(p, &v, sizeof v); }
+inline F16 splat(float x) { return F16{} + x; }
+
+// Adds samples j0 .. j0 + ns of a fold (src[j * ss + i] for j < ns) at kVecs * 16
+// consecutive positions into the per-position accumulators, which are loaded once
+// (or, for the fold's first group, started) and stored once for the whole group: per
+// value one load (and, with kRelu, one store of relu(v) to dst[j * ds + i]). With
+// kBits, bit j0 + j of bits[i] is set where that sample fired; else counts[i] counts
+// the values that fired (rows_kernel, where the "samples" are a slice's rows).
+template <bool kRelu, bool kAbs, bool kSat, bool kBits, int kVecs>
+inline void accumulate_vecs(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
+                            int64_t ns, bool first, const Bounds& b, float* sums, float* maxes,
+                            float* abss, float* sats, uint32_t* bits, float* counts) {
+  const F16 level = splat(b.level), lo = splat(b.low), hi = splat(b.high), zero = splat(0.f);
+  const F16 one = splat(1.f);
+  const I16 abs_mask = I16{} + 0x7fffffff;
+  F16 sm[kVecs], mx[kVecs], ab[kVecs], st[kVecs], ct[kVecs];
+  U16 bt[kVecs];
+  for (int k = 0; k < kVecs; ++k) {
+    if (first) {
+      sm[k] = ab[k] = st[k] = ct[k] = zero;
+      mx[k] = splat(kNegInf);
+      bt[k] = U16{};
+    } else {
+      sm[k] = load16(sums + k * kLanes);
+      mx[k] = load16(maxes + k * kLanes);
+      if constexpr (kAbs) ab[k] = load16(abss + k * kLanes);
+      if constexpr (kSat) st[k] = load16(sats + k * kLanes);
+      if constexpr (kBits) __builtin_memcpy(&bt[k], bits + k * kLanes, sizeof bt[k]);
+      else ct[k] = load16(counts + k * kLanes);
+    }
+  }
+  for (int64_t j = 0; j < ns; ++j) {
+    const U16 bit = U16{} + (kBits ? uint32_t{1} << (j0 + j) : 0u);
+    for (int k = 0; k < kVecs; ++k) {
+      F16 v = load16(src + j * ss + k * kLanes);
+      if constexpr (kRelu) {
+        v = v <= zero ? zero : v;  // NaN stays NaN, as torch.relu
+        store16(dst + j * ds + k * kLanes, v);
       }
-      for (int64_t r = 0; r < R; ++r)
-        slices.add<false>(vals + r, vstep, nullptr, 0, b, false);
-      slices.close(totals + u_begin, b.nonneg);
+      if constexpr (kBits) bt[k] |= (U16)(v > level) & bit;
+      else ct[k] += v > level ? one : zero;
+      sm[k] += v;
+      mx[k] = v > mx[k] ? v : mx[k];
+      if constexpr (kAbs) ab[k] += (F16)((I16)v & abs_mask);
+      if constexpr (kSat) {
+        if (b.has_low) st[k] += v <= lo ? one : zero;
+        if (b.has_high) st[k] += v >= hi ? one : zero;
+      }
+    }
+  }
+  for (int k = 0; k < kVecs; ++k) {
+    store16(sums + k * kLanes, sm[k]);
+    store16(maxes + k * kLanes, mx[k]);
+    if constexpr (kAbs) store16(abss + k * kLanes, ab[k]);
+    if constexpr (kSat) store16(sats + k * kLanes, st[k]);
+    if constexpr (kBits) __builtin_memcpy(bits + k * kLanes, &bt[k], sizeof bt[k]);
+    else store16(counts + k * kLanes, ct[k]);
+  }
+}
+
+// The same for fewer than 16 positions (a block's tail).
+template <bool kRelu, bool kAbs, bool kSat, bool kBits>
+inline void accumulate_tail(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
+                            int64_t ns, bool first, int64_t w, const Bounds& b, float* sums,
+                            float* maxes, float* abss, float* sats, uint32_t* bits,
+                            float* counts) {
+  if (first) {
+    for (int64_t i = 0; i < w; ++i) {
+      sums[i] = abss[i] = sats[i] = 0.f;
+      maxes[i] = kNegInf;
+      if constexpr (kBits) bits[i] = 0;
+      else counts[i] = 0.f;
+    }
+  }
+  for (int64_t j = 0; j < ns; ++j) {
+    for (int64_t i = 0; i < w; ++i) {
+      const float v = load<kRelu>(src + j * ss, kRelu ? dst + j * ds : nullptr, i);
+      if constexpr (kBits) bits[i] |= v > b.level ? uint32_t{1} << (j0 + j) : 0u;
+      else counts[i] += hit(v > b.level);
+      sums[i] += v;
+      maxes[i] = v > maxes[i] ? v : maxes[i];
+      if constexpr (kAbs) abss[i] += std::fabs(v);
+      if constexpr (kSat) sats[i] += hit(b.has_low && v <= b.low) + hit(b.has_high && v >= b.high);
+    }
+  }
+}
+
+// accumulate_vecs/_tail over n consecutive positions: vectors of 32, of 16, then the tail.
+template <bool kRelu, bool kAbs, bool kSat, bool kBits>
+inline void accumulate(const float* src, int64_t ss, float* dst, int64_t ds, int64_t j0,
+                       int64_t ns, bool first, int64_t n, const Bounds& b, float* sums,
+                       float* maxes, float* abss, float* sats, uint32_t* bits, float* counts) {
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes)
+    accumulate_vecs<kRelu, kAbs, kSat, kBits, 2>(
+        src + i, ss, kRelu ? dst + i : nullptr, ds, j0, ns, first, b, sums + i, maxes + i,
+        abss + i, sats + i, kBits ? bits + i : nullptr, kBits ? nullptr : counts + i);
+  for (; i + kLanes <= n; i += kLanes)
+    accumulate_vecs<kRelu, kAbs, kSat, kBits, 1>(
+        src + i, ss, kRelu ? dst + i : nullptr, ds, j0, ns, first, b, sums + i, maxes + i,
+        abss + i, sats + i, kBits ? bits + i : nullptr, kBits ? nullptr : counts + i);
+  if (i < n)
+    accumulate_tail<kRelu, kAbs, kSat, kBits>(
+        src + i, ss, kRelu ? dst + i : nullptr, ds, j0, ns, first, n - i, b, sums + i,
+        maxes + i, abss + i, sats + i, kBits ? bits + i : nullptr, kBits ? nullptr : counts + i);
+}
+
+// One unit of a Linear-like output (one value per sample) by the eager flat rule: every
+// NaN/Inf value counts in `nonfinite`, and the unit's sum/abs_sum/max are kept only if
+// its float32 batch sum, added in sample order, is finite.
+inline void add_column(View vals, int64_t S, int64_t u, const Bounds& b, Totals& t) {
+  Count fired = 0, sat = 0, bad = 0;
+  float sm = 0, ab = 0, m = kNegInf;
+  for (int64_t s = 0; s < S; ++s) {
+    const float v = *vals.at(s, u);
+    fired += hit(v > b.level);
+    sm += v;
+    ab += std::fabs(v);
+    m = v > m ? v : m;
+    sat += hit(b.has_low && v <= b.low) + hit(b.has_high && v >= b.high);
+    bad += hit(!(v - v == 0.f));
+  }
+  t.active = t.sample_active = static_cast<int64_t>(fired);
+  t.saturated = static_cast<int64_t>(sat);
+  t.nonfinite = static_cast<int64_t>(bad);
+  if (std::isfinite(sm)) {
+    t.sum = sm;
+    t.abs_sum = b.nonneg ? sm : ab;
+    t.max = m;
+  }
+}
+
+// (S, U, R) where each sample's rows lie end to end (mid_stride == R), R small (5x5
+// feature maps and below). Reducing each short row on its own is what made these
+// shapes cost 4-11 ReLUs (horizontal reductions and a scalar fold per few values);
+// here no row is reduced per sample. A block of units' n * R values of one sample is
+// contiguous, so it is read as vectors of 16 positions, and for each vector the
+// samples of a fold (up to 32) stream through accumulators held in registers: per
+// position a sum, a maximum (|x| and saturation where the kind needs them), and a
+// word whose bit j says sample j fired there. Then each unit folds its R positions:
+// active = the popcounts of its words, sample_active = the popcount of their OR.
+// The eager rule for non-finite slices needs each slice's float32 sum; a unit whose
+// fold totals are finite and far from overflow has none (a NaN or Inf makes its
+// position's sum non-finite), and a unit's fold that is not is redone slice by slice
+// (add_row on the values as written), so the counts stay those of the eager path.
+// With `flat` (R == 1, a Linear output: units contiguous, one value per sample) the
+// eager rule is per unit and batch (add_column), so it is checked once all folds are in.
+template <bool kRelu, bool kAbs, bool kSat>
+void packed_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
+                          bool flat, const Accumulators& acc) {
+  const int64_t per_block = std::max<int64_t>(1, kBlockPositions / R);
+  over_units(U, S * R, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+    const int64_t P = std::min(per_block, u_end - u_begin) * R;
+    thread_local std::vector<float> buf;
+    thread_local std::vector<uint32_t> words;
+    buf.resize(static_cast<size_t>(4 * P));
+    words.resize(static_cast<size_t>(P));
+    float *sums = buf.data(), *maxes = sums + P, *abss = maxes + P, *sats = abss + P;
+    uint32_t* bits = words.data();
+    const View vals = kRelu ? out : in;  // what is counted: the values as written
+    for (int64_t u0 = u_begin; u0 < u_end; u0 += per_block) {
+      const int64_t n = std::min(per_block, u_end - u0), np = n * R;
+      for (int64_t s0 = 0; s0 < S; s0 += kFoldSamples) {
+        const int64_t ns = std::min(S, s0 + kFoldSamples) - s0;
+        // samples in groups of kGroup: each group reads kGroup sequential streams and
+        // touches the accumulators once
+        for (int64_t g = 0; g < ns; g += kGroup) {
+          const int64_t ng = std::min(kGroup, ns - g);
+          const float* src = in.at(s0 + g, u0);
+          float* dst = kRelu ? out.at(s0 + g, u0) : nullptr;
+          const int64_t ss = in.s_stride, ds = out.s_stride;
+          accumulate<kRelu, kAbs, kSat, true>(src, ss, dst, ds, g, ng, g == 0, np, b, sums,
+                                              maxes, abss, sats, bits, nullptr);
+        }
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t i0 = k * R;
+          uint32_t any = 0;
+          int64_t fired = 0;
+          double sm = 0, ab = 0, sat = 0;
+          float m = kNegInf;
+          for (int64_t r = i0; r < i0 + R; ++r) {
+            any |= bits[r];
+            fired += __builtin_popcount(bits[r]);
+            sm += sums[r];
+            if constexpr (kAbs) ab += abss[r];
+            if constexpr (kSat) sat += sats[r];
+            m = std::max(m, maxes[r]);
+          }
+          if constexpr (!kAbs) ab = sm;
+          Totals& t = totals[u0 - u_begin + k];
+          const bool safe = std::isfinite(sm) && std::isfinite(ab) &&
+                            std::fabs(sm) < kSafeTotal && ab < kSafeTotal;
+          if (safe || flat) {  // flat: checked once the whole batch is in, below
+            t.active += fired;
+            t.sample_active += __builtin_popcount(any);
+            t.saturated += static_cast<int64_t>(sat);
+            t.sum += sm;
+            t.abs_sum += ab;
+            t.max = std::max<double>(t.max, m);
+            if (!safe) t.nonfinite = 1;  // marks the unit for the batch rule
+          } else {  // a NaN/Inf or a huge value: the exact rule, slice by slice
+            for (int64_t s = s0; s < s0 + ns; ++s)
+              add_row<false>(vals.at(s, u0 + k), nullptr, R, b, t);
+          }
+        }
+      }
+      if (flat) {
+        for (int64_t k = 0; k < n; ++k) {
+          Totals& t = totals[u0 - u_begin + k];
+          if (t.nonfinite || !(std::fabs(t.sum) < kSafeTotal && t.abs_sum < kSafeTotal)) {
+            t = Totals{};
+            add_column(vals, S, u0 + k, b, t);
+          }
+        }
+      }
     }
   });
+}
+
+// packed_slices_kernel for the kind's statistics (|x| and saturation only where needed).
+template <bool kRelu>
+void packed(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b, bool flat,
+            const Accumulators& acc) {
+  const bool abs = !b.nonneg, sat = b.saturates();
+  if (kRelu || (!abs && !sat)) packed_slices_kernel<kRelu, false, false>(in, out, S, U, R, b, flat, acc);
+  else if (!sat) packed_slices_kernel<false, true, false>(in, out, S, U, R, b, flat, acc);
+  else if (!abs) packed_slices_kernel<false, false, true>(in, out, S, U, R, b, flat, acc);
+  else packed_slices_kernel<false, true, true>(in, out, S, U, R, b, flat, acc);
 }
 
 // (S, U, R), R contiguous. For each sample, the rows of four units are reduced
@@ -257,12 +439,12 @@ void short_slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, con
 template <bool kRelu>
 void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bounds& b,
                    const Accumulators& acc) {
-  if (R < kShortRows) {
-    short_slices_kernel<kRelu>(in, out, S, U, R, b, acc);
+  if (R < kPackedBelow && in.mid_stride == R && (!kRelu || out.mid_stride == R)) {
+    packed<kRelu>(in, out, S, U, R, b, false, acc);
     return;
   }
   const float level = b.level;
-  over_units(U, S * R, false, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
+  over_units(U, S * R, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t u0 = u_begin; u0 < u_end; u0 += 4) {
         const int64_t n = std::min<int64_t>(4, u_end - u0);
@@ -310,43 +492,73 @@ void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bou
           Count sat = 0;
           if (!b.nonneg || b.saturates()) row_extras(base + k * step, R, b, abs_sum, sat);
           if (b.nonneg) abs_sum = sums[k];
-          totals[u0 + k].add_slice(fired[k], sums[k], abs_sum, maxes[k], sat);
+          totals[u0 - u_begin + k].add_slice(fired[k], sums[k], abs_sum, maxes[k], sat);
         }
       }
     }
   });
 }
 
-// (S, R, U), U contiguous. Every statistic is a vector over units, so there are no
-// horizontal reductions: per sample, the slices' partial results live in per-unit
-// scratch arrays. For Linear outputs (R == 1) the eager path's rule is kept: a
-// unit's values count toward sum/abs_sum/max only if its float32 batch sum is finite.
-template <bool kRelu>
-void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
-                 const Accumulators& acc) {
-  const bool flat = R == 1;
-  over_units(U, S * R, flat, acc, [&](int64_t u_begin, int64_t u_end, Totals* totals) {
-    UnitSlices slices(u_end - u_begin);
+// (S, R, U), U contiguous (sequence features). Every statistic is a vector over
+// units, so there are no horizontal reductions: for each sample a thread's units'
+// slice results build up in per-unit arrays, kGroup rows at a time (the arrays are
+// read and written once per group), and are then added to the counters in one vector
+// loop (a slice with a non-finite float32 sum goes to `nonfinite` instead). Linear
+// outputs (R == 1) go to packed_slices_kernel, with the eager rule for them: a unit's
+// values count toward sum/abs_sum/max only if its float32 batch sum is finite.
+template <bool kRelu, bool kAbs, bool kSat>
+void seq_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
+                const Accumulators& acc) {
+  const int64_t grain = std::max<int64_t>(4, kSerialBelow / std::max<int64_t>(1, S * R));
+  at::parallel_for(0, U, grain, [&](int64_t begin, int64_t end) {
+    const int64_t n = end - begin;
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(5 * n));
+    float *counts = buf.data(), *sums = counts + n, *maxes = sums + n, *abss = maxes + n,
+          *sats = abss + n;
+    if (!kAbs) std::fill(abss, abss + n, 0.f);
+    if (!kSat) std::fill(sats, sats + n, 0.f);
+    // this thread's units of the counters (see Accumulators)
+    double *active = acc.p[0] + begin, *sample_active = acc.p[1] + begin,
+           *sum = acc.p[2] + begin, *abs_sum = acc.p[3] + begin, *max = acc.p[4] + begin,
+           *saturated = acc.p[5] + begin, *nonfinite = acc.p[6] + begin;
     for (int64_t s = 0; s < S; ++s) {
-      if (!flat && s > 0) slices.reset();
-      for (int64_t r = 0; r < R; ++r) {
-        slices.add<kRelu>(in.at(s, r) + u_begin, 1, kRelu ? out.at(s, r) + u_begin : nullptr,
-                          1, b, flat);
+      for (int64_t g = 0; g < R; g += kGroup) {
+        accumulate<kRelu, kAbs, kSat, false>(
+            in.at(s, g) + begin, in.mid_stride, kRelu ? out.at(s, g) + begin : nullptr,
+            out.mid_stride, 0, std::min(kGroup, R - g), g == 0, n, b, sums, maxes, abss, sats,
+            nullptr, counts);
       }
-      if (!flat) slices.close(totals + u_begin, b.nonneg);
-    }
-    if (flat) {  // one slice per unit: the whole batch; over_units applies the batch rule
-      for (int64_t k = 0; k < slices.n; ++k) {
-        Totals& t = totals[u_begin + k];
-        t.active = t.sample_active = static_cast<int64_t>(slices.fired[k]);
-        t.saturated = static_cast<int64_t>(slices.sat[k]);
-        t.nonfinite = static_cast<int64_t>(slices.bad[k]);
-        t.batch_sum = t.sum = slices.sums[k];
-        t.abs_sum = b.nonneg ? slices.sums[k] : slices.abss[k];
-        t.max = slices.maxes[k];
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) {
+        const float sm = sums[k];
+        const bool finite = sm - sm == 0.f;  // the slice held no NaN/Inf and did not overflow
+        active[k] += counts[k];
+        sample_active[k] += counts[k] > 0.f ? 1.0 : 0.0;
+        saturated[k] += sats[k];
+        sum[k] += finite ? sm : 0.f;
+        abs_sum[k] += finite ? (kAbs ? abss[k] : sm) : 0.f;
+        const double m = maxes[k];
+        max[k] = finite && m > max[k] ? m : max[k];
+        nonfinite[k] += finite ? 0.0 : 1.0;
       }
     }
   });
+}
+
+template <bool kRelu>
+void rows_kernel(View in, View out, int64_t S, int64_t R, int64_t U, const Bounds& b,
+                 const Accumulators& acc) {
+  if (R == 1) {  // the units of a sample are one packed run of positions
+    packed<kRelu>(View{in.data, in.s_stride, 1}, View{out.data, out.s_stride, 1}, S, U, 1, b,
+                  true, acc);
+    return;
+  }
+  const bool abs = !b.nonneg, sat = b.saturates();
+  if (kRelu || (!abs && !sat)) seq_kernel<kRelu, false, false>(in, out, S, R, U, b, acc);
+  else if (!sat) seq_kernel<false, true, false>(in, out, S, R, U, b, acc);
+  else if (!abs) seq_kernel<false, false, true>(in, out, S, R, U, b, acc);
+  else seq_kernel<false, true, true>(in, out, S, R, U, b, acc);
 }
 
 Bounds bounds(double level, std::optional<double> low, std::optional<double> high, bool nonneg) {
@@ -354,17 +566,20 @@ Bounds bounds(double level, std::optional<double> low, std::optional<double> hig
                 static_cast<float>(high.value_or(0.0)), low.has_value(), high.has_value(), nonneg};
 }
 
-void check(const at::Tensor& y, const at::Tensor* const* acc, int64_t units) {
-  TORCH_CHECK(y.dim() == 3 && y.scalar_type() == at::kFloat && y.device().is_cpu() &&
-                  y.stride(2) == 1,
-              "deadrelu native stats: y must be a 3-D CPU float32 tensor with stride(2) == 1");
-
+void check_acc(const at::Tensor* const* acc, int64_t units) {
   for (int i = 0; i < 7; ++i) {
     TORCH_CHECK(acc[i]->scalar_type() == at::kDouble && acc[i]->is_contiguous() &&
                     acc[i]->numel() == units && acc[i]->device().is_cpu(),
                 "deadrelu native stats: accumulators must be contiguous CPU float64 of ",
                 units, " units");
   }
+}
+
+void check(const at::Tensor& y, const at::Tensor* const* acc, int64_t units) {
+  TORCH_CHECK(y.dim() == 3 && y.scalar_type() == at::kFloat && y.device().is_cpu() &&
+                  y.stride(2) == 1,
+              "deadrelu native stats: y must be a 3-D CPU float32 tensor with stride(2) == 1");
+  check_acc(acc, units);
 }
 
 // Counts are float32 (see Count): a slice, or a Linear output's batch, must stay below 2**24.
@@ -412,6 +627,58 @@ void relu_into(const at::Tensor& x, at::Tensor& out, bool slice_layout, ACC_PARA
   }
 }
 
+// The (S, M, R) view of t given by the collector's plan (innermost stride 1), checked
+// to lie inside t's storage: the collector computes a site's view once per shape and
+// strides, and then passes t itself, which spares a few Python view ops per call.
+View planned(const at::Tensor& t, int64_t S, int64_t M, int64_t R, int64_t ss, int64_t ms) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu() && S > 0 && M > 0 && R > 0 &&
+                  ss >= 0 && ms >= 0 && S * M * R == t.numel(),
+              "deadrelu native stats: the planned view does not match the tensor");
+  const int64_t room = static_cast<int64_t>(t.storage().nbytes() / sizeof(float)) -
+                       t.storage_offset();
+  TORCH_CHECK((S - 1) * ss + (M - 1) * ms + (R - 1) < room,
+              "deadrelu native stats: the planned view leaves the tensor's storage");
+  return View{const_cast<float*>(t.const_data_ptr<float>()), ss, ms};
+}
+
+// The counters as one contiguous (7, units) float64 CPU block.
+Accumulators block(at::Tensor& counters, int64_t units) {
+  TORCH_CHECK(counters.scalar_type() == at::kDouble && counters.is_contiguous() &&
+                  counters.device().is_cpu() && counters.dim() == 2 &&
+                  counters.size(0) == 7 && counters.size(1) == units,
+              "deadrelu native stats: counters must be a contiguous CPU float64 (7, ", units,
+              ") block");
+  return Accumulators(counters.mutable_data_ptr<double>(), units);
+}
+
+// stats() on the planned (S, M, R) view of y; the counters as one block. The collector's
+// steady state: few arguments, as each one costs the Python call some time.
+void stats_view(const at::Tensor& y, int64_t S, int64_t M, int64_t R, int64_t ss, int64_t ms,
+                bool slice_layout, double level, std::optional<double> low,
+                std::optional<double> high, bool nonneg, at::Tensor& counters) {
+  const View v = planned(y, S, M, R, ss, ms);
+  const Accumulators acc = block(counters, slice_layout ? M : R);
+  check_exact(S, slice_layout ? R : M);
+  const Bounds b = bounds(level, low, high, nonneg);
+  if (slice_layout) slices_kernel<false>(v, v, S, M, R, b, acc);
+  else rows_kernel<false>(v, v, S, M, R, b, acc);
+}
+
+// relu_into() on the planned (S, M, R) views of x and out (out has x's strides).
+void relu_view(const at::Tensor& x, at::Tensor& out, int64_t S, int64_t M, int64_t R, int64_t ss,
+               int64_t ms, bool slice_layout, at::Tensor& counters) {
+  TORCH_CHECK(out.sizes() == x.sizes() && out.strides() == x.strides(),
+              "deadrelu native relu: out and x differ in shape or strides");
+  const View src = planned(x, S, M, R, ss, ms);
+  View dst = planned(out, S, M, R, ss, ms);
+  dst.data = out.mutable_data_ptr<float>();
+  const Accumulators acc = block(counters, slice_layout ? M : R);
+  check_exact(S, slice_layout ? R : M);
+  const Bounds b = bounds(0.0, std::nullopt, std::nullopt, true);
+  if (slice_layout) slices_kernel<true>(src, dst, S, M, R, b, acc);
+  else rows_kernel<true>(src, dst, S, M, R, b, acc);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(deadrelu_native, m) {
@@ -423,4 +690,10 @@ TORCH_LIBRARY(deadrelu_native, m) {
         &stats);
   m.def((std::string("relu_into(Tensor x, Tensor(z!) out, bool slice_layout, ") + acc).c_str(),
         &relu_into);
+  m.def("stats_view(Tensor y, int S, int M, int R, int ss, int ms, bool slice_layout, "
+        "float level, float? low, float? high, bool nonneg, Tensor(a!) counters) -> ()",
+        &stats_view);
+  m.def("relu_view(Tensor x, Tensor(z!) out, int S, int M, int R, int ss, int ms, "
+        "bool slice_layout, Tensor(a!) counters) -> ()",
+        &relu_view);
 }
