@@ -70,3 +70,60 @@ def _read(cls: type, op: str) -> tuple[CallSite, ...] | None:
              and node.func.attr in names]
     found.sort(key=lambda n: (n.lineno, n.col_offset))
     return tuple(CallSite(ast.unparse(n.func) + "(...)", file, start + n.lineno - 1) for n in found)
+
+
+def definition_site(model: object, path: str) -> CallSite | None:
+    """Where the module at ``path`` is created in the user's code: the ``self.<name> = ...``
+    line of its parent's ``__init__``, read with :mod:`ast` (nothing is executed).
+
+    A child of a container (``net.1`` in ``nn.Sequential``) has no line of its own: the
+    line that creates the container is given. ``None`` when no such line is found
+    (torch's own modules, built-in containers at the top, code without source).
+    """
+    import torch.nn as nn
+
+    if not isinstance(model, nn.Module) or not path or path == "<model>":
+        return None
+    parts = path.split(".")
+    while parts:
+        parent_path, name = ".".join(parts[:-1]), parts[-1]
+        try:
+            parent = model.get_submodule(parent_path) if parent_path else model
+        except AttributeError:
+            return None
+        if not isinstance(parent, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return _assignment(type(parent), name)
+        parts = parts[:-1]  # a container's child: the container's own line
+    return None
+
+
+_ASSIGNED: dict[tuple[type, str], CallSite | None] = {}
+
+
+def _assignment(cls: type, name: str) -> CallSite | None:
+    key = (cls, name)
+    if key not in _ASSIGNED:
+        _ASSIGNED[key] = _read_assignment(cls, name)
+    return _ASSIGNED[key]
+
+
+def _read_assignment(cls: type, name: str) -> CallSite | None:
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass.__module__.startswith("torch."):
+            continue
+        try:
+            lines, start = inspect.getsourcelines(init)
+            file = inspect.getsourcefile(init)
+            tree = ast.parse(textwrap.dedent("".join(lines)))
+        except (OSError, TypeError, SyntaxError):
+            return None
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if (isinstance(target, ast.Attribute) and target.attr == name
+                        and isinstance(target.value, ast.Name) and target.value.id == "self"):
+                    return CallSite(f"self.{name} = ...", file, start + node.lineno - 1)
+    return None

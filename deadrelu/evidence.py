@@ -20,7 +20,9 @@ Schema (``report.evidence``)::
                        "init" (weight layers of models with their own init scheme:
                                {"by", "weight_norm", "bias_abs"}, see init_reference)}},
      "sites": {site: {"activation_class", "owner_class", "layer", "norm", "direct",
-                      "call_site" (functional calls whose file:line the source tells)}},
+                      "call_site" (functional calls whose file:line the source tells),
+                      "defined_at" (modules: file:line of the ``self.x = ...`` that
+                                    creates them, see callsites.definition_site)}},
      "nonfinite_params": {path: count}}
 
 ``nonfinite_params`` is not read here: the one pass over the weights that
@@ -286,6 +288,12 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site],
             call_site = _call_site(owner, info, sites)
             if call_site is not None:
                 entry["call_site"] = call_site
+        else:
+            from deadrelu.callsites import definition_site
+
+            defined = definition_site(model, info.module)
+            if defined is not None and defined.file is not None:
+                entry["defined_at"] = defined.where
         entries[info.name] = entry
 
     return {"version": VERSION, "layers": layers, "sites": entries,

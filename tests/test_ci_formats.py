@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +39,12 @@ class Planted(nn.Module):
 
     def forward(self, x):
         return self.dec(self.enc(x))
+
+
+#: the lines of ``self.enc = nn.Sequential(...)`` and ``self.dec = ...`` in Planted.__init__
+ENC_LINE, DEC_LINE = (next(i for i, line in enumerate(Path(__file__).read_text().splitlines(), 1)
+                           if line.strip().startswith(f"self.{name} = nn.Sequential("))
+                      for name in ("enc", "dec"))
 
 
 FINDING = Finding("DR001", Severity.ERROR, "enc.1", "half the units are dead", "learning_rate",
@@ -141,7 +148,10 @@ def test_github_annotations(failing_run):
     # DR001 is reported by its failed gate, DR010 (info) as a notice of its own
     assert not any(ln.startswith("::warning") and "DR001" in ln for ln in lines)
     notice = next(ln for ln in lines if "DR010" in ln)
-    assert notice.startswith("::notice file=models/net%2Cv2.pt,title=deadrelu DR010 (dec.1)::")
+    # a finding points at the line of the user's code that creates its activation (here
+    # the nn.Sequential holding dec.1); gates point at the model file
+    assert notice.startswith(f"::notice file=tests/test_ci_formats.py,line={DEC_LINE},"
+                             "title=deadrelu DR010 (dec.1)::")
     assert lines[-1] == "deadrelu check: 6 of 7 gates failed"
     for line in lines:  # every command is one physical line
         assert "\n" not in line and "\r" not in line
@@ -175,8 +185,14 @@ def test_sarif_required_keys_and_results(failing_run):
         assert result["level"] in ("error", "warning", "note")
         assert driver["rules"][result["ruleIndex"]]["id"] == result["ruleId"]
         (loc,) = result["locations"]
-        assert loc["physicalLocation"]["artifactLocation"]["uri"] == "models/net,v2.pt"
-        assert loc["physicalLocation"]["region"]["startLine"] == 1
+        physical = loc["physicalLocation"]
+        if result["ruleId"].startswith("DR"):  # findings: the line that creates the activation
+            line = ENC_LINE if "enc.1" in str(loc.get("logicalLocations")) else DEC_LINE
+            assert physical["artifactLocation"]["uri"] == "tests/test_ci_formats.py"
+            assert physical["region"]["startLine"] == line
+        else:  # gates: the model file
+            assert physical["artifactLocation"]["uri"] == "models/net,v2.pt"
+            assert physical["region"]["startLine"] == 1
         assert result["partialFingerprints"]
     by_rule = {(r["ruleId"], (r["locations"][0].get("logicalLocations") or [{}])[0].get("name"))
                : r for r in results}
@@ -260,7 +276,9 @@ def test_the_schema_validators_catch_what_consumers_reject():
     ("/srv/my models/net.pt", "file:///srv/my%20models/net.pt"),
 ])
 def test_sarif_uris_are_percent_encoded(passing_run, path, uri):
-    report = replace(passing_run.report, findings=(FINDING,))
+    # no source line known for the layer: the finding points at the model file
+    evidence = {**passing_run.report.evidence, "sites": {}}
+    report = replace(passing_run.report, findings=(FINDING,), evidence=evidence)
     log = json.loads(render("sarif", CheckRun(passing_run.outcome, report, path)))  # validated
     (result,) = log["runs"][0]["results"]
     assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == uri
@@ -367,3 +385,19 @@ def test_every_format_can_say_the_check_could_not_run(fmt):
     if fmt == "json":
         doc = json.loads(text)
         assert doc["passed"] is False and doc["error"].startswith("model file")
+
+
+def test_source_locations_only_inside_the_working_directory(passing_run):
+    from deadrelu.callsites import definition_site
+    from deadrelu.ci.locations import source_location
+
+    model = Planted()
+    # a container's child has the container's line; a plain torch container has none
+    assert definition_site(model, "dec.1").line == DEC_LINE
+    assert definition_site(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), "1") is None
+    report = passing_run.report
+    assert source_location(report, "dec.1") == ("tests/test_ci_formats.py", DEC_LINE)
+    for where in ("/usr/lib/python3/site-packages/x.py:3", "../elsewhere.py:3", "x.py:?"):
+        sites = {"dec.1": {"defined_at": where}}
+        assert source_location(replace(report, evidence={**report.evidence, "sites": sites}),
+                               "dec.1") is None

@@ -175,7 +175,12 @@ def test_evidence_is_read_only_and_matches_the_weights():
     assert layers["bn1"]["beta"][1] == -5.0 and layers["bn1"]["running_var"] == [1.0] * 16
     assert report.evidence["sites"]["relu1"] == {
         "activation_class": "nn.ReLU", "owner_class": "nn.ReLU", "layer": "conv1", "norm": "bn1",
-        "direct": True}
+        "direct": True, "defined_at": f"tests/fixtures_diagnose.py:{_line_of('self.relu1 = ')}"}
+
+
+def _line_of(text: str) -> int:
+    source = (Path(__file__).parent / "fixtures_diagnose.py").read_text().splitlines()
+    return next(i for i, line in enumerate(source, 1) if line.strip().startswith(text))
 
 
 def test_input_statistics_match_torch_and_merge_exactly():

@@ -62,10 +62,12 @@ def render_annotations(run: CheckRun, environ: Mapping[str, str] | None = None) 
     ``::notice`` per other finding
     (errors before warnings before infos); a ``::notice`` per note. When a type has
     more than GitHub shows, the rest are counted in one closing notice.
-    (No annotation has a ``line`` yet: a site records no source line of the user's
-    code, and the model file the annotations point at is binary.)
+    A finding points at the line of the user's code that creates its activation
+    module or calls its activation function, when that file is inside the working
+    directory (:mod:`deadrelu.ci.locations`); otherwise, and for gates, at the model file.
     """
     from deadrelu.ci.levels import finding_level
+    from deadrelu.ci.locations import source_location
 
     file = run.model_path
     gated = run.gated
@@ -83,9 +85,10 @@ def render_annotations(run: CheckRun, environ: Mapping[str, str] | None = None) 
             continue  # its failed fail-on gate's error lists it
         level = finding_level(f, gated)
         where = f" ({f.layer})" if f.layer else ""
+        at = source_location(run.report, f.layer)  # the line that creates the activation
         by_level[level].append(annotation(
             _COMMAND[level], f"{f.message}\nFix: {f.fix}", title=f"deadrelu {f.code}{where}",
-            file=file))
+            file=at[0] if at else file, line=at[1] if at else None))
     by_level["note"][:0] = [annotation("notice", note, title="deadrelu")
                             for note in run.outcome.notes]
     # The closing notice takes one of the notices' places.

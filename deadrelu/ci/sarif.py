@@ -58,9 +58,14 @@ def artifact_uri(path: str) -> str:
     return quote(posix, safe=safe)
 
 
-def _locations(uri: str | None, layer: str | None) -> list[dict[str, Any]]:
+def _locations(uri: str | None, layer: str | None,
+               source: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    """The model file (line 1), or the line of the user's code ``source`` when known."""
     loc: dict[str, Any] = {}
-    if uri:
+    if source is not None:
+        loc["physicalLocation"] = {"artifactLocation": {"uri": artifact_uri(source[0])},
+                                   "region": {"startLine": source[1]}}
+    elif uri:
         loc["physicalLocation"] = {"artifactLocation": {"uri": uri}, "region": {"startLine": 1}}
     if layer:
         loc["logicalLocations"] = [{"name": layer, "fullyQualifiedName": layer, "kind": "member"}]
@@ -75,6 +80,7 @@ def render_sarif(run: CheckRun) -> str:
     """The outcome and findings as a SARIF 2.1.0 log (JSON text)."""
     from deadrelu import __version__
     from deadrelu.ci.levels import finding_level
+    from deadrelu.ci.locations import source_location
     from deadrelu.report import jsonable
 
     uri = artifact_uri(run.model_path) if run.model_path else None
@@ -99,7 +105,7 @@ def render_sarif(run: CheckRun) -> str:
         results.append({
             "ruleId": f.code, "ruleIndex": i, "level": level,
             "message": {"text": f"{f.message} Fix: {f.fix}"},
-            "locations": _locations(uri, f.layer),
+            "locations": _locations(uri, f.layer, source_location(run.report, f.layer)),
             "partialFingerprints": {"deadreluResult/v1": _fingerprint(f.code, f.layer)},
             "properties": {"severity": f.severity.value, "cause": f.cause,
                            "evidence": dict(f.evidence), "layer": f.layer},
