@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -402,9 +403,24 @@ class UnitStats:
         for name in REDUCTIONS:
             values = self.tensors[name].detach().cpu().double()
             if name in COUNTS:
-                out[name] = [int(v) for v in values.round().long().tolist()]
+                out[name] = values.round().long().tolist()  # Python ints
+            elif bool(torch.isfinite(values).all()):
+                out[name] = values.tolist()
             else:  # strict JSON has no -Infinity/NaN: a max never set is written as null
                 out[name] = [float(v) if math.isfinite(v) else None for v in values.tolist()]
+        return out
+
+    def arrays(self) -> dict[str, Any]:
+        """:meth:`to_dict` as float64 numpy arrays, for :func:`~deadrelu.analyzer.classify`
+        without a Python list per counter: counts rounded, and a non-finite value NaN, as
+        ``np.asarray(to_dict()[name], dtype=float)`` reads ``None``."""
+        out: dict[str, Any] = {"units": self.units, "positions": self.positions, "samples": self.samples}
+        for name in REDUCTIONS:
+            values = self.tensors[name].detach().cpu().double().numpy()
+            if name in COUNTS:
+                out[name] = np.rint(values) + 0.0  # as int(...): no -0.0
+            else:
+                out[name] = np.where(np.isfinite(values), values, np.nan)
         return out
 
     @classmethod
