@@ -64,6 +64,28 @@ def _floats(t: torch.Tensor | None) -> list[float] | None:
     return round_6g(t.detach().to("cpu", torch.float64).reshape(-1).numpy()).tolist()
 
 
+def _values(t: torch.Tensor | None) -> np.ndarray | None:
+    """The values of ``t`` as a flat float64 array, rounded later by :func:`_round_layers`
+    (one :func:`round_6g` for all layers, not one per vector)."""
+    if t is None:
+        return None
+    return t.detach().to("cpu", torch.float64).reshape(-1).numpy().copy()
+
+
+def _round_layers(layers: dict[str, dict[str, Any]]) -> None:
+    """Replace every array :func:`_values` left in ``layers`` by its :func:`_floats` list."""
+    slots = [(entry, key) for entry in layers.values() for key, value in entry.items()
+             if isinstance(value, np.ndarray)]
+    if not slots:
+        return
+    arrays = [entry[key] for entry, key in slots]
+    flat = round_6g(np.concatenate(arrays)).tolist()
+    start = 0
+    for (entry, key), array in zip(slots, arrays, strict=True):
+        entry[key] = flat[start:start + array.size]
+        start += array.size
+
+
 #: Exact powers of ten in float64 (10**22 is the largest).
 _POW10 = np.array([10.0 ** k for k in range(23)])
 
@@ -158,7 +180,7 @@ def init_reference(model: nn.Module, module: nn.Module,
     for target in tries:
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
-                torch.manual_seed(0)
+                torch.default_generator.manual_seed(0)  # the CPU stand-ins draw from it
                 init(target)
         except Exception:  # a scheme that needs more than this block (names, config fields)
             continue
@@ -186,7 +208,7 @@ def _stand_in(module: nn.Module, depth: int = 0) -> nn.Module:
     clone._parameters = {
         key: None if p is None else nn.Parameter(
             torch.full((min(int(p.shape[0]), _INIT_ROWS), *p.shape[1:]) if p.ndim else (),
-                       math.nan), requires_grad=False)
+                       math.nan, device="cpu"), requires_grad=False)
         for key, p in module._parameters.items()}
     clone._buffers = {}
     clone._modules = ({key: _stand_in(child, depth - 1) for key, child in module._modules.items()
@@ -207,8 +229,8 @@ def _weight_summary(module: nn.Module) -> dict[str, Any]:
         "class": class_label(module),
         "fan_in": int(rows.shape[1]),
         "units": int(rows.shape[0]),
-        "weight_norm": _floats(norms),
-        "bias": _floats(bias) if isinstance(bias, torch.Tensor) else None,
+        "weight_norm": _values(norms),
+        "bias": _values(bias) if isinstance(bias, torch.Tensor) else None,
     }
 
 
@@ -221,10 +243,10 @@ def _norm_summary(module: nn.Module) -> dict[str, Any]:
         "kind": "norm",
         "class": class_label(module),
         "units": int(cast(int, module.num_features)),
-        "gamma": _floats(get("weight")),
-        "beta": _floats(get("bias")),
-        "running_mean": _floats(get("running_mean")),
-        "running_var": _floats(get("running_var")),
+        "gamma": _values(get("weight")),
+        "beta": _values(get("bias")),
+        "running_mean": _values(get("running_mean")),
+        "running_var": _values(get("running_var")),
         "eps": float(getattr(module, "eps", 1e-5)),
     }
 
@@ -331,5 +353,6 @@ def collect_evidence(model: nn.Module, sites: Sequence[Site],
                 entry["call_site"] = call_site
         entries[info.name] = entry
 
+    _round_layers(layers)
     return {"version": VERSION, "layers": layers, "sites": entries,
             "nonfinite_params": dict(nonfinite_params)}
