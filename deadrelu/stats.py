@@ -215,9 +215,13 @@ class UnitStats:
         For kinds whose output does not tell whether the input was positive (PReLU,
         composite activations...): the batch's other counters come from
         :meth:`update` over the output with an infinite level, which counts no firing.
-        Counted in int64, exact at any size.
+        Counted in integers, exact at any size.
         """
-        per_slice = fired3.sum(reduce_dim)  # (S, U)
+        if fired3.dtype == torch.bool:  # a bool reduction casts value by value: as bytes,
+            # summed into int32 (a slice holds fewer than 2**31 positions), it is 2x faster
+            per_slice = fired3.view(torch.uint8).sum(reduce_dim, dtype=torch.int32)  # (S, U)
+        else:
+            per_slice = fired3.sum(reduce_dim)
         t = self.tensors
         t["active"].add_(per_slice.sum(0).to(t["active"].dtype))
         t["sample_active"].add_((per_slice > 0).sum(0).to(t["sample_active"].dtype))
