@@ -109,7 +109,7 @@ class Report:
     def verdicts(self) -> dict[str, UnitVerdicts]:
         """Per-site derived rates and unit states."""
         return {
-            s.info.name: classify(s.stats.to_dict(), s.info.can_die, s.info.bounded,
+            s.info.name: classify(s.stats.arrays(), s.info.can_die, s.info.bounded,
                                   self.thresholds)
             for s in self.sites
         }

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -214,9 +215,13 @@ class UnitStats:
         For kinds whose output does not tell whether the input was positive (PReLU,
         composite activations...): the batch's other counters come from
         :meth:`update` over the output with an infinite level, which counts no firing.
-        Counted in int64, exact at any size.
+        Counted in integers, exact at any size.
         """
-        per_slice = fired3.sum(reduce_dim)  # (S, U)
+        if fired3.dtype == torch.bool:  # a bool reduction casts value by value: as bytes,
+            # summed into int32 (a slice holds fewer than 2**31 positions), it is 2x faster
+            per_slice = fired3.view(torch.uint8).sum(reduce_dim, dtype=torch.int32)  # (S, U)
+        else:
+            per_slice = fired3.sum(reduce_dim)
         t = self.tensors
         t["active"].add_(per_slice.sum(0).to(t["active"].dtype))
         t["sample_active"].add_((per_slice > 0).sum(0).to(t["sample_active"].dtype))
@@ -402,9 +407,24 @@ class UnitStats:
         for name in REDUCTIONS:
             values = self.tensors[name].detach().cpu().double()
             if name in COUNTS:
-                out[name] = [int(v) for v in values.round().long().tolist()]
+                out[name] = values.round().long().tolist()  # Python ints
+            elif bool(torch.isfinite(values).all()):
+                out[name] = values.tolist()
             else:  # strict JSON has no -Infinity/NaN: a max never set is written as null
                 out[name] = [float(v) if math.isfinite(v) else None for v in values.tolist()]
+        return out
+
+    def arrays(self) -> dict[str, Any]:
+        """:meth:`to_dict` as float64 numpy arrays, for :func:`~deadrelu.analyzer.classify`
+        without a Python list per counter: counts rounded, and a non-finite value NaN, as
+        ``np.asarray(to_dict()[name], dtype=float)`` reads ``None``."""
+        out: dict[str, Any] = {"units": self.units, "positions": self.positions, "samples": self.samples}
+        for name in REDUCTIONS:
+            values = self.tensors[name].detach().cpu().double().numpy()
+            if name in COUNTS:
+                out[name] = np.rint(values) + 0.0  # as int(...): no -0.0
+            else:
+                out[name] = np.where(np.isfinite(values), values, np.nan)
         return out
 
     @classmethod

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 #: Output elements whose range over all samples is within this share of the output's
 #: magnitude count as constant (float noise of batched matmuls is ~1e-7).
 CONSTANT_RTOL = 1e-5
@@ -114,13 +116,16 @@ def output_range(meta: Mapping[str, Any]) -> tuple[float, float] | None:
     raw = meta.get("output_stats")
     if not isinstance(raw, Mapping) or not raw.get("min") or int(raw.get("samples", 0)) < 2:
         return None
-    spread = 0.0
-    scale = 0.0
-    for lo, hi in zip(raw["min"], raw["max"], strict=True):
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            return None
-        spread = max(spread, hi - lo)
-        scale = max(scale, abs(lo), abs(hi))
+    lo = np.asarray(raw["min"], dtype=np.float64)
+    hi = np.asarray(raw["max"], dtype=np.float64)
+    if lo.shape != hi.shape:
+        raise ValueError("output_stats: min and max differ in length")
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return None
+    # one vectorized pass (an output can have tens of thousands of elements); the same
+    # float64 subtractions and maxima as an element-by-element loop
+    spread = max(0.0, float((hi - lo).max()))
+    scale = max(0.0, float(np.abs(lo).max()), float(np.abs(hi).max()))
     return spread, scale
 
 

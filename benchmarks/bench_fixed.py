@@ -1,0 +1,82 @@
+"""The fixed costs of one ``deadrelu.scan`` of 8 batches, part by part.
+
+Run: ``python benchmarks/bench_fixed.py [--reps 3] [--only NAME ...]`` (prints; 1 thread).
+Times the whole scan against the same 8 plain forwards, and inside the scan the parts of
+building the report (:func:`deadrelu.assemble.assemble_report`): reading the weights
+(fingerprint and NaN/Inf check), the architecture signature, the weight evidence and the
+diagnosis. Each line is the repetition with the median ratio. The models are those of
+``bench_floor.py``. Run it with ``PYTHONPATH`` pointing at another checkout to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_floor  # noqa: E402
+
+import deadrelu  # noqa: E402
+from deadrelu import assemble  # noqa: E402
+
+PARTS = {"read_weights": "weights", "model_signature": "signature",
+         "collect_evidence": "evidence", "diagnosed": "diagnosis"}
+TIMES: dict[str, float] = {}
+
+
+def _timed(name: str, key: str) -> None:
+    inner: Callable[..., Any] = getattr(assemble, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            TIMES[key] = TIMES.get(key, 0.0) + time.perf_counter() - start
+
+    setattr(assemble, name, wrapper)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--only", nargs="*")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    for name, key in PARTS.items():
+        _timed(name, key)
+    for name in args.only or bench_floor.DEFAULT:
+        make, batch = bench_floor.CASES[name]
+        torch.manual_seed(0)
+        model = make().eval()
+        gen = torch.Generator().manual_seed(1)
+        batches = [batch(gen) for _ in range(8)]
+        deadrelu.scan(model, batches, batch_size=len(batches[0]))  # warm-up
+        rows = []
+        for _ in range(args.reps):
+            TIMES.clear()
+            start = time.perf_counter()
+            with torch.no_grad():
+                for b in batches:
+                    model(b)
+            plain = time.perf_counter() - start
+            start = time.perf_counter()
+            deadrelu.scan(model, batches, batch_size=len(batches[0]))
+            scan = time.perf_counter() - start
+            rows.append((scan / plain, plain, scan, dict(TIMES)))
+        rows.sort(key=lambda r: r[0])
+        ratio, plain, scan, parts = rows[len(rows) // 2]
+        print(f"{name}: ratio {ratio:.3f}, plain {plain * 1e3:.0f} ms, scan {scan * 1e3:.0f} ms; "
+              + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
