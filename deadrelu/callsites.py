@@ -54,16 +54,25 @@ def forward_calls(cls: type, op: str) -> tuple[CallSite, ...] | None:
     return _CACHE[key]
 
 
+def _parse(func: object) -> tuple[ast.AST, str | None, int] | None:
+    """``func``'s source as a tree, its file, and the line it starts at; ``None`` without
+    source (built in, defined in a REPL) or when it does not parse."""
+    try:
+        lines, start = inspect.getsourcelines(func)  # type: ignore[arg-type]
+        file = inspect.getsourcefile(func)  # type: ignore[arg-type]
+        return ast.parse(textwrap.dedent("".join(lines))), file, start
+    except (OSError, TypeError, SyntaxError):
+        return None
+
+
 def _read(cls: type, op: str) -> tuple[CallSite, ...] | None:
     forward = cls.__dict__.get("forward")
     if forward is None:
         return ()
-    try:
-        lines, start = inspect.getsourcelines(forward)
-        file = inspect.getsourcefile(forward)
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-    except (OSError, TypeError, SyntaxError):
+    parsed = _parse(forward)
+    if parsed is None:
         return None
+    tree, file, start = parsed
     names = {op, f"{op}_"}
     found = [node for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
@@ -112,12 +121,10 @@ def _read_assignment(cls: type, name: str) -> CallSite | None:
         init = klass.__dict__.get("__init__")
         if init is None or klass.__module__.startswith("torch."):
             continue
-        try:
-            lines, start = inspect.getsourcelines(init)
-            file = inspect.getsourcefile(init)
-            tree = ast.parse(textwrap.dedent("".join(lines)))
-        except (OSError, TypeError, SyntaxError):
+        parsed = _parse(init)
+        if parsed is None:
             return None
+        tree, file, start = parsed
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Assign, ast.AnnAssign)):
                 continue

@@ -930,23 +930,21 @@ class Collector:
             sample_axis = self._sample_axis(out, info)
             y3, rd = self._view(out.detach(), info, sample_axis)
             masked = self._mask_for(out, info, sample_axis, y3, rd)
-            by_input = fired is not None and fired.shape == out.shape
-            # where the input says where units fired (by_input), the output says nothing
-            # about firing: no value exceeds an infinite level, so the output's pass
-            # counts none, and the input's mask is added instead
-            level = math.inf if by_input else info.level
+            if fired is not None and fired.shape != out.shape:
+                fired = None
+            # where the input says where units fired, the output says nothing about
+            # firing: no value exceeds an infinite level, so the output's pass counts
+            # none, and the input's mask is added instead
+            level = math.inf if fired is not None else info.level
             if masked is not None:
                 site.stats.update_masked(y3, rd, masked[0], masked[1], level, info.sat_low,
                                          info.sat_high, info.nonneg, self._scratch_for(y3))
             else:
                 site.stats.update(y3, rd, level, info.sat_low, info.sat_high, info.nonneg,
                                   self._scratch_for(y3))
-            if by_input:
-                assert fired is not None
-                f3, frd = self._view(fired, info, sample_axis)
-                if masked is not None:  # padding never fires
-                    f3 = f3 & (masked[0].unsqueeze(-1) if frd == 1 else masked[0].unsqueeze(1))
-                site.stats.add_firing(f3, frd)
+            if fired is not None:
+                site.stats.add_firing(*self._view(fired, info, sample_axis),
+                                      mask=None if masked is None else masked[0])
 
     def _graph_site(self, func: Any, op: str) -> tuple[str, str, str]:
         # An exported graph runs its nodes in order, so the k-th call of an op in this

@@ -73,6 +73,12 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def _positions(mask: Tensor, reduce_dim: int) -> Tensor:
+    """A (S, R) mask of real positions, broadcastable over a slab laid out as (S, U, R)
+    (``reduce_dim=2``) or (S, R, U) (``reduce_dim=1``)."""
+    return mask.unsqueeze(-1) if reduce_dim == 1 else mask.unsqueeze(1)
+
+
 @dataclass
 class UnitStats:
     """Per-unit counters of one site. See the module docstring for each field."""
@@ -209,14 +215,17 @@ class UnitStats:
         self._count(n_samples, n_pos)
         return True
 
-    def add_firing(self, fired3: Tensor, reduce_dim: int) -> None:
+    def add_firing(self, fired3: Tensor, reduce_dim: int, mask: Tensor | None = None) -> None:
         """Add the firing counts of one batch from a boolean mask laid out as in :meth:`update`.
 
         For kinds whose output does not tell whether the input was positive (PReLU,
         composite activations...): the batch's other counters come from
-        :meth:`update` over the output with an infinite level, which counts no firing.
-        Counted in integers, exact at any size.
+        :meth:`update` (or :meth:`update_masked`) over the output with an infinite level,
+        which counts no firing. ``mask``: bool ``(S, R)`` of the real positions, as for
+        :meth:`update_masked`; padding never fires. Counted in integers, exact at any size.
         """
+        if mask is not None:
+            fired3 = fired3 & _positions(mask, reduce_dim)
         if fired3.dtype == torch.bool:  # a bool reduction casts value by value: as bytes,
             # summed into int32 (a slice holds fewer than 2**31 positions), it is 2x faster
             per_slice = fired3.view(torch.uint8).sum(reduce_dim, dtype=torch.int32)  # (S, U)
@@ -319,7 +328,7 @@ class UnitStats:
         if y3.dtype not in (torch.float32, torch.float64):
             y3 = y3.float()
         rd = reduce_dim
-        keep = mask.unsqueeze(-1) if rd == 1 else mask.unsqueeze(1)
+        keep = _positions(mask, rd)
         if (nonneg and level >= 0 and (sat_low is None or sat_low < 0)
                 and (sat_high is None or sat_high > 0)):
             filled = torch.where(keep, y3, 0.0)

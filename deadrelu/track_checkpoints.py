@@ -492,7 +492,7 @@ def track(
             progress-bar wrapper.
         load_dir: builds the model of a model directory (default:
             :func:`deadrelu.loading.load_model` with ``arch`` and ``trust_checkpoint``);
-            the CLI passes one with its ``--dtype`` and ``--device-map``.
+            the CLI passes one that loads it as its first checkpoint was loaded.
         **scan_kwargs: passed to the scan (``limit``, ``thresholds``, ``device``...).
 
     Returns:

@@ -9,14 +9,16 @@ most one rule. The order is fixed, most specific evidence first:
    channel: ``beta <= -BN_PIN * |gamma|`` (the BN output sits ≥2σ below zero).
 3. ``weight_decay`` — the unit's incoming weight norm collapsed: at most
    ``COLLAPSE_RATIO`` of the median of the layer's live units, or below
-   ``COLLAPSE_ABS`` outright; or the whole layer's weights shrank to at most
-   ``SHRUNK``× PyTorch's default init scale.
+   ``COLLAPSE_ABS`` outright (both scaled to the model's own init when it has one);
+   or the whole layer's weights shrank to at most ``SHRUNK``× their init scale
+   (:attr:`SiteView.shrink_norm`: the model's own, else PyTorch's default).
 4. ``input_scale`` — the input is far from zero mean / unit scale, the first site
    has dead or saturated units, and the site is the first one or follows it through
    sites whose mean |output| stays ≥ ``INPUT_FAR`` (the large scale propagates).
 5. ``learning_rate`` — a trace of large updates on a directly fed Linear/Conv whose
    dead units have negative biases: the layer's biases grew ≥ ``BIAS_GROWTH``× beyond
-   PyTorch's default init (mean |b| of U(±1/√fan_in)), or its weights and biases both
+   PyTorch's default init (mean |b| of U(±1/√fan_in), or the model's own init when
+   larger: :attr:`SiteView.growth_norm`), or its weights and biases both
    grew ≥ ``GROWTH``× (weights alone ≥ ``GROWTH_NO_BIAS``× for a layer without bias);
    or, per unit, a bias below ``-2/√fan_in`` (twice the most negative default init)
    that also exceeds the unit's weight norm.
