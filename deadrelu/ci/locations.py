@@ -4,8 +4,9 @@ or the line that calls the activation function.
 The evidence records it per site (``call_site`` for functional calls, ``defined_at`` for
 modules, as ``path:line`` relative to the working directory). GitHub annotations and
 SARIF results then point at that line of the repository, where a reviewer can change it,
-rather than at the binary checkpoint. Paths outside the working directory (an installed
-package) are not part of the repository, so they are not used.
+rather than at the binary checkpoint. Paths outside the working directory, or inside an
+installed package (a virtualenv kept in the repository), are not the repository's code,
+so they are not used.
 """
 
 from __future__ import annotations
@@ -31,4 +32,10 @@ def source_location(report: Report, layer: str | None) -> tuple[str, int] | None
     path, _, line = where.rpartition(":")
     if not line.isdigit() or not path or PurePath(path).is_absolute() or path.startswith(".."):
         return None
+    if _INSTALLED & set(PurePath(path).parts):  # a library in a virtualenv inside the repo
+        return None
     return path, int(line)
+
+
+#: Folders that hold installed packages: code there is not the repository's.
+_INSTALLED = {"site-packages", "dist-packages"}
