@@ -6,6 +6,13 @@ building the report (:func:`deadrelu.assemble.assemble_report`): reading the wei
 (fingerprint and NaN/Inf check), the architecture signature, the weight evidence and the
 diagnosis. Each line is the repetition with the median ratio. The models are those of
 ``bench_floor.py``. Run it with ``PYTHONPATH`` pointing at another checkout to compare.
+
+Where a scan hashes the weights on a background thread during its forwards
+(:func:`deadrelu.identity.start_reading`), ``weights`` is 0 (no read in the report's
+assembly), ``weights wait`` is what the scan still spends on them at the end (joining the
+thread, checking that the weights did not change, the NaN/Inf check) and ``hash behind``
+the background hash's own duration, hidden behind the forwards. ``--threads`` sets torch's
+intra-op threads (1 by default; with as many threads as CPUs the hash stays synchronous).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_floor  # noqa: E402
 
 import deadrelu  # noqa: E402
-from deadrelu import assemble  # noqa: E402
+from deadrelu import assemble, identity  # noqa: E402
 
 PARTS = {"read_weights": "weights", "model_signature": "signature",
          "collect_evidence": "evidence", "diagnosed": "diagnosis"}
@@ -44,15 +51,36 @@ def _timed(name: str, key: str) -> None:
     setattr(assemble, name, wrapper)
 
 
+def _timed_wait() -> None:
+    """Time the end of a background read, and record its hash's own duration."""
+    pending = getattr(identity, "PendingWeights", None)
+    if pending is None:  # a checkout without background reads
+        return
+    inner = pending.result
+
+    def result(self: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return inner(self)
+        finally:
+            if self.background:
+                TIMES["weights wait"] = TIMES.get("weights wait", 0.0) + time.perf_counter() - start
+                TIMES["hash behind"] = TIMES.get("hash behind", 0.0) + self.seconds
+
+    pending.result = result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     for name, key in PARTS.items():
         _timed(name, key)
+    _timed_wait()
     for name in args.only or bench_floor.DEFAULT:
         make, batch = bench_floor.CASES[name]
         torch.manual_seed(0)
@@ -63,6 +91,7 @@ def main() -> None:
         rows = []
         for _ in range(args.reps):
             TIMES.clear()
+            TIMES["weights"] = 0.0
             start = time.perf_counter()
             with torch.no_grad():
                 for b in batches:

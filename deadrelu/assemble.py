@@ -4,7 +4,8 @@
 window of training steps) both end in :func:`assemble_report`: it adds the model's
 identity to the run's metadata, reads the weight evidence the diagnosis needs, and
 derives the findings (:func:`deadrelu.report.diagnosed`). The weights are read once:
-the pass that fingerprints them also finds the parameters holding NaN/Inf.
+the pass that fingerprints them also finds the parameters holding NaN/Inf (a scan hashes
+them on a background thread during its forwards and hands the result in).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from deadrelu.analyzer import Thresholds
 from deadrelu.collector import Site
 from deadrelu.evidence import collect_evidence
-from deadrelu.identity import model_signature, read_weights
+from deadrelu.identity import Weights, model_signature, read_weights
 from deadrelu.report import Report, diagnosed
 
 
@@ -28,6 +29,7 @@ def assemble_report(
     thresholds: Thresholds,
     run: Mapping[str, Any],
     measured: Mapping[str, Any] | None = None,
+    weights: Weights | None = None,
 ) -> Report:
     """The diagnosed report of ``sites`` recorded on ``module``.
 
@@ -40,11 +42,15 @@ def assemble_report(
         measured: what the run measured or was told besides (data statistics, the
             output's producer, the selection, the recipe...); follows the model's
             identity (``torch_version``, ``model_signature``, ``weights_fingerprint``).
+        weights: ``read_weights(module)`` if already read: a scan hashes the weights on a
+            background thread during its forwards (:func:`deadrelu.identity.start_reading`);
+            ``None`` reads them here (a Monitor's weights change as it trains).
 
     Returns:
         The report, its findings derived from its counters.
     """
-    weights = read_weights(module)
+    if weights is None:
+        weights = read_weights(module)
     meta: dict[str, Any] = {
         **run,
         "torch_version": torch.__version__,

@@ -23,7 +23,7 @@ from deadrelu.collector import Collector, Site, eval_mode
 from deadrelu.datastats import DataStats
 from deadrelu.diagnose.selection import Selection
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
-from deadrelu.identity import unwrap
+from deadrelu.identity import PendingWeights, start_reading, unwrap
 from deadrelu.report import Report
 from deadrelu.wording import plural
 
@@ -179,9 +179,12 @@ def scan(
     partial = False
     start = time.perf_counter()
     moved = dev != home
+    reading = PendingWeights(module, background=False)  # replaced once the model is on `dev`
+    reported = False  # else the background read is stopped and joined
     try:
         if moved:
             module.to(dev)
+        reading = start_reading(module)  # hashes the weights on a free core during the forwards
         with eval_mode(module), torch.no_grad(), collector:
             # `seen` counts the batches done, so that Ctrl-C keeps the count of those
             for seen in _feed(module, data, collector, data_stats, limit=limit,
@@ -189,15 +192,21 @@ def scan(
                 if progress is not None:
                     progress(seen, total)
             sites = collector.snapshot()
+        reported = True
     except KeyboardInterrupt:
         if not partial_on_interrupt:
             raise
         partial = True
         sites = collector.snapshot()
+        reported = True
     finally:
+        if not reported:
+            reading.cancel()
         collector.detach()
         if moved:
             module.to(home)
+    # the weights after the scan: the background hash if the forwards left them as they were
+    weights = reading.result()
     data_meta = data_stats.to_meta()
     if collector.tokens:  # text: the attention masks' real tokens (padding excluded)
         data_meta["tokens"] = collector.tokens
@@ -228,7 +237,7 @@ def scan(
         measured["recipe"] = dict(recipe)
     if init:
         measured["init"] = dict(init)
-    return assemble_report(module, sites, thresholds, run, measured)
+    return assemble_report(module, sites, thresholds, run, measured, weights)
 
 
 def _check_sizes(limit: int | None, batch_size: int, batch_dim: int) -> None:
