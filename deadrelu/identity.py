@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,7 +133,7 @@ class PendingWeights:
         self._stop = threading.Event()
         self.seconds = 0.0
         """How long the background hash took (0 when none ran)."""
-        if not background:
+        if not background or not spare_core():
             return
         state = model.state_dict()
         if not _may_hash_behind(state):
@@ -196,9 +197,10 @@ def start_reading(model: nn.Module) -> PendingWeights:
     * every ``state_dict`` tensor is a plain contiguous CPU tensor: a CUDA tensor would
       need device-to-host copies, whose syncs would stall the forwards' stream, and a
       copy for another layout would be torch work on the thread (read at the end instead);
-    * a core is free: torch's intra-op threads are fewer than the CPUs this process may
-      use (with every core in torch's OpenMP team, one more busy thread slows the team's
-      barriers more than the hash saves);
+    * a core is free (:func:`spare_core`): torch's intra-op threads are fewer than the
+      CPUs this process may use (with every core in torch's OpenMP team, one more busy
+      thread slows the team's barriers more than the hash saves), and the machine's load
+      leaves about one CPU idle;
     * the weights hold at least :data:`BACKGROUND_MIN_BYTES`.
 
     Call :meth:`PendingWeights.cancel` on a path that will not call ``result()``.
@@ -206,17 +208,56 @@ def start_reading(model: nn.Module) -> PendingWeights:
     return PendingWeights(model)
 
 
+def spare_core() -> bool:
+    """Whether a core is free for another busy thread besides torch's intra-op threads.
+
+    Torch's threads must be fewer than the CPUs this process may use (:func:`usable_cpus`):
+    with every core in torch's OpenMP team, one more busy thread slows the team's
+    barriers. And the machine must not be busy with other work: a load average of the
+    last minute under its CPU count less half a CPU (it counts this process's own
+    threads when they ran; on a machine shared with other busy processes the thread
+    would take CPU time from them and from the forwards, for no gain).
+    """
+    if torch.get_num_threads() >= usable_cpus():
+        return False
+    return _load() < (os.cpu_count() or 1) - 0.5
+
+
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The CPUs this process may run on: its affinity mask where the OS has one, capped by
+    a cgroup CPU quota (a container given 2 CPUs of a 64-core host)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cgroup_cpu_quota()
+    return max(1, min(cpus or 1, int(quota) if quota is not None else cpus or 1))
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us``/``cpu.cfs_period_us``); ``None`` when unlimited or unknown."""
+    try:
+        if (root / "cpu.max").is_file():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        for v1 in (root / "cpu", root / "cpu,cpuacct"):
+            if (v1 / "cpu.cfs_quota_us").is_file():
+                quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+                return None if quota_us < 0 else quota_us / int((v1 / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _load() -> float:
+    """The machine's load average over the last minute (0 where the OS does not tell)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def _may_hash_behind(state: dict[str, Any]) -> bool:
-    """Whether :class:`PendingWeights` may hash ``state`` on a thread (see :func:`start_reading`)."""
-    if torch.get_num_threads() >= usable_cpus():
-        return False
+    """Whether :class:`PendingWeights` may hash ``state`` on a thread: plain contiguous CPU
+    tensors (their bytes viewed without torch work), enough of them (see :func:`start_reading`)."""
     size = 0
     for t in state.values():
         if not isinstance(t, torch.Tensor):

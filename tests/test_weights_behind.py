@@ -5,6 +5,7 @@ the scan, joined on every exit path, and only where it is safe and useful."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def behind(monkeypatch: pytest.MonkeyPatch) -> list[PendingWeights]:
     """Background reads allowed for any model (a core to spare, no minimum size); the
     reads that scans start are collected."""
     monkeypatch.setattr(identity, "usable_cpus", lambda: torch.get_num_threads() + 1)
+    monkeypatch.setattr(identity, "_load", lambda: 0.0)
     monkeypatch.setattr(identity, "BACKGROUND_MIN_BYTES", 0)
     started: list[PendingWeights] = []
 
@@ -246,15 +248,41 @@ def test_cancel_stops_the_hash_and_result_reads_again(behind: list[PendingWeight
 
 def test_no_background_read_without_a_spare_core(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(identity, "BACKGROUND_MIN_BYTES", 0)
+    monkeypatch.setattr(identity, "_load", lambda: 0.0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
     model = MODELS["mlp"]()
     for cpus in (1, torch.get_num_threads()):  # one core; every core in torch's team
         monkeypatch.setattr(identity, "usable_cpus", lambda cpus=cpus: cpus)
         pending = start_reading(model)
         assert not pending.background
         assert pending.result() == read_weights(model)
-    monkeypatch.setattr(identity, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(identity, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     assert start_reading(model).background
+    monkeypatch.setattr(identity, "_load", lambda: 7.6)  # the machine busy with other work
+    assert not start_reading(model).background
+    monkeypatch.setattr(identity, "_load", lambda: 7.4)
+    assert start_reading(model).background
+
+
+def test_usable_cpus_are_capped_by_a_cgroup_quota(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert identity.cgroup_cpu_quota(v2) is None
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert identity.cgroup_cpu_quota(v2) == 1.5
+    v1 = tmp_path / "v1" / "cpu,cpuacct"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert identity.cgroup_cpu_quota(v1.parent) is None
+    (v1 / "cpu.cfs_quota_us").write_text("200000\n")
+    assert identity.cgroup_cpu_quota(v1.parent) == 2.0
+    assert identity.cgroup_cpu_quota(tmp_path / "none") is None
+    monkeypatch.setattr(identity, "cgroup_cpu_quota", lambda: 1.5)
+    assert identity.usable_cpus() == 1  # one and a half CPUs leave no core to spare
 
 
 def test_no_background_read_for_small_models_or_weights_it_cannot_view(
@@ -303,6 +331,7 @@ def test_sample_model_reports_are_unchanged(cls: str, weights: str, data: str,
     x = torch.from_numpy(np.load(SM / "data" / data))
     synchronous = deadrelu.scan(model, x)
     monkeypatch.setattr(identity, "usable_cpus", lambda: torch.get_num_threads() + 1)
+    monkeypatch.setattr(identity, "_load", lambda: 0.0)
     monkeypatch.setattr(identity, "BACKGROUND_MIN_BYTES", 0)
     assert start_reading(model).background
     behind = deadrelu.scan(model, x)
