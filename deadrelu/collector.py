@@ -206,6 +206,9 @@ class _Plan(NamedTuple):
     #: dense (contiguous or channels-last) with ``empty_like`` keeping its strides: the
     #: fused ReLU may write its output into a fresh tensor through the same view
     dense: bool
+    #: the statistics kernel's arguments after the tensors: the view's, then the site
+    #: kind's level and bounds (:func:`deadrelu.native.stats_view`), built once here
+    args: tuple[Any, ...]
 
 
 #: Geometries remembered per site; past this (text batches of every length) start over.
@@ -370,6 +373,7 @@ class Collector:
         self._traced_once = False
         #: after the first forward: sites are recorded by module hooks, no mode (_hook_only)
         self._hooked = False
+        self._depth = 0  # nesting of the root's forward, while hooked (_attach_hooked)
         self._producers: TensorNotes[Producer] = TensorNotes()
         #: each tensor's unit dim, where it is known (see deadrelu.layout)
         self._layouts: TensorNotes[int] = TensorNotes()
@@ -399,15 +403,18 @@ class Collector:
         """Register the hooks. Raises if already attached."""
         if self._handles:
             raise RuntimeError("this Collector is already attached; detach() it first")
-        for module in self.model.modules():
-            if id(module) in self._quiet:
-                continue
-            self._handles.append(
-                (id(module), module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
-            )
-            self._handles.append(
-                (id(module), module.register_forward_hook(self._post_hook, always_call=True))
-            )
+        if self._hooked:
+            self._attach_hooked()
+        else:
+            for module in self.model.modules():
+                if id(module) in self._quiet:
+                    continue
+                self._handles.append(
+                    (id(module), module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+                )
+                self._handles.append(
+                    (id(module), module.register_forward_hook(self._post_hook, always_call=True))
+                )
         # A KeyboardInterrupt skips the always_call hooks: the guard leaves the forward then.
         self._guard = ForwardGuard(self.model, self._leave_forward)
         return self
@@ -468,14 +475,66 @@ class Collector:
         return all(s.info.op == "module" and s.info.input_level is None and s.info.part_of is None
                    for s in self.sites.values())
 
-    def _module_activation(self, frame: Frame, args: tuple[Any, ...], out: Tensor) -> None:
-        """Record an activation module's call from its forward hook (see _hook_only)."""
-        base = frame.path
-        index = self._calls.get(base, 0)
-        self._calls[base] = index + 1
-        site = self.sites.get(base if index == 0 else f"{base}#{index}")
-        if site is not None:  # always, by _hook_only's conditions
-            self._on_activation(site, args, out)
+    def _attach_hooked(self) -> None:
+        """The hooks of the steady state where module hooks alone see every site (see
+        _hook_only): the root's, which start and end a forward, and one forward hook per
+        activation module, which records its call. No other module is hooked and no frame
+        is kept per call: what a hook costs per call is most of the steady state's Python
+        (docs/performance.md, "Python per activation call")."""
+        root, add = self.model, self._handles.append
+        add((id(root), root.register_forward_pre_hook(self._hooked_enter, with_kwargs=True)))
+        for module in root.modules():  # a shared module once: its calls are counted
+            if type(module) in MODULES:
+                hook = self._activation_hook(self._names.get(id(module), "?"))
+                add((id(module), module.register_forward_hook(hook)))
+        # after the activation hooks: the root may be an activation module itself
+        add((id(root), root.register_forward_hook(self._hooked_leave, always_call=True)))
+
+    def _hooked_enter(self, module: nn.Module, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> None:
+        if self._depth:
+            self._depth += 1  # the root called within its own forward
+        elif self.enabled and self._starts_forward(module):
+            self._enter_forward(args, kwargs)
+            self._depth = 1
+
+    def _hooked_leave(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._depth:
+            return
+        self._depth -= 1
+        if self._depth:
+            return
+        error = sys.exc_info()[1]
+        if error is not None and self.failure is None:
+            first = _first_tensor(args, {})
+            self.failure = self._traceback_failure(error, None) or Failure(
+                ROOT, module, tuple(first.shape) if first is not None else None)
+        self._leave_forward()
+
+    def _activation_hook(self, base: str) -> Any:
+        """The forward hook of the activation module at path ``base`` (_attach_hooked):
+        its k-th call in a forward is site ``base#k``, as the interception names it."""
+        calls = self._calls
+
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if not isinstance(out, Tensor):
+                return
+            if not self._depth:  # called on its own, outside the model's forward
+                if self.enabled and self._starts_forward(module):
+                    self._enter_forward(args, {})
+                    self._depth = 1
+                    try:
+                        hook(module, args, out)
+                    finally:
+                        self._leave_forward()
+                return
+            index = calls.get(base, 0)
+            calls[base] = index + 1
+            site = self.sites.get(base if index == 0 else f"{base}#{index}")
+            if site is not None:  # always, by _hook_only's conditions
+                self._on_activation(site, args, out)
+
+        return hook
 
     def __enter__(self) -> Collector:
         return self.attach()
@@ -521,8 +580,6 @@ class Collector:
         frame = self._stack.pop()
         path = frame.path
         error = sys.exc_info()[1]
-        if self._hooked and frame.op is not None and error is None and isinstance(output, Tensor):
-            self._module_activation(frame, args, output)
         if frame.composite is not None:
             self._muted -= 1
         if error is None and (frame.composite is not None or self._tracing):
@@ -534,7 +591,7 @@ class Collector:
             self.failure = Failure(path or ROOT, module,
                                    tuple(first.shape) if first is not None else None)
             if self._quiet:
-                self.failure = self._quiet_failure(error) or self.failure
+                self.failure = self._traceback_failure(error, self._quiet) or self.failure
         if self._tracing and not self._stack:  # before the root module claims the output
             self.output_producer = self._producers.get(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
@@ -552,6 +609,11 @@ class Collector:
             if complete:
                 self._quiet_leaves()
                 self._hooked = self._hook_only()
+                if self._hooked:  # from the next forward on: the root's and activations' hooks
+                    for _, handle in self._handles:
+                        handle.remove()
+                    self._handles.clear()
+                    self._attach_hooked()
 
     def _composite_call(self, frame: Frame, args: tuple[Any, ...], output: Any) -> None:
         """Record a call of a composite activation module as one site, on its input.
@@ -598,14 +660,17 @@ class Collector:
         self._composites[id(module)] = kind
         return kind
 
-    def _quiet_failure(self, error: BaseException) -> Failure | None:
-        """(path, module, input shape) of the quiet module the traceback ends in, if any."""
+    def _traceback_failure(self, error: BaseException,
+                           among: frozenset[int] | None) -> Failure | None:
+        """(path, module, input shape) of the innermost module of the model (of those
+        whose ids are ``among``, if given) whose forward is in the traceback, if any."""
         found = None
         tb = error.__traceback__
         while tb is not None:
             frame = tb.tb_frame
             owner = frame.f_locals.get("self")
-            if isinstance(owner, nn.Module) and id(owner) in self._quiet:
+            if (isinstance(owner, nn.Module) and id(owner) in self._names
+                    and (among is None or id(owner) in among)):
                 code = frame.f_code
                 arg = frame.f_locals.get(code.co_varnames[1]) if code.co_argcount > 1 else None
                 shape = tuple(arg.shape) if isinstance(arg, Tensor) else None
@@ -637,6 +702,7 @@ class Collector:
         self._layouts.clear()
         self._derived.clear()
         self._stack.clear()
+        self._depth = 0
         self._muted = 0
         if self._seq is not None and self._seq_seen:
             self.tokens += self._seq_real
@@ -898,7 +964,9 @@ class Collector:
             view = native.kernel_view(t, t3, rd)
             if view is not None:
                 dense = (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
-                plan = _Plan(view, dense and torch.empty_like(t).stride() == t.stride())
+                info = site.info
+                plan = _Plan(view, dense and torch.empty_like(t).stride() == t.stride(),
+                             (*view.args, info.level, info.sat_low, info.sat_high, info.nonneg))
         if len(plans) >= _PLANS_PER_SITE:  # varying shapes (text of every length): start over
             plans.clear()
         plans[key] = plan
@@ -923,8 +991,7 @@ class Collector:
             plan = self._plan(site, out)
             # the steady state: one kernel call, no view made here
             if plan is not None and site.stats.update_view(
-                    out.detach() if out.requires_grad else out, plan.view, info.level,
-                    info.sat_low, info.sat_high, info.nonneg):
+                    out.detach() if out.requires_grad else out, plan.view, plan.args):
                 return
         with torch.no_grad():  # during training: never part of the autograd graph
             sample_axis = self._sample_axis(out, info)

@@ -176,15 +176,15 @@ class UnitStats:
         self.samples += n_samples
         self.positions += n_samples * n_pos
 
-    def update_view(self, y: Tensor, view: native.KernelView, level: float,
-                    sat_low: float | None, sat_high: float | None, nonneg: bool) -> bool:
+    def update_view(self, y: Tensor, view: native.KernelView, args: tuple[Any, ...]) -> bool:
         """:meth:`update` with the fused kernel on a view planned by
-        :func:`deadrelu.native.kernel_view` (the collector's steady state). False, with
-        nothing done, where the counters are not one block (made by :meth:`zeros`)."""
+        :func:`deadrelu.native.kernel_view` (the collector's steady state); ``args`` as
+        :func:`deadrelu.native.stats_view` takes them. False, with nothing done, where the
+        counters are not one block (made by :meth:`zeros`)."""
         block = self.__dict__.get("_block")
         if block is None:
             return False
-        native.stats_view(block, y, view, level, sat_low, sat_high, nonneg)
+        native.stats_view(block, y, args)
         self.samples += view.samples
         self.positions += view.positions
         return True
@@ -195,7 +195,7 @@ class UnitStats:
         block = self.__dict__.get("_block")
         if block is None:
             return False
-        native.relu_view(block, x, out, view)
+        native.relu_view(block, x, out, view.args)
         self.samples += view.samples
         self.positions += view.positions
         return True
