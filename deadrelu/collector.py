@@ -207,8 +207,12 @@ class _Plan(NamedTuple):
     #: fused ReLU may write its output into a fresh tensor through the same view
     dense: bool
     #: the statistics kernel's arguments after the tensors: the view's, then the site
-    #: kind's level and bounds (:func:`deadrelu.native.stats_view`), built once here
+    #: kind's level and bounds (:func:`deadrelu.native.stats_view`), built once here; for
+    #: a kind counted on its input the level is infinite (no output value fires)
     args: tuple[Any, ...]
+    #: for a kind counted on its input: the arguments of the input's pass, which counts
+    #: only where it fires (its level, no bounds)
+    firing_args: tuple[Any, ...] | None
 
 
 #: Geometries remembered per site; past this (text batches of every length) start over.
@@ -380,6 +384,8 @@ class Collector:
         #: tensors computed from another one through activation sites (see Derived)
         self._derived: TensorNotes[Derived] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
+        #: per unit count: a reused block for the kernel's pass over an input (_input_firing)
+        self._firing_counts: dict[int, Tensor] = {}
         #: per site name, its kernel views by tensor geometry (see _plan)
         self._plans: dict[str, dict[tuple[Any, ...], _Plan | None]] = {}
         # this forward's padding mask: bool (N, T), its true count, and copies per device
@@ -636,9 +642,8 @@ class Collector:
             index = self._calls.get(base, 0)
             self._calls[base] = index + 1
             name = base if index == 0 else f"{base}#{index}"
-            with torch.no_grad():
-                fired = torch.gt(x.detach(), 0.0)
             site = self.sites.get(name)
+            fired = self._input_firing(site, x, 0.0)
             if site is None:
                 made = replace(make_kind(kind, (), {}, self.saturation_margin), input_level=0.0)
                 site = self._new_site(name, made, "module", base, index, x, out)
@@ -870,8 +875,7 @@ class Collector:
         if level is not None and isinstance(x, Tensor):
             # firing is the input's sign here (see deadrelu.kinds): read it before the
             # call, which may write its output into x
-            with torch.no_grad():
-                fired = torch.gt(x.detach(), level)
+            fired = self._input_firing(site, x, level)
         out = func(*args, **kwargs)
         if isinstance(out, Tensor):
             if kind is not None:
@@ -965,17 +969,41 @@ class Collector:
             if view is not None:
                 dense = (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
                 info = site.info
+                from_input = info.input_level is not None
                 plan = _Plan(view, dense and torch.empty_like(t).stride() == t.stride(),
-                             (*view.args, info.level, info.sat_low, info.sat_high, info.nonneg))
+                             (*view.args, math.inf if from_input else info.level, info.sat_low,
+                              info.sat_high, info.nonneg),
+                             (*view.args, info.input_level, None, None, True) if from_input
+                             else None)
         if len(plans) >= _PLANS_PER_SITE:  # varying shapes (text of every length): start over
             plans.clear()
         plans[key] = plan
         return plan
 
+    def _input_firing(self, site: Site | None, x: Tensor, level: float) -> Tensor:
+        """Where a kind counted on its input fired in this call: ``x > level``, read before
+        the call may write into ``x``. For a known site where the kernel applies, the
+        per-unit ``(active, sample_active)`` counts of ``x`` (float64, 2 × units) in one
+        pass; else the boolean mask. :meth:`_on_activation` adds either to the counters."""
+        x = x.detach()
+        if site is not None and self._seq is None and native.loaded():
+            plan = self._plan(site, x)
+            if plan is not None and plan.firing_args is not None:
+                counts = self._firing_counts.get(site.stats.units)
+                if counts is None:
+                    counts = self._firing_counts[site.stats.units] = torch.empty(
+                        7, site.stats.units, dtype=torch.float64)
+                counts.zero_()
+                native.stats_view(counts, x, plan.firing_args)
+                return counts[:2]
+        with torch.no_grad():
+            return torch.gt(x, level)
+
     def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor,
                        fired: Tensor | None = None) -> None:
-        """Record one activation output; ``fired`` (bool, like ``out``) where the
-        input, not the output, says where the units fired."""
+        """Record one activation output. ``fired``, for kinds counted on their input, is
+        where the input says the units fired (:meth:`_input_firing`): a boolean mask like
+        ``out``, or the per-unit counts the kernel took from the input."""
         self.last_site = site.info.name
         if self._tracing:  # whatever consumes this output was fed by this site
             self._producers.set(out, Producer(site.info.name, True))
@@ -987,21 +1015,26 @@ class Collector:
             if known is not None:  # elementwise: the dims keep their meaning
                 self._layouts.set(out, known)
         info = site.info
-        if fired is None and self._seq is None and not self._tracing and native.loaded():
+        mask = fired is not None and fired.dtype == torch.bool
+        if fired is not None and (fired.shape != out.shape if mask
+                                  else fired.shape[-1] != site.stats.units):
+            fired = None  # not elementwise after all: firing is read off the output
+        if (self._seq is None and native.loaded() and not mask
+                and (fired is not None or info.input_level is None)):
             plan = self._plan(site, out)
-            # the steady state: one kernel call, no view made here
+            # the steady state: one kernel call (and the input's counts), no view made here
             if plan is not None and site.stats.update_view(
                     out.detach() if out.requires_grad else out, plan.view, plan.args):
+                if fired is not None:
+                    site.stats.add_counts(fired)
                 return
         with torch.no_grad():  # during training: never part of the autograd graph
             sample_axis = self._sample_axis(out, info)
             y3, rd = self._view(out.detach(), info, sample_axis)
             masked = self._mask_for(out, info, sample_axis, y3, rd)
-            if fired is not None and fired.shape != out.shape:
-                fired = None
             # where the input says where units fired, the output says nothing about
             # firing: no value exceeds an infinite level, so the output's pass counts
-            # none, and the input's mask is added instead
+            # none, and the input's firing is added instead
             level = math.inf if fired is not None else info.level
             if masked is not None:
                 site.stats.update_masked(y3, rd, masked[0], masked[1], level, info.sat_low,
@@ -1009,7 +1042,9 @@ class Collector:
             else:
                 site.stats.update(y3, rd, level, info.sat_low, info.sat_high, info.nonneg,
                                   self._scratch_for(y3))
-            if fired is not None:
+            if fired is not None and not mask:
+                site.stats.add_counts(fired)
+            elif fired is not None:
                 site.stats.add_firing(*self._view(fired, info, sample_axis),
                                       mask=None if masked is None else masked[0])
 

@@ -235,6 +235,17 @@ class UnitStats:
         t["active"].add_(per_slice.sum(0).to(t["active"].dtype))
         t["sample_active"].add_((per_slice > 0).sum(0).to(t["sample_active"].dtype))
 
+    def add_counts(self, counts: Tensor) -> None:
+        """Add per-unit ``(active, sample_active)`` firing counts (float64, 2 × units) that
+        the fused kernel took from an activation's input (the collector's steady state for
+        kinds counted on their input; :meth:`add_firing` takes a mask instead)."""
+        block = self.__dict__.get("_block")
+        if block is not None and block.device == counts.device:
+            block[:2].add_(counts)
+        else:
+            self.tensors["active"].add_(counts[0].to(self.tensors["active"]))
+            self.tensors["sample_active"].add_(counts[1].to(self.tensors["sample_active"]))
+
     def _update_flat(self, y: Tensor, level: float, nonneg: bool, scratch: Tensor,
                      exact: bool) -> None:
         """(S, U) outputs: every slice is one position, so every pass is full-size and
