@@ -203,9 +203,11 @@ class _Plan(NamedTuple):
     """A site's kernel view of tensors of one geometry (see ``Collector._plan``)."""
 
     view: native.KernelView
-    #: dense (contiguous or channels-last) with ``empty_like`` keeping its strides: the
-    #: fused ReLU may write its output into a fresh tensor through the same view
-    dense: bool
+    #: the fused ReLU takes it: dense (contiguous or channels-last) with ``empty_like``
+    #: keeping its strides, so that the output can be written through the same view, and
+    #: not a Linear output (one value per sample and unit), where torch's ReLU and a
+    #: statistics pass cost less than the fused pass (benchmarks/bench_kernel.py)
+    fuse: bool
     #: the statistics kernel's arguments after the tensors: the view's, then the site
     #: kind's level and bounds (:func:`deadrelu.native.stats_view`), built once here; for
     #: a kind counted on its input the level is infinite (no output value fires)
@@ -921,7 +923,7 @@ class Collector:
         if self._seq is not None:  # a forward with an attention mask: the general path
             return self._fused_relu_masked(site, x, inplace)
         plan = self._plan(site, x)
-        if plan is None or not plan.dense:
+        if plan is None or not plan.fuse:
             return None
         out = x if inplace else torch.empty_like(x)
         if not site.stats.relu_view(x, out, plan.view):
@@ -970,7 +972,8 @@ class Collector:
                 dense = (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
                 info = site.info
                 from_input = info.input_level is not None
-                plan = _Plan(view, dense and torch.empty_like(t).stride() == t.stride(),
+                flat = not view.slice_layout and view.dims[1] == 1
+                plan = _Plan(view, dense and not flat and torch.empty_like(t).stride() == t.stride(),
                              (*view.args, math.inf if from_input else info.level, info.sat_low,
                               info.sat_high, info.nonneg),
                              (*view.args, info.input_level, None, None, True) if from_input

@@ -289,7 +289,8 @@ def test_status_command_says_whether_the_kernel_is_in_use(monkeypatch):
 
 
 class _AllReluForms(torch.nn.Module):
-    """Every ReLU spelling the fused path stands in for, on conv and Linear outputs."""
+    """Every ReLU spelling the fused path stands in for, on conv outputs (fused) and on
+    Linear outputs (where torch's ReLU and a statistics pass cost less: not fused)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -306,6 +307,7 @@ class _AllReluForms(torch.nn.Module):
         h = torch.nn.functional.relu(h - 0.2)
         h = torch.nn.functional.relu(h - 0.1, inplace=True)
         h = torch.relu(h - 0.05).relu_()
+        h = torch.relu_(h - 0.01)
         z = self.fc(h.flatten(1))
         return torch.relu_(z - 0.1).relu() + torch.relu(-z)
 
@@ -345,12 +347,12 @@ def test_fused_relu_gives_the_same_outputs_and_counters_as_the_eager_path(monkey
     with torch.no_grad():
         plain = [model(b.clone()) for b in batches]
     fused_out, fused = _run(model, batches, eager=False)
-    assert len(calls) == 3 * 9, "every ReLU spelling is fused from the second batch on"
+    assert len(calls) == 3 * 7, "every spelling on a conv output is fused from batch 2 on"
     eager_out, eager = _run(model, batches, eager=True)
     for a, b, c in zip(plain, fused_out, eager_out, strict=True):
         assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
         assert torch.equal(a.nan_to_num(7.0), c.nan_to_num(7.0))
-    assert fused.keys() == eager.keys() and len(fused) == 9
+    assert fused.keys() == eager.keys() and len(fused) == 10
     for name in fused:
         for key, value in fused[name].tensors.items():
             expected = eager[name].tensors[key]
