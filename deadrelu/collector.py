@@ -72,7 +72,7 @@ from deadrelu.kinds import (
     identify_composite,
     make_kind,
 )
-from deadrelu.stats import UnitStats, scratch_size
+from deadrelu.stats import CounterArena, UnitStats, scratch_size
 
 ROOT = "<model>"
 
@@ -386,6 +386,7 @@ class Collector:
         #: tensors computed from another one through activation sites (see Derived)
         self._derived: TensorNotes[Derived] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
+        self._arena = CounterArena()  # the sites' counters, a few buffers for all
         #: per unit count: a reused block for the kernel's pass over an input (_input_firing)
         self._firing_counts: dict[int, Tensor] = {}
         #: per site name, its kernel views by tensor geometry (see _plan)
@@ -973,7 +974,7 @@ class Collector:
                 info = site.info
                 from_input = info.input_level is not None
                 flat = not view.slice_layout and view.dims[1] == 1
-                plan = _Plan(view, dense and not flat and torch.empty_like(t).stride() == t.stride(),
+                plan = _Plan(view, dense and not flat and torch.empty_like(t, device="meta").stride() == t.stride(),
                              (*view.args, math.inf if from_input else info.level, info.sat_low,
                               info.sat_high, info.nonneg),
                              (*view.args, info.input_level, None, None, True) if from_input
@@ -1103,7 +1104,7 @@ class Collector:
         nd = out.ndim
         shape = tuple(int(s) for d, s in enumerate(out.shape) if nd > 1 and d != sample_axis)
         units = int(out.shape[unit_axis]) if nd > 0 else 1
-        stats = UnitStats.zeros(units, out.device)
+        stats = UnitStats.zeros(units, out.device, self._arena)
         info = SiteInfo(
             name=name, order=len(self.sites), kind=kind.name, op=label, module=owner,
             call_index=index, input_layer=producer.path if producer else None,
