@@ -72,7 +72,7 @@ from deadrelu.kinds import (
     identify_composite,
     make_kind,
 )
-from deadrelu.stats import UnitStats, scratch_size
+from deadrelu.stats import CounterArena, UnitStats, scratch_size
 
 ROOT = "<model>"
 
@@ -203,9 +203,18 @@ class _Plan(NamedTuple):
     """A site's kernel view of tensors of one geometry (see ``Collector._plan``)."""
 
     view: native.KernelView
-    #: dense (contiguous or channels-last) with ``empty_like`` keeping its strides: the
-    #: fused ReLU may write its output into a fresh tensor through the same view
-    dense: bool
+    #: the fused ReLU takes it: dense (contiguous or channels-last) with ``empty_like``
+    #: keeping its strides, so that the output can be written through the same view, and
+    #: not a Linear output (one value per sample and unit), where torch's ReLU and a
+    #: statistics pass cost less than the fused pass (benchmarks/bench_kernel.py)
+    fuse: bool
+    #: the statistics kernel's arguments after the tensors: the view's, then the site
+    #: kind's level and bounds (:func:`deadrelu.native.stats_view`), built once here; for
+    #: a kind counted on its input the level is infinite (no output value fires)
+    args: tuple[Any, ...]
+    #: for a kind counted on its input: the arguments of the input's pass, which counts
+    #: only where it fires (its level, no bounds)
+    firing_args: tuple[Any, ...] | None
 
 
 #: Geometries remembered per site; past this (text batches of every length) start over.
@@ -370,12 +379,16 @@ class Collector:
         self._traced_once = False
         #: after the first forward: sites are recorded by module hooks, no mode (_hook_only)
         self._hooked = False
+        self._depth = 0  # nesting of the root's forward, while hooked (_attach_hooked)
         self._producers: TensorNotes[Producer] = TensorNotes()
         #: each tensor's unit dim, where it is known (see deadrelu.layout)
         self._layouts: TensorNotes[int] = TensorNotes()
         #: tensors computed from another one through activation sites (see Derived)
         self._derived: TensorNotes[Derived] = TensorNotes()
         self._scratch: dict[torch.device, Tensor] = {}
+        self._arena = CounterArena()  # the sites' counters, a few buffers for all
+        #: per unit count: a reused block for the kernel's pass over an input (_input_firing)
+        self._firing_counts: dict[int, Tensor] = {}
         #: per site name, its kernel views by tensor geometry (see _plan)
         self._plans: dict[str, dict[tuple[Any, ...], _Plan | None]] = {}
         # this forward's padding mask: bool (N, T), its true count, and copies per device
@@ -399,15 +412,18 @@ class Collector:
         """Register the hooks. Raises if already attached."""
         if self._handles:
             raise RuntimeError("this Collector is already attached; detach() it first")
-        for module in self.model.modules():
-            if id(module) in self._quiet:
-                continue
-            self._handles.append(
-                (id(module), module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
-            )
-            self._handles.append(
-                (id(module), module.register_forward_hook(self._post_hook, always_call=True))
-            )
+        if self._hooked:
+            self._attach_hooked()
+        else:
+            for module in self.model.modules():
+                if id(module) in self._quiet:
+                    continue
+                self._handles.append(
+                    (id(module), module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+                )
+                self._handles.append(
+                    (id(module), module.register_forward_hook(self._post_hook, always_call=True))
+                )
         # A KeyboardInterrupt skips the always_call hooks: the guard leaves the forward then.
         self._guard = ForwardGuard(self.model, self._leave_forward)
         return self
@@ -468,14 +484,66 @@ class Collector:
         return all(s.info.op == "module" and s.info.input_level is None and s.info.part_of is None
                    for s in self.sites.values())
 
-    def _module_activation(self, frame: Frame, args: tuple[Any, ...], out: Tensor) -> None:
-        """Record an activation module's call from its forward hook (see _hook_only)."""
-        base = frame.path
-        index = self._calls.get(base, 0)
-        self._calls[base] = index + 1
-        site = self.sites.get(base if index == 0 else f"{base}#{index}")
-        if site is not None:  # always, by _hook_only's conditions
-            self._on_activation(site, args, out)
+    def _attach_hooked(self) -> None:
+        """The hooks of the steady state where module hooks alone see every site (see
+        _hook_only): the root's, which start and end a forward, and one forward hook per
+        activation module, which records its call. No other module is hooked and no frame
+        is kept per call: what a hook costs per call is most of the steady state's Python
+        (docs/performance.md, "Python per activation call")."""
+        root, add = self.model, self._handles.append
+        add((id(root), root.register_forward_pre_hook(self._hooked_enter, with_kwargs=True)))
+        for module in root.modules():  # a shared module once: its calls are counted
+            if type(module) in MODULES:
+                hook = self._activation_hook(self._names.get(id(module), "?"))
+                add((id(module), module.register_forward_hook(hook)))
+        # after the activation hooks: the root may be an activation module itself
+        add((id(root), root.register_forward_hook(self._hooked_leave, always_call=True)))
+
+    def _hooked_enter(self, module: nn.Module, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> None:
+        if self._depth:
+            self._depth += 1  # the root called within its own forward
+        elif self.enabled and self._starts_forward(module):
+            self._enter_forward(args, kwargs)
+            self._depth = 1
+
+    def _hooked_leave(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._depth:
+            return
+        self._depth -= 1
+        if self._depth:
+            return
+        error = sys.exc_info()[1]
+        if error is not None and self.failure is None:
+            first = _first_tensor(args, {})
+            self.failure = self._traceback_failure(error, None) or Failure(
+                ROOT, module, tuple(first.shape) if first is not None else None)
+        self._leave_forward()
+
+    def _activation_hook(self, base: str) -> Any:
+        """The forward hook of the activation module at path ``base`` (_attach_hooked):
+        its k-th call in a forward is site ``base#k``, as the interception names it."""
+        calls = self._calls
+
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if not isinstance(out, Tensor):
+                return
+            if not self._depth:  # called on its own, outside the model's forward
+                if self.enabled and self._starts_forward(module):
+                    self._enter_forward(args, {})
+                    self._depth = 1
+                    try:
+                        hook(module, args, out)
+                    finally:
+                        self._leave_forward()
+                return
+            index = calls.get(base, 0)
+            calls[base] = index + 1
+            site = self.sites.get(base if index == 0 else f"{base}#{index}")
+            if site is not None:  # always, by _hook_only's conditions
+                self._on_activation(site, args, out)
+
+        return hook
 
     def __enter__(self) -> Collector:
         return self.attach()
@@ -521,8 +589,6 @@ class Collector:
         frame = self._stack.pop()
         path = frame.path
         error = sys.exc_info()[1]
-        if self._hooked and frame.op is not None and error is None and isinstance(output, Tensor):
-            self._module_activation(frame, args, output)
         if frame.composite is not None:
             self._muted -= 1
         if error is None and (frame.composite is not None or self._tracing):
@@ -534,7 +600,7 @@ class Collector:
             self.failure = Failure(path or ROOT, module,
                                    tuple(first.shape) if first is not None else None)
             if self._quiet:
-                self.failure = self._quiet_failure(error) or self.failure
+                self.failure = self._traceback_failure(error, self._quiet) or self.failure
         if self._tracing and not self._stack:  # before the root module claims the output
             self.output_producer = self._producers.get(_first_tensor((output,), {}))
         if self._tracing and isinstance(output, Tensor):
@@ -552,6 +618,11 @@ class Collector:
             if complete:
                 self._quiet_leaves()
                 self._hooked = self._hook_only()
+                if self._hooked:  # from the next forward on: the root's and activations' hooks
+                    for _, handle in self._handles:
+                        handle.remove()
+                    self._handles.clear()
+                    self._attach_hooked()
 
     def _composite_call(self, frame: Frame, args: tuple[Any, ...], output: Any) -> None:
         """Record a call of a composite activation module as one site, on its input.
@@ -574,9 +645,8 @@ class Collector:
             index = self._calls.get(base, 0)
             self._calls[base] = index + 1
             name = base if index == 0 else f"{base}#{index}"
-            with torch.no_grad():
-                fired = torch.gt(x.detach(), 0.0)
             site = self.sites.get(name)
+            fired = self._input_firing(site, x, 0.0)
             if site is None:
                 made = replace(make_kind(kind, (), {}, self.saturation_margin), input_level=0.0)
                 site = self._new_site(name, made, "module", base, index, x, out)
@@ -598,14 +668,17 @@ class Collector:
         self._composites[id(module)] = kind
         return kind
 
-    def _quiet_failure(self, error: BaseException) -> Failure | None:
-        """(path, module, input shape) of the quiet module the traceback ends in, if any."""
+    def _traceback_failure(self, error: BaseException,
+                           among: frozenset[int] | None) -> Failure | None:
+        """(path, module, input shape) of the innermost module of the model (of those
+        whose ids are ``among``, if given) whose forward is in the traceback, if any."""
         found = None
         tb = error.__traceback__
         while tb is not None:
             frame = tb.tb_frame
             owner = frame.f_locals.get("self")
-            if isinstance(owner, nn.Module) and id(owner) in self._quiet:
+            if (isinstance(owner, nn.Module) and id(owner) in self._names
+                    and (among is None or id(owner) in among)):
                 code = frame.f_code
                 arg = frame.f_locals.get(code.co_varnames[1]) if code.co_argcount > 1 else None
                 shape = tuple(arg.shape) if isinstance(arg, Tensor) else None
@@ -637,6 +710,7 @@ class Collector:
         self._layouts.clear()
         self._derived.clear()
         self._stack.clear()
+        self._depth = 0
         self._muted = 0
         if self._seq is not None and self._seq_seen:
             self.tokens += self._seq_real
@@ -804,8 +878,7 @@ class Collector:
         if level is not None and isinstance(x, Tensor):
             # firing is the input's sign here (see deadrelu.kinds): read it before the
             # call, which may write its output into x
-            with torch.no_grad():
-                fired = torch.gt(x.detach(), level)
+            fired = self._input_firing(site, x, level)
         out = func(*args, **kwargs)
         if isinstance(out, Tensor):
             if kind is not None:
@@ -851,7 +924,7 @@ class Collector:
         if self._seq is not None:  # a forward with an attention mask: the general path
             return self._fused_relu_masked(site, x, inplace)
         plan = self._plan(site, x)
-        if plan is None or not plan.dense:
+        if plan is None or not plan.fuse:
             return None
         out = x if inplace else torch.empty_like(x)
         if not site.stats.relu_view(x, out, plan.view):
@@ -898,16 +971,43 @@ class Collector:
             view = native.kernel_view(t, t3, rd)
             if view is not None:
                 dense = (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
-                plan = _Plan(view, dense and torch.empty_like(t).stride() == t.stride())
+                info = site.info
+                from_input = info.input_level is not None
+                flat = not view.slice_layout and view.dims[1] == 1
+                plan = _Plan(view, dense and not flat and torch.empty_like(t, device="meta").stride() == t.stride(),
+                             (*view.args, math.inf if from_input else info.level, info.sat_low,
+                              info.sat_high, info.nonneg),
+                             (*view.args, info.input_level, None, None, True) if from_input
+                             else None)
         if len(plans) >= _PLANS_PER_SITE:  # varying shapes (text of every length): start over
             plans.clear()
         plans[key] = plan
         return plan
 
+    def _input_firing(self, site: Site | None, x: Tensor, level: float) -> Tensor:
+        """Where a kind counted on its input fired in this call: ``x > level``, read before
+        the call may write into ``x``. For a known site where the kernel applies, the
+        per-unit ``(active, sample_active)`` counts of ``x`` (float64, 2 × units) in one
+        pass; else the boolean mask. :meth:`_on_activation` adds either to the counters."""
+        x = x.detach()
+        if site is not None and self._seq is None and native.loaded():
+            plan = self._plan(site, x)
+            if plan is not None and plan.firing_args is not None:
+                counts = self._firing_counts.get(site.stats.units)
+                if counts is None:
+                    counts = self._firing_counts[site.stats.units] = torch.empty(
+                        7, site.stats.units, dtype=torch.float64)
+                counts.zero_()
+                native.stats_view(counts, x, plan.firing_args)
+                return counts[:2]
+        with torch.no_grad():
+            return torch.gt(x, level)
+
     def _on_activation(self, site: Site, args: tuple[Any, ...], out: Tensor,
                        fired: Tensor | None = None) -> None:
-        """Record one activation output; ``fired`` (bool, like ``out``) where the
-        input, not the output, says where the units fired."""
+        """Record one activation output. ``fired``, for kinds counted on their input, is
+        where the input says the units fired (:meth:`_input_firing`): a boolean mask like
+        ``out``, or the per-unit counts the kernel took from the input."""
         self.last_site = site.info.name
         if self._tracing:  # whatever consumes this output was fed by this site
             self._producers.set(out, Producer(site.info.name, True))
@@ -919,22 +1019,26 @@ class Collector:
             if known is not None:  # elementwise: the dims keep their meaning
                 self._layouts.set(out, known)
         info = site.info
-        if fired is None and self._seq is None and not self._tracing and native.loaded():
+        mask = fired is not None and fired.dtype == torch.bool
+        if fired is not None and (fired.shape != out.shape if mask
+                                  else fired.shape[-1] != site.stats.units):
+            fired = None  # not elementwise after all: firing is read off the output
+        if (self._seq is None and native.loaded() and not mask
+                and (fired is not None or info.input_level is None)):
             plan = self._plan(site, out)
-            # the steady state: one kernel call, no view made here
+            # the steady state: one kernel call (and the input's counts), no view made here
             if plan is not None and site.stats.update_view(
-                    out.detach() if out.requires_grad else out, plan.view, info.level,
-                    info.sat_low, info.sat_high, info.nonneg):
+                    out.detach() if out.requires_grad else out, plan.view, plan.args):
+                if fired is not None:
+                    site.stats.add_counts(fired)
                 return
         with torch.no_grad():  # during training: never part of the autograd graph
             sample_axis = self._sample_axis(out, info)
             y3, rd = self._view(out.detach(), info, sample_axis)
             masked = self._mask_for(out, info, sample_axis, y3, rd)
-            if fired is not None and fired.shape != out.shape:
-                fired = None
             # where the input says where units fired, the output says nothing about
             # firing: no value exceeds an infinite level, so the output's pass counts
-            # none, and the input's mask is added instead
+            # none, and the input's firing is added instead
             level = math.inf if fired is not None else info.level
             if masked is not None:
                 site.stats.update_masked(y3, rd, masked[0], masked[1], level, info.sat_low,
@@ -942,7 +1046,9 @@ class Collector:
             else:
                 site.stats.update(y3, rd, level, info.sat_low, info.sat_high, info.nonneg,
                                   self._scratch_for(y3))
-            if fired is not None:
+            if fired is not None and not mask:
+                site.stats.add_counts(fired)
+            elif fired is not None:
                 site.stats.add_firing(*self._view(fired, info, sample_axis),
                                       mask=None if masked is None else masked[0])
 
@@ -998,7 +1104,7 @@ class Collector:
         nd = out.ndim
         shape = tuple(int(s) for d, s in enumerate(out.shape) if nd > 1 and d != sample_axis)
         units = int(out.shape[unit_axis]) if nd > 0 else 1
-        stats = UnitStats.zeros(units, out.device)
+        stats = UnitStats.zeros(units, out.device, self._arena)
         info = SiteInfo(
             name=name, order=len(self.sites), kind=kind.name, op=label, module=owner,
             call_index=index, input_layer=producer.path if producer else None,

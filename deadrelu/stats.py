@@ -79,6 +79,37 @@ def _positions(mask: Tensor, reduce_dim: int) -> Tensor:
     return mask.unsqueeze(-1) if reduce_dim == 1 else mask.unsqueeze(1)
 
 
+class CounterArena:
+    """Counter blocks for many sites, carved from a few buffers of 1 MiB.
+
+    Why: a scan discovers its sites during the first forward, between activations that
+    are allocated and freed again. A block of counters allocated on its own (tens of KiB)
+    lands in the memory an activation just freed and splits it, so the next activation of
+    that size no longer fits there and the heap grows by about one activation per site:
+    measured +512 KiB per site on a stack of Linear(512) layers at batch 256, where the
+    counters are 28 KiB (benchmarks/bench_memory.py). Carved from large buffers, the
+    counters split the heap once per buffer, not once per site. A block larger than a
+    quarter buffer gets a buffer of its own.
+    """
+
+    SIZE = 1 << 20  # bytes per shared buffer
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[torch.device, torch.dtype], tuple[Tensor, int]] = {}
+
+    def zeros(self, rows: int, units: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A zeroed contiguous ``(rows, units)`` block."""
+        n = rows * units
+        size = self.SIZE // dtype.itemsize
+        if n > size // 4:
+            return torch.zeros(rows, units, dtype=dtype, device=device)
+        buffer, used = self._open.get((device, dtype), (None, 0))
+        if buffer is None or used + n > buffer.numel():
+            buffer, used = torch.empty(size, dtype=dtype, device=device), 0
+        self._open[(device, dtype)] = (buffer, used + n)
+        return buffer[used:used + n].view(rows, units).zero_()
+
+
 @dataclass
 class UnitStats:
     """Per-unit counters of one site. See the module docstring for each field."""
@@ -89,13 +120,16 @@ class UnitStats:
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
     @classmethod
-    def zeros(cls, units: int, device: torch.device | str = "cpu") -> UnitStats:
-        """Empty counters for ``units`` units on ``device``."""
+    def zeros(cls, units: int, device: torch.device | str = "cpu",
+              arena: CounterArena | None = None) -> UnitStats:
+        """Empty counters for ``units`` units on ``device`` (carved from ``arena``, if given:
+        the collector's sites share a few buffers, see :class:`CounterArena`)."""
         device = torch.device(device)
         dtype = _acc_dtype(device)
         # one (7, units) block whose rows are the counters, in the order the fused
         # kernel's steady state takes them as one argument (update_view, relu_view)
-        block = torch.zeros(len(REDUCTIONS), units, dtype=dtype, device=device)
+        block = (arena.zeros(len(REDUCTIONS), units, dtype, device) if arena is not None
+                 else torch.zeros(len(REDUCTIONS), units, dtype=dtype, device=device))
         tensors = dict(zip(REDUCTIONS, block.unbind(0), strict=True))
         tensors["max"].fill_(float("-inf"))
         stats = cls(units, 0, 0, tensors)
@@ -176,15 +210,15 @@ class UnitStats:
         self.samples += n_samples
         self.positions += n_samples * n_pos
 
-    def update_view(self, y: Tensor, view: native.KernelView, level: float,
-                    sat_low: float | None, sat_high: float | None, nonneg: bool) -> bool:
+    def update_view(self, y: Tensor, view: native.KernelView, args: tuple[Any, ...]) -> bool:
         """:meth:`update` with the fused kernel on a view planned by
-        :func:`deadrelu.native.kernel_view` (the collector's steady state). False, with
-        nothing done, where the counters are not one block (made by :meth:`zeros`)."""
+        :func:`deadrelu.native.kernel_view` (the collector's steady state); ``args`` as
+        :func:`deadrelu.native.stats_view` takes them. False, with nothing done, where the
+        counters are not one block (made by :meth:`zeros`)."""
         block = self.__dict__.get("_block")
         if block is None:
             return False
-        native.stats_view(block, y, view, level, sat_low, sat_high, nonneg)
+        native.stats_view(block, y, args)
         self.samples += view.samples
         self.positions += view.positions
         return True
@@ -195,7 +229,7 @@ class UnitStats:
         block = self.__dict__.get("_block")
         if block is None:
             return False
-        native.relu_view(block, x, out, view)
+        native.relu_view(block, x, out, view.args)
         self.samples += view.samples
         self.positions += view.positions
         return True
@@ -234,6 +268,17 @@ class UnitStats:
         t = self.tensors
         t["active"].add_(per_slice.sum(0).to(t["active"].dtype))
         t["sample_active"].add_((per_slice > 0).sum(0).to(t["sample_active"].dtype))
+
+    def add_counts(self, counts: Tensor) -> None:
+        """Add per-unit ``(active, sample_active)`` firing counts (float64, 2 × units) that
+        the fused kernel took from an activation's input (the collector's steady state for
+        kinds counted on their input; :meth:`add_firing` takes a mask instead)."""
+        block = self.__dict__.get("_block")
+        if block is not None and block.device == counts.device:
+            block[:2].add_(counts)
+        else:
+            self.tensors["active"].add_(counts[0].to(self.tensors["active"]))
+            self.tensors["sample_active"].add_(counts[1].to(self.tensors["sample_active"]))
 
     def _update_flat(self, y: Tensor, level: float, nonneg: bool, scratch: Tensor,
                      exact: bool) -> None:

@@ -555,3 +555,45 @@ def test_models_with_forward_code_keep_the_interception():
     functional = nn.Sequential(nn.Linear(4, 4), nn.TransformerEncoderLayer(4, 1, 8)).eval()
     collector = _record(functional, [torch.randn(2, 3, 4)] * 2)  # F.relu inside torch.nn
     assert not collector._hooked and any(":" in name for name in collector.sites)
+
+
+def test_the_hooked_steady_state_hooks_only_the_root_and_the_activation_modules():
+    model = _builtin_model()
+    collector = _record(model, [torch.randn(8, 6)])
+    collector.attach()
+    try:
+        hooked = {key for key, _ in collector._handles}
+        from deadrelu.kinds import MODULES
+
+        activations = {id(m) for m in model.modules() if type(m) in MODULES}
+        assert hooked == {id(model)} | activations
+        assert not any(m._forward_pre_hooks for m in model.modules() if m is not model)
+    finally:
+        collector.detach()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_the_hooked_steady_state_names_the_module_that_raised():
+    model = _builtin_model()
+    collector = _record(model, [torch.randn(8, 6)])
+    with torch.no_grad(), collector:
+        with pytest.raises(RuntimeError):
+            model(torch.randn(8, 5))  # the first Linear refuses 5 features
+        assert collector.failure is not None
+        assert collector.failure.path == "0" and collector.failure.shape == (8, 5)
+        model(torch.randn(8, 6))  # the next forward records as usual
+    assert collector.sites["1"].stats.samples == 16
+
+
+def test_the_hooked_steady_state_records_an_activation_called_on_its_own_and_none_when_disabled():
+    model = _builtin_model()
+    collector = _record(model, [torch.randn(8, 6)])
+    with torch.no_grad(), collector:
+        model[1](torch.randn(5, 12))  # outside the model's forward: a forward of its own
+        assert collector.sites["1"].stats.samples == 13
+        assert collector.sites["1#1"].stats.samples == 8
+        collector.enabled = False
+        model(torch.randn(8, 6))
+        model[1](torch.randn(5, 12))
+        collector.enabled = True
+    assert collector.sites["1"].stats.samples == 13 and collector.sites["10"].stats.samples == 8

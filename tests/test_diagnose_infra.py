@@ -4,12 +4,14 @@ evidence and data statistics, and re-diagnosis of saved, re-thresholded and merg
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import fixtures_diagnose as F
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -214,3 +216,36 @@ def test_rule_of_three():
     assert rule_out_rate(100) == pytest.approx(1 - 0.05 ** 0.01)
     assert 2.9 / 1000 < rule_out_rate(1000) < 3.0 / 1000
     assert samples_needed(0.01) == 299 and rule_out_rate(299) <= 0.01 < rule_out_rate(298)
+
+
+def _input_summary_one_by_one(raw):
+    """The summary as a loop over the features computes it: the reference."""
+    rows = list(zip(raw["count"], raw["sum"], raw["sumsq"], raw["min"], raw["max"], strict=True))
+    good = [r for r in rows if all(math.isfinite(v) for v in r[1:])]
+    n = float(sum(r[0] for r in good))
+    mean = sum(r[1] for r in good) / n
+    var = max(sum(r[2] for r in good) / n - mean * mean, 0.0)
+    features = []
+    for i, (c, total, sq, _, _) in enumerate(rows if len(rows) > 1 else ()):
+        if c > 0 and math.isfinite(total) and math.isfinite(sq):
+            m = total / c
+            features.append((i, m, math.sqrt(max(sq / c - m * m, 0.0))))
+    return (mean, math.sqrt(var), min(r[3] for r in good), max(r[4] for r in good),
+            tuple(features), len(rows) - len(good))
+
+
+def test_the_input_summary_equals_adding_the_features_one_by_one():
+    rng = np.random.default_rng(3)
+    for features in (1, 7, 784, 3000):
+        count = rng.integers(0, 5000, features).astype(float)
+        total = rng.normal(0, 1e3, features) * rng.choice([1e-3, 1.0, 1e6], features)
+        sq = np.abs(total) * rng.uniform(1, 1e4, features)
+        lo, hi = -np.abs(rng.normal(0, 9, features)), np.abs(rng.normal(0, 9, features))
+        if features > 1:
+            total[1], sq[-1], lo[0] = np.nan, np.inf, -np.inf
+            count[2] = 0
+        raw = {"count": count.tolist(), "sum": total.tolist(), "sumsq": sq.tolist(),
+               "min": lo.tolist(), "max": hi.tolist(), "samples": 9, "per_feature": True}
+        s = input_summary({"input_stats": raw})
+        assert (s.mean, s.std, s.min, s.max, s.features, s.nonfinite) == \
+            _input_summary_one_by_one(raw)

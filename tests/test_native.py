@@ -14,6 +14,7 @@ import time
 
 import pytest
 import torch
+from torch import nn
 
 from deadrelu import native
 from deadrelu.stats import UnitStats, scratch_size
@@ -288,7 +289,8 @@ def test_status_command_says_whether_the_kernel_is_in_use(monkeypatch):
 
 
 class _AllReluForms(torch.nn.Module):
-    """Every ReLU spelling the fused path stands in for, on conv and Linear outputs."""
+    """Every ReLU spelling the fused path stands in for, on conv outputs (fused) and on
+    Linear outputs (where torch's ReLU and a statistics pass cost less: not fused)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -305,6 +307,7 @@ class _AllReluForms(torch.nn.Module):
         h = torch.nn.functional.relu(h - 0.2)
         h = torch.nn.functional.relu(h - 0.1, inplace=True)
         h = torch.relu(h - 0.05).relu_()
+        h = torch.relu_(h - 0.01)
         z = self.fc(h.flatten(1))
         return torch.relu_(z - 0.1).relu() + torch.relu(-z)
 
@@ -344,12 +347,12 @@ def test_fused_relu_gives_the_same_outputs_and_counters_as_the_eager_path(monkey
     with torch.no_grad():
         plain = [model(b.clone()) for b in batches]
     fused_out, fused = _run(model, batches, eager=False)
-    assert len(calls) == 3 * 9, "every ReLU spelling is fused from the second batch on"
+    assert len(calls) == 3 * 7, "every spelling on a conv output is fused from batch 2 on"
     eager_out, eager = _run(model, batches, eager=True)
     for a, b, c in zip(plain, fused_out, eager_out, strict=True):
         assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
         assert torch.equal(a.nan_to_num(7.0), c.nan_to_num(7.0))
-    assert fused.keys() == eager.keys() and len(fused) == 9
+    assert fused.keys() == eager.keys() and len(fused) == 10
     for name in fused:
         for key, value in fused[name].tensors.items():
             expected = eager[name].tensors[key]
@@ -441,3 +444,50 @@ def test_the_counters_block_is_in_the_kernels_order():
     block = stats.__dict__["_block"]
     for i, name in enumerate(native.COUNTERS):
         assert stats.tensors[name].data_ptr() == block[i].data_ptr()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["python-binding", "torch-ops"])
+def test_the_planned_calls_count_the_same_through_either_binding(monkeypatch, direct):
+    # the library is a Python extension module where Python's headers were found at build
+    # time (native._direct), else a torch.ops library only: both must give the same counts
+    _needs_kernel()
+    if direct and native._direct is None:
+        pytest.skip("this build has no Python binding (no Python headers at build time)")
+    calls = []
+    if direct:  # every planned call goes through the binding
+        binding = native._direct
+        spy = type("Spy", (), {name: staticmethod(
+            lambda *a, f=getattr(binding, name): calls.append(1) or f(*a))
+            for name in ("stats_view", "relu_view")})
+        monkeypatch.setattr(native, "_direct", spy)
+    else:
+        monkeypatch.setattr(native, "_direct", None)
+    model = _AllReluForms().eval()
+    batches = _batches()
+    _, fused = _run(model, batches, eager=False)
+    _, eager = _run(model, batches, eager=True)
+    gelu = nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(), nn.Flatten(), nn.Linear(100, 6),
+                         nn.Sigmoid()).eval()
+    _, gelu_fused = _run(gelu, batches, eager=False)
+    _, gelu_eager = _run(gelu, batches, eager=True)
+    for got, want in ((fused, eager), (gelu_fused, gelu_eager)):
+        assert got.keys() == want.keys()
+        for name in got:
+            for key, value in got[name].tensors.items():
+                assert torch.allclose(value, want[name].tensors[key], rtol=1e-5, atol=1e-4), (
+                    name, key)
+            assert got[name].samples == want[name].samples
+    assert bool(calls) == direct
+
+
+def test_a_wrong_planned_view_is_refused_by_the_python_binding_too():
+    _needs_kernel()
+    if native._direct is None:
+        pytest.skip("this build has no Python binding")
+    y = torch.rand(4, 3, 5)
+    block = torch.zeros(7, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="planned view"):
+        native.stats_view(block, y, (4, 3, 6, 15, 5, True, 0.0, None, None, True))
+    with pytest.raises(RuntimeError, match="storage"):
+        native.stats_view(block, y, (4, 3, 5, 16, 5, True, 0.0, None, None, True))
+    assert not block.any()

@@ -98,3 +98,31 @@ def test_firing_added_from_an_input_mask():
     for part in x.split(7):
         stats.add_firing(part > 0, 2)
     assert_matches(stats, brute(y, 1, xs=x))
+
+
+def test_the_counter_arena_carves_disjoint_zeroed_blocks_from_few_buffers():
+    from deadrelu.stats import CounterArena
+
+    arena = CounterArena()
+    blocks = [arena.zeros(7, units, torch.float64, torch.device("cpu"))
+              for units in (3, 512, 1, 2048, 100) * 4]
+    for b, units in zip(blocks, (3, 512, 1, 2048, 100) * 4, strict=True):
+        assert b.shape == (7, units) and b.is_contiguous() and not b.any()
+        b.fill_(1.0)
+    assert all(bool((b == 1.0).all()) for b in blocks)  # no block overlaps another
+    assert len({b.untyped_storage().data_ptr() for b in blocks}) == 1  # 1 MiB holds them all
+    big = arena.zeros(7, 10_000, torch.float64, torch.device("cpu"))  # over a quarter buffer
+    assert big.untyped_storage().nbytes() == 7 * 10_000 * 8
+
+
+def test_a_collectors_sites_share_their_counters_buffers():
+    from deadrelu.collector import Collector
+
+    layers = []
+    for _ in range(40):
+        layers += [torch.nn.Linear(64, 64), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers).eval()
+    with torch.no_grad(), Collector(model) as collector:
+        model(torch.randn(8, 64))
+    storages = {s.stats.active.untyped_storage().data_ptr() for s in collector.sites.values()}
+    assert len(collector.sites) == 40 and len(storages) == 1

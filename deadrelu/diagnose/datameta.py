@@ -90,25 +90,36 @@ def input_summary(meta: Mapping[str, Any]) -> InputSummary | None:
     raw = meta.get("input_stats")
     if not isinstance(raw, Mapping) or not raw.get("count"):
         return None
-    rows = list(zip(raw["count"], raw["sum"], raw["sumsq"], raw["min"], raw["max"], strict=True))
-    good = [r for r in rows if all(math.isfinite(v) for v in r[1:])]
-    n = float(sum(r[0] for r in good))
+    # one vectorized pass over the features (an MLP's input has hundreds of them); the
+    # same float64 operations as a loop, and the totals added in order (cumsum), so the
+    # values are those of adding them one by one
+    columns = [np.asarray(raw[k], dtype=np.float64) for k in ("count", "sum", "sumsq", "min", "max")]
+    if len({c.shape for c in columns}) != 1:
+        raise ValueError("input_stats: count, sum, sumsq, min and max differ in length")
+    count, total, sq, lo, hi = columns
+    good = np.isfinite(total) & np.isfinite(sq) & np.isfinite(lo) & np.isfinite(hi)
+    bad = int(count.size - good.sum())
+    n = _in_order(count[good])
     if n <= 0:
         return InputSummary(int(raw.get("samples", 0)), math.nan, math.nan, math.nan, math.nan,
-                            (), len(rows) - len(good))
-    mean = sum(r[1] for r in good) / n
-    var = max(sum(r[2] for r in good) / n - mean * mean, 0.0)
-    features: list[tuple[int, float, float]] = []
-    if raw.get("per_feature") and len(rows) > 1:
-        for i, (c, total, sq, _, _) in enumerate(rows):
-            if c > 0 and math.isfinite(total) and math.isfinite(sq):
-                m = total / c
-                features.append((i, m, math.sqrt(max(sq / c - m * m, 0.0))))
+                            (), bad)
+    mean = _in_order(total[good]) / n
+    var = max(_in_order(sq[good]) / n - mean * mean, 0.0)
+    features: tuple[tuple[int, float, float], ...] = ()
+    if raw.get("per_feature") and count.size > 1:
+        (index,) = np.nonzero((count > 0) & np.isfinite(total) & np.isfinite(sq))
+        m = total[index] / count[index]
+        sd = np.sqrt(np.maximum(sq[index] / count[index] - m * m, 0.0))
+        features = tuple(zip(index.tolist(), m.tolist(), sd.tolist(), strict=True))
     return InputSummary(
         samples=int(raw.get("samples", 0)), mean=mean, std=math.sqrt(var),
-        min=min(r[3] for r in good), max=max(r[4] for r in good),
-        features=tuple(features), nonfinite=len(rows) - len(good),
+        min=float(lo[good].min()), max=float(hi[good].max()), features=features, nonfinite=bad,
     )
+
+
+def _in_order(values: np.ndarray) -> float:
+    """Their sum added first to last, as Python's ``sum`` adds (numpy's ``sum`` pairs them)."""
+    return float(np.cumsum(values)[-1]) if values.size else 0.0
 
 
 def output_range(meta: Mapping[str, Any]) -> tuple[float, float] | None:

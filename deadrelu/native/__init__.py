@@ -40,6 +40,9 @@ _POLL = 0.5
 
 _lock = threading.Lock()
 _ops: Any = None  # torch.ops.deadrelu_native once loaded
+#: the same library's direct Python bindings of the steady-state calls, where it has them
+#: (see build.python_headers): about a tenth of a torch.ops call's cost
+_direct: Any = None
 _reason: str | None = None  # why the kernel is not in use, once that is known
 _disabled = 0  # nesting depth of disabled()
 _path: Path | None = None  # the library for this source, torch and CPU
@@ -67,7 +70,7 @@ def ensure(wait: bool = True) -> bool:
     ``python -m deadrelu.native``); without, it returns False at once and a later
     call picks the library up.
     """
-    global _ops, _reason, _path, _job, _building, _next_look
+    global _ops, _direct, _reason, _path, _job, _building, _next_look
     if _env_off() or _disabled:
         return False
     if _ops is not None or _reason is not None:
@@ -98,9 +101,28 @@ def ensure(wait: bool = True) -> bool:
                                        else "the build did not finish")
             torch.ops.load_library(str(_path))
             _ops = torch.ops.deadrelu_native
+            _direct = _python_module(_path)
         except (build.BuildError, OSError, RuntimeError) as exc:
             _reason = f"fused kernel unavailable: {' '.join(str(exc).split())}"
     return _ops is not None
+
+
+def _python_module(path: Path) -> Any:
+    """The library's Python extension module ``deadrelu_native_py``, or None where it was
+    built without one (no Python headers): torch.ops serves then."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("deadrelu_native_py", str(path))
+    spec = importlib.util.spec_from_file_location("deadrelu_native_py", path, loader=loader)
+    if spec is None:
+        return None
+    try:
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+    except ImportError:  # no PyInit_deadrelu_native_py: a torch.ops library only
+        return None
+    return module
 
 
 def available() -> bool:
@@ -169,6 +191,8 @@ class KernelView(NamedTuple):
     #: what the counters' ``samples`` and ``positions`` grow by: S, and S times R's size
     samples: int
     positions: int
+    #: ``(*dims, *strides, slice_layout)``: the kernel's arguments after the tensors
+    args: tuple[int, int, int, int, int, bool]
 
 
 def kernel_view(t: Tensor, t3: Tensor, reduce_dim: int) -> KernelView | None:
@@ -186,22 +210,30 @@ def kernel_view(t: Tensor, t3: Tensor, reduce_dim: int) -> KernelView | None:
     if t3.stride(2) != 1 or min(t3.stride()) < 0:
         return None
     dims = (int(t3.shape[0]), int(t3.shape[1]), int(t3.shape[2]))
-    return KernelView(dims, (int(t3.stride(0)), int(t3.stride(1))), reduce_dim == 2, samples,
-                      samples * positions)
+    strides = (int(t3.stride(0)), int(t3.stride(1)))
+    slice_layout = reduce_dim == 2
+    return KernelView(dims, strides, slice_layout, samples, samples * positions,
+                      (*dims, *strides, slice_layout))
 
 
-def stats_view(block: Tensor, y: Tensor, view: KernelView, level: float, low: float | None,
-               high: float | None, nonneg: bool) -> None:
+def stats_view(block: Tensor, y: Tensor, args: tuple[Any, ...]) -> None:
     """:func:`update` for a tensor whose view was planned, into the counters as one
     contiguous ``(7, units)`` float64 block in :data:`COUNTERS` order (the kernel must be
-    loaded)."""
-    _ops.stats_view(y, *view.dims, *view.strides, view.slice_layout, level, low, high, nonneg,
-                    block)
+    loaded). ``args``: the view's :attr:`KernelView.args` followed by the kind's
+    ``(level, low, high, nonneg)``, built once per site and geometry by the caller."""
+    if _direct is not None:
+        _direct.stats_view(y, block, *args)
+    else:
+        _ops.stats_view(y, *args, block)
 
 
-def relu_view(block: Tensor, x: Tensor, out: Tensor, view: KernelView) -> None:
-    """:func:`relu_into` for tensors whose view was planned; ``out`` has ``x``'s strides."""
-    _ops.relu_view(x, out, *view.dims, *view.strides, view.slice_layout, block)
+def relu_view(block: Tensor, x: Tensor, out: Tensor, args: tuple[Any, ...]) -> None:
+    """:func:`relu_into` for tensors whose view was planned (``args``: its
+    :attr:`KernelView.args`); ``out`` has ``x``'s strides."""
+    if _direct is not None:
+        _direct.relu_view(x, out, block, *args)
+    else:
+        _ops.relu_view(x, out, *args, block)
 
 
 #: The counters in the order the kernel's ops take them (see stats.cpp).

@@ -1,0 +1,102 @@
+"""Peak memory of a scan: flat in the data's size, and per site no more than its counters.
+
+Run: ``python benchmarks/bench_memory.py`` (writes benchmarks/results/memory.md).
+
+Each measurement is a fresh subprocess (peak RSS, ``ru_maxrss``, only grows within a
+process) that builds a stack of ``K`` blocks of ``Linear(512, 512)`` + ``ReLU`` and runs
+either a plain loop of forwards over the data or ``deadrelu.scan`` of the same data
+(generated batch by batch, 256 samples each, so the data itself never sits in memory).
+Both children import deadrelu and its report modules first, so that the difference is
+what scanning holds, not what importing costs.
+
+* **Sites**: K = 4, 16 and 64 at the same data size. The scan's extra peak over the
+  plain loop may hold a fixed part (imports done lazily, the kernel's per-thread
+  buffers, the report); what it must not hold is more per site than the site's
+  counters (seven float64 vectors of 512 units, 28 KiB). The table gives the extra
+  peak per added site against that.
+* **Data size**: K = 16 over 1,000 and 20,000 samples: the same peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WIDTH = 512
+BATCH = 256
+
+
+def _child(sites: int, samples: int, scan: bool) -> None:
+    import deadrelu
+    import deadrelu.assemble  # noqa: F401  (the report's modules, imported by both children)
+    import deadrelu.diagnose  # noqa: F401
+
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(sites):
+        layers += [nn.Linear(WIDTH, WIDTH), nn.ReLU()]
+    model = nn.Sequential(*layers).eval()
+
+    def data():
+        g = torch.Generator().manual_seed(1)
+        for start in range(0, samples, BATCH):
+            yield torch.randn(min(BATCH, samples - start), WIDTH, generator=g)
+
+    if scan:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            deadrelu.scan(model, data(), batch_size=BATCH)
+    else:
+        with torch.no_grad():
+            for batch in data():
+                model(batch)
+    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak(sites: int, samples: int, scan: bool) -> float:
+    """Peak RSS (MB) of a subprocess doing one plain loop or one scan."""
+    out = subprocess.run([sys.executable, __file__, "--child", str(sites), str(samples),
+                          "scan" if scan else "plain"], check=True, capture_output=True, text=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mb"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", nargs=3)
+    ap.add_argument("--out", default="memory.md")
+    args = ap.parse_args()
+    if args.child:
+        _child(int(args.child[0]), int(args.child[1]), args.child[2] == "scan")
+        return
+    counters_mb = 7 * WIDTH * 8 / 2**20
+    lines = [f"# Peak memory of a scan ({platform.machine()}, torch {torch.__version__})", "",
+             f"Stacks of K × (Linear({WIDTH}, {WIDTH}) + ReLU), batches of {BATCH} generated one "
+             "by one; peak RSS of a fresh process per cell.", "",
+             "| sites K | samples | plain loop (MB) | scan (MB) | scan − plain (MB) |",
+             "|--:|--:|--:|--:|--:|"]
+    extra = {}
+    for sites, samples in ((4, 5000), (16, 5000), (64, 5000), (16, 1000), (16, 20000)):
+        plain, scanned = peak(sites, samples, False), peak(sites, samples, True)
+        extra[(sites, samples)] = scanned - plain
+        lines.append(f"| {sites} | {samples} | {plain:.0f} | {scanned:.0f} | {scanned - plain:.1f} |")
+        print(lines[-1], flush=True)
+    per_site = (extra[(64, 5000)] - extra[(4, 5000)]) / 60
+    lines += ["", f"Extra peak per added site (K = 4 → 64): {per_site * 1024:.0f} KiB; its counters: "
+              f"{counters_mb * 1024:.0f} KiB. Scan − plain at 1,000 / 20,000 samples (K = 16): "
+              f"{extra[(16, 1000)]:.1f} / {extra[(16, 20000)]:.1f} MB."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (Path(__file__).parent / "results" / args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
