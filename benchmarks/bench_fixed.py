@@ -1,7 +1,7 @@
 """The fixed costs of one ``deadrelu.scan`` of 8 batches, part by part.
 
 Run: ``python benchmarks/bench_fixed.py [--reps 3] [--only NAME ...] [--threads 1]
-[--ignore-load]`` (prints).
+[--ignore-load] [--compare]`` (prints).
 Times the whole scan against the same 8 plain forwards, and inside the scan the parts of
 building the report (:func:`deadrelu.assemble.assemble_report`): reading the weights
 (fingerprint and NaN/Inf check), the architecture signature, the weight evidence and the
@@ -16,12 +16,15 @@ the background hash's own duration, hidden behind the forwards. A scan reads the
 end when no core is spare (``identity.spare_core``): with as many torch threads as CPUs
 (``--threads``, 1 by default) or on a machine busy with other work (its load average);
 ``--ignore-load`` hashes in the background whatever the load, to measure that on a shared
-machine.
+machine. ``--compare`` times instead, in one process, the same scan hashing behind its
+forwards and at its end, alternating (medians over ``--reps``; ratios to the plain forwards
+of each repetition): the steadier measure of what the background hash saves.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 import warnings
@@ -76,17 +79,51 @@ def _timed_wait() -> None:
     pending.result = result
 
 
+def compare(name: str, reps: int) -> None:
+    """The same scan hashing the weights behind its forwards and at its end, alternating."""
+    make, batch = bench_floor.CASES[name]
+    torch.manual_seed(0)
+    model = make().eval()
+    gen = torch.Generator().manual_seed(1)
+    batches = [batch(gen) for _ in range(8)]
+    deadrelu.scan(model, batches, batch_size=len(batches[0]))  # warm-up
+    at_end = 1 << 62  # BACKGROUND_MIN_BYTES that no model reaches
+    times: dict[str, list[float]] = {"plain": [], "behind": [], "end": []}
+    for rep in range(reps):
+        for kind in ("plain", *(("behind", "end") if rep % 2 == 0 else ("end", "behind"))):
+            identity.BACKGROUND_MIN_BYTES = 4 << 20 if kind == "behind" else at_end
+            start = time.perf_counter()
+            if kind == "plain":
+                with torch.no_grad():
+                    for b in batches:
+                        model(b)
+            else:
+                deadrelu.scan(model, batches, batch_size=len(batches[0]))
+            times[kind].append(time.perf_counter() - start)
+    ratio = {k: statistics.median(t / p for t, p in zip(times[k], times["plain"], strict=True))
+             for k in ("behind", "end")}
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    print(f"{name}: plain {med['plain']:.0f} ms; whole scan hashing behind {ratio['behind']:.3f} "
+          f"({med['behind']:.0f} ms), at the end {ratio['end']:.3f} ({med['end']:.0f} ms); "
+          f"behind - end {med['behind'] - med['end']:+.0f} ms", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ignore-load", action="store_true")
+    ap.add_argument("--compare", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.ignore_load and hasattr(identity, "_load"):
+    if (args.ignore_load or args.compare) and hasattr(identity, "_load"):
         identity._load = lambda: 0.0
     warnings.simplefilter("ignore")
+    if args.compare:
+        for name in args.only or bench_floor.DEFAULT:
+            compare(name, args.reps)
+        return
     for name, key in PARTS.items():
         _timed(name, key)
     _timed_wait()
