@@ -115,8 +115,9 @@ class PendingWeights:
     BatchNorm in train mode, ``self.calls += 1``). Otherwise, and when the thread
     failed, it reads the weights again as :func:`read_weights` does. So the result
     always equals ``read_weights(model)`` at the time :meth:`result` is called, with
-    one gap: a write through ``.data`` (``p.data.add_(1)``) has a version counter of its
-    own, so a forward that writes its weights that way while the hash runs is not seen.
+    one gap: a write through ``.data`` or a numpy view (``p.data.add_(1)``) has a version
+    counter of its own, so a forward that writes its weights that way while the hash runs
+    is not seen.
 
     The thread only hashes: its work, ``hashlib``'s ``update`` of a large buffer, runs
     without the GIL on a core of its own. The non-finite check, a torch reduction, runs
@@ -172,7 +173,10 @@ class PendingWeights:
                 with torch.no_grad():
                     return Weights(self._fingerprint, _nonfinite_params(self._model, state))
         finally:
-            self._state = None  # the hashed tensors are no longer needed
+            # the hashed tensors are let go: their memory may now be reused, so a second
+            # call could not tell a new tensor from them and reads anew
+            self._state = None
+            self._fingerprint = None
         return read_weights(self._model)
 
     def cancel(self) -> None:

@@ -84,6 +84,7 @@ def test_the_background_read_equals_the_synchronous_read(name: str, behind: list
     weights = pending.result()
     assert weights == read_weights(model)
     assert pending.seconds > 0
+    assert pending.result() == weights  # asked again: read anew, the same
     if name == "nan":
         assert weights.nonfinite == {"0.weight": 1, "2.bias": 1}
 
