@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,7 +188,11 @@ def test_a_failed_build_leaves_the_eager_path_and_a_reason(fresh_native, monkeyp
     assert_matches(stats, brute(y, 1))  # the scan goes on, eager, while the build runs
     assert not native.ensure(wait=True)
     assert "the C++ build failed" in native.reason() and "no-such-compiler" in native.reason()
-    assert len(list(fresh_native.glob("*.failed"))) == 1
+    # with and without the Python binding (build.python_headers): each tried once
+    from deadrelu.native import build
+
+    failed = 1 if build.library_path() == build.library_path(python=False) else 2
+    assert len(list(fresh_native.glob("*.failed"))) == failed
     assert not list(fresh_native.glob("*.lock"))
     # a later process reads the note instead of compiling again
     monkeypatch.setattr(native, "_reason", None)
@@ -491,3 +496,37 @@ def test_a_wrong_planned_view_is_refused_by_the_python_binding_too():
     with pytest.raises(RuntimeError, match="storage"):
         native.stats_view(block, y, (4, 3, 5, 16, 5, True, 0.0, None, None, True))
     assert not block.any()
+
+
+def test_a_library_without_the_python_binding_serves_where_the_binding_does_not_build(
+        tmp_path):
+    from deadrelu.native import build
+
+    if build.supported() is not None or build.python_headers() is None:
+        pytest.skip("needs a C++ compiler and Python's headers")
+    # a compiler that refuses the Python binding's flags and builds the rest; in a new
+    # process, as one process can load only one library of the kernel's op namespace
+    cxx = tmp_path / "cxx"
+    cxx.write_text(f"#!/bin/sh\ncase \" $* \" in *\" -DDEADRELU_PYTHON \"*) "
+                   f"echo 'no Python.h here' >&2; exit 1;; esac\nexec {build.compiler()} \"$@\"\n")
+    cxx.chmod(0o755)
+    script = (
+        "import torch\n"
+        "from deadrelu import native\n"
+        "from deadrelu.native import build\n"
+        "from deadrelu.stats import UnitStats, scratch_size\n"
+        "from tests.reference import assert_matches, brute\n"
+        "assert native.ensure(wait=True), native.reason()\n"
+        "assert native._direct is None and native._path == build.library_path(python=False)\n"
+        "y = torch.rand(6, 4, 3)\n"
+        "stats = UnitStats.zeros(4)\n"
+        "stats.update(y, 2, 0.0, None, None, True, torch.empty(scratch_size(y)))\n"
+        "assert_matches(stats, brute(y, 1))\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "DEADRELU_CACHE_DIR": str(tmp_path / "cache"), "CXX": str(cxx)}
+    env.pop("DEADRELU_NATIVE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=str(Path(__file__).parent.parent))
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert len(list((tmp_path / "cache").glob("*.failed"))) == 1

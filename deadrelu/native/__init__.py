@@ -81,20 +81,26 @@ def ensure(wait: bool = True) -> bool:
         if _ops is not None or _reason is not None:
             return _ops is not None
         try:
+            # the library with its Python binding; where that does not build, without it
+            fallback = build.library_path(python=False)
             if _path is None:
                 _path = build.library_path()
-            if not _path.exists() and not build.marker(_path).exists():
-                if not _building:
-                    _job = build.start(_path)
-                    _building = True
-                if wait:
+            for _ in range(2):
+                if not _path.exists() and not build.marker(_path).exists():
+                    if not _building:
+                        _job = build.start(_path, python=_path != fallback)
+                        _building = True
+                    if wait:
+                        build.wait(_path)
+                    elif build.running(_path):  # still building
+                        _next_look = time.monotonic() + _POLL
+                        return False
+                elif wait:  # the job wrote its result and may not have unlocked yet
                     build.wait(_path)
-                elif build.running(_path):  # still building
-                    _next_look = time.monotonic() + _POLL
-                    return False
-            elif wait:  # the job wrote its result and may not have unlocked yet
-                build.wait(_path)
-            _building = False
+                _building = False
+                if _path.exists() or _path == fallback or not build.marker(_path).exists():
+                    break
+                _path = fallback
             if not _path.exists():
                 note = build.marker(_path)
                 raise build.BuildError(note.read_text().strip() if note.exists()

@@ -87,21 +87,22 @@ def python_headers() -> Path | None:
     return headers
 
 
-def command(cxx: str) -> list[str]:
-    """The compile-and-link command line, without its ``-o OUTPUT``."""
+def command(cxx: str, python: bool = True) -> list[str]:
+    """The compile-and-link command line, without its ``-o OUTPUT``; with the Python
+    binding where ``python`` and the headers allow (:func:`python_headers`)."""
     import torch
 
     include, lib = _torch_dirs()
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    python: list[str] = []
-    headers = python_headers()
+    flags: list[str] = []
+    headers = python_headers() if python else None
     if headers is not None:
-        python = ["-DDEADRELU_PYTHON", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
-                  "-isystem", str(headers)]
+        flags = ["-DDEADRELU_PYTHON", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
+                 "-isystem", str(headers)]
     return [
         cxx, "-O3", "-march=native", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w",
-        f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{include}", *python, str(SOURCE),
-        f"-L{lib}", "-lc10", "-ltorch_cpu", *(["-ltorch_python"] if python else []),
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{include}", *flags, str(SOURCE),
+        f"-L{lib}", "-lc10", "-ltorch_cpu", *(["-ltorch_python"] if flags else []),
         f"-Wl,-rpath,{lib}",
     ]
 
@@ -117,14 +118,15 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def library_path() -> Path:
-    """Where the built library for this source, torch and CPU lives (it may not exist yet)."""
+def library_path(python: bool = True) -> Path:
+    """Where the built library for this source, torch and CPU lives (it may not exist yet);
+    ``python=False``: the one without the Python binding, the fallback where that fails."""
     import torch
 
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
     key.update(f"{torch.__version__}|{torch.__file__}|{sys.platform}|{platform.machine()}".encode())
-    key.update(" ".join(command("cxx")).encode())
+    key.update(" ".join(command("cxx", python)).encode())
     key.update(_cpu_flags().encode())
     return cache_dir() / f"stats-{key.hexdigest()[:16]}.so"
 
@@ -171,7 +173,7 @@ rm -f "$tmp.log" "$lock"
 _LAUNCH = 'job="$1"; shift; sh -c "$job" sh "$@" </dev/null >/dev/null 2>&1 &'
 
 
-def start(target: Path) -> bool:
+def start(target: Path, python: bool = True) -> bool:
     """Start building ``target`` in a detached background job.
 
     Returns False when another process already holds the build lock (its job will
@@ -203,7 +205,7 @@ def start(target: Path) -> bool:
         # The launcher returns at once; the job it leaves behind is not our child.
         subprocess.run(
             ["sh", "-c", _LAUNCH, "sh", _JOB, tmp, str(target), str(marker(target)), str(lock),
-             *limit, *command(cxx)],
+             *limit, *command(cxx, python)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, check=True, timeout=60,
         )
