@@ -32,9 +32,10 @@ Invariants (the reasons are in ``docs/monitor.md``):
 
 from __future__ import annotations
 
+import fnmatch
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,6 +44,7 @@ from torch.utils.hooks import RemovableHandle
 
 from deadrelu.analyzer import Thresholds
 from deadrelu.collector import Collector
+from deadrelu.diagnose.selection import excluding
 from deadrelu.errors import ConfigError
 from deadrelu.guard import ForwardGuard
 from deadrelu.report import Report
@@ -155,6 +157,11 @@ class Monitor:
             :func:`deadrelu.recycle` (ReDo); ``True``, or a dict of its keyword arguments
             (``{"definition": "redo", "tau": 0.025}``). Results go to :attr:`recycled`;
             the ``optimizer``'s state for recycled slices is zeroed.
+        exclude_layers: site-name globs (``fnmatch``, e.g. ``"head.*"``) whose findings
+            are never reported, as in :func:`deadrelu.scan`: no report's findings, no
+            finding warnings or ``log_finding`` calls, and no jump warning (nor
+            ``on_jump`` call) for those layers. Their counters stay in the reports and
+            in :attr:`history`; ``recycle=True`` still recycles their dead units.
 
     Raises:
         ConfigError: an invalid argument.
@@ -179,11 +186,17 @@ class Monitor:
         optimizer: Any = None,
         scheduler: Any = None,
         recycle: bool | Mapping[str, Any] = False,
+        exclude_layers: Sequence[str] | str = (),
     ) -> None:
         from deadrelu.identity import unwrap
         from deadrelu.integrations import as_logger
 
         _check_options(model, every, report_every, jump, on_jump)
+        # validated now, with scan's error, rather than at the first report mid-training
+        self._selection = excluding(None, exclude_layers) if exclude_layers else None
+        #: the globs of ``exclude_layers``, as a tuple
+        self.exclude_layers: tuple[str, ...] = (
+            tuple(self._selection.per_layer_ignores) if self._selection is not None else ())
         self.model = model
         self.module, self.notes = unwrap(model)
         self.every = every
@@ -453,6 +466,8 @@ class Monitor:
         measured: dict[str, Any] = {}
         if sync:
             measured["world_size"] = distributed.get_world_size()
+        if self._selection is not None:  # kept, so that re-diagnosis leaves them out too
+            measured["selection"] = self._selection.to_dict()
         recipe = self._recipe(last)
         if recipe:
             measured["recipe"] = recipe
@@ -532,6 +547,7 @@ class Monitor:
             previous = self._last_dead.get(rec["layer"])
             self._last_dead[rec["layer"]] = (after, step)
             if self.jump is not None and previous is not None \
+                    and not self._excluded(rec["layer"]) \
                     and after - previous[0] >= self.jump - 1e-12:
                 jumps.append((rec["layer"], previous[0], previous[1], after, rec["samples"]))
         for layer, before, since, after, samples in jumps:
@@ -554,6 +570,10 @@ class Monitor:
             )
         if self.findings:
             self._announce(causes, step)
+
+    def _excluded(self, layer: str) -> bool:
+        """Whether ``exclude_layers`` silences ``layer`` (matched as the selection matches)."""
+        return any(fnmatch.fnmatchcase(layer, glob) for glob in self.exclude_layers)
 
     def _likely_causes(self, report: Report) -> dict[str, Finding]:
         """Per layer, the first finding of ``report`` that names an actionable cause for

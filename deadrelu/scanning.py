@@ -21,7 +21,7 @@ from deadrelu.analyzer import Thresholds, rule_out_rate
 from deadrelu.assemble import assemble_report
 from deadrelu.collector import Collector, Site, eval_mode
 from deadrelu.datastats import DataStats
-from deadrelu.diagnose.selection import Selection
+from deadrelu.diagnose.selection import Selection, excluding
 from deadrelu.errors import ConfigError, DeadReluError, ModelError
 from deadrelu.identity import PendingWeights, start_reading, unwrap
 from deadrelu.report import Report
@@ -163,7 +163,7 @@ def scan(
     thresholds = thresholds or Thresholds()
     chosen = Selection.coerce(selection)
     if exclude_layers:
-        chosen = _excluding(chosen, exclude_layers)
+        chosen = excluding(chosen, exclude_layers)
     module, notes = unwrap(model)
     dev = resolve_device(module, device)
     home = resolve_device(module, None)
@@ -308,20 +308,6 @@ def _check_seen(module: nn.Module, sites: list[Site], seen: int, partial: bool) 
             InsufficientDataWarning,
             stacklevel=3,  # scan()'s caller
         )
-
-
-def _excluding(selection: Selection | None, globs: Sequence[str] | str) -> Selection:
-    """``selection`` with every rule ignored on the layers matching ``globs``."""
-    given: tuple[Any, ...] = (globs,) if not isinstance(globs, (list, tuple, set, frozenset)) \
-        else tuple(globs)
-    if not all(isinstance(g, str) for g in given):
-        raise ConfigError(f"exclude_layers must be a list of site-name globs, got {globs!r}",
-                          'pass e.g. exclude_layers=["head.*"]')
-    base = selection or Selection()
-    ignores = dict(base.per_layer_ignores)
-    for glob in given:
-        ignores[glob] = (*ignores.get(glob, ()), "ALL")
-    return Selection(base.select, base.ignore, ignores)
 
 
 def _forward_error(exc: Exception, index: int, collector: Collector) -> ModelError:

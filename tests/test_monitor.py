@@ -555,3 +555,100 @@ def test_guard_keeps_forward_signature_and_copies_unwatched() -> None:
         model(torch.randn(5, 4))
         assert monitor.report().site("act1").stats.samples == 5
     assert "forward" not in model.__dict__
+
+
+# -- exclude_layers: findings left out, as in scan ----------------------------------------------
+
+
+class BodyHead(nn.Module):
+    """A body and an output head, one unit of each planted dead (``kill_half`` plants more)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 12), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+        with torch.no_grad():
+            self.body[0].bias[2] = -1e4
+            self.head[0].bias[5] = -1e4
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+    def kill_half(self, part: str) -> None:
+        with torch.no_grad():
+            layer = getattr(self, part)[0]
+            layer.bias[: layer.out_features // 2] = -1e4
+
+
+def _watch_body_head(exclude, *, kill=(), **kwargs):
+    """Two conclusive windows of 400 samples each, the ``kill`` parts half-killed between
+    them; returns the monitor, its reports, every warning it gave, an untrained copy of
+    the model and each window's inputs."""
+    torch.manual_seed(0)  # the same weights in every call
+    model = BodyHead().train()
+    twin = copy.deepcopy(model)
+    reports, inputs = [], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Monitor(model, every=1, exclude_layers=exclude, **kwargs) as monitor:
+            inputs.append(_train(model, 2, lr=0.0, batch=200))
+            reports.append(monitor.report())
+            for part in kill:
+                model.kill_half(part)
+            inputs.append(_train(model, 2, lr=0.0, batch=200, seed=2))
+            reports.append(monitor.report())
+    said = [str(w.message) for w in caught if w.category is DeadUnitsWarning]
+    return monitor, reports, said, twin, inputs
+
+
+def test_excluded_layers_have_no_findings_but_keep_their_counters():
+    kept, kept_reports, *_ = _watch_body_head(())
+    monitor, reports, said, twin, inputs = _watch_body_head(["head.*"])
+    for report, full, xs in zip(reports, kept_reports, inputs, strict=True):
+        # the head's findings are gone, the body's are there, all else as without exclusion
+        assert report.findings == tuple(f for f in full.findings if f.layer != "head.1")
+        assert any(f.layer == "head.1" for f in full.findings)  # the planted head unit is found
+        assert {f.code for f in report.findings if f.layer == "body.1"} >= {"DR001"}
+        assert not any(f.layer is not None and f.layer.startswith("head.") for f in report.findings)
+        # ... and re-diagnosis (other thresholds, a merge) leaves them out too
+        assert report.meta["selection"]["per_layer_ignores"] == {"head.*": ["ALL"]}
+        rediagnosed = report.with_thresholds(report.thresholds.replace(rare=0.02))
+        assert not any(f.layer == "head.1" for f in rediagnosed.findings)
+        # the counters are recorded as without exclusion: exclusion is about findings only
+        with torch.no_grad():  # lr=0: the weights of every step are the twin's
+            assert_matches(report.site("head.1").stats,
+                           brute([twin.head[:2](twin.body(x)) for x in xs], 1))
+        assert report.verdicts["head.1"].fire_rate[5] == 0  # the planted unit, dead
+    history = monitor.history
+    assert history.equals(kept.history)
+    head = history[history["layer"] == "head.1"]
+    dead = [int((r.verdicts["head.1"].fire_rate == 0).sum()) for r in reports]
+    assert head["dead"].tolist() == dead and min(dead) >= 1
+    # the finding warnings name the body only
+    assert any("body.1" in s for s in said) and not any("head.1" in s for s in said)
+    assert monitor.exclude_layers == ("head.*",)
+
+
+def test_excluded_layers_raise_no_jump_while_kept_layers_do():
+    jumps: list[tuple] = []
+    *_, said, _, _ = _watch_body_head(("head.*",), kill=("body", "head"), findings=False)
+    assert [s.split(":")[0] for s in said] == ["body.1"]      # the head's jump is silent
+    monitor, *_ = _watch_body_head("head.*", kill=("body", "head"), findings=False,
+                                   on_jump=lambda *a: jumps.append(a))
+    assert [layer for layer, *_ in jumps] == ["body.1"]
+    # its rise is still in the history, for whoever reads it
+    head = monitor.history[monitor.history["layer"] == "head.1"]
+    before, after = head["dead_fraction"].tolist()
+    assert after - before >= 0.1  # a rise the jump check warns about (the near miss below)
+    *_, said, _, _ = _watch_body_head((), kill=("head",), findings=False)
+    assert [s.split(":")[0] for s in said] == ["head.1"]      # near miss: not excluded, it warns
+
+
+@pytest.mark.parametrize("bad", [[3], "head.*".encode(), {"head.*": 1}, [["head.*"]]])
+def test_exclude_layers_that_are_not_globs_raise_scans_error(bad):
+    with pytest.raises(ConfigError) as from_scan:
+        deadrelu.scan(MLP(), torch.randn(8, 6), exclude_layers=bad)
+    with pytest.raises(ConfigError) as from_monitor:
+        Monitor(MLP(), exclude_layers=bad)
+    assert "exclude_layers must be a list of site-name globs" in str(from_monitor.value)
+    assert str(from_monitor.value) == str(from_scan.value)

@@ -14,7 +14,7 @@ nothing quietly. Torch-free.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,29 @@ class Selection:
             "ignore": list(self.ignore),
             "per_layer_ignores": {g: list(s) for g, s in self.per_layer_ignores.items()},
         }
+
+
+def excluding(selection: Selection | None, globs: Sequence[str] | str) -> Selection:
+    """``selection`` with every rule ignored on the layers matching ``globs``.
+
+    The one meaning of ``exclude_layers`` (``exclude-layers`` in ``[tool.deadrelu]``),
+    shared by :func:`deadrelu.scan` and :class:`deadrelu.Monitor`: the same as
+    ``per_layer_ignores={glob: ["ALL"]}``, so the findings on those layers are never
+    reported while their statistics stay in the report.
+
+    Raises:
+        ConfigError: ``globs`` is not a glob or a list of them.
+    """
+    given: tuple[Any, ...] = (globs,) if not isinstance(globs, (list, tuple, set, frozenset)) \
+        else tuple(globs)
+    if not all(isinstance(g, str) for g in given):
+        raise ConfigError(f"exclude_layers must be a list of site-name globs, got {globs!r}",
+                          'pass e.g. exclude_layers=["head.*"]')
+    base = selection or Selection()
+    ignores = dict(base.per_layer_ignores)
+    for glob in given:
+        ignores[glob] = (*ignores.get(glob, ()), "ALL")
+    return Selection(base.select, base.ignore, ignores)
 
 
 def _matches(selector: str, code: str) -> bool:
