@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -237,6 +238,41 @@ def test_lightning_callback_state_goes_into_the_checkpoint_and_resumes(tmp_path)
     assert second.history["samples"].tolist() == [64] * 4
 
 
+def test_lightning_callback_passes_exclude_layers_to_its_monitor():
+    pl = pytest.importorskip("lightning.pytorch")
+
+    from deadrelu.integrations.lightning import DeadReluCallback
+
+    Module = _lightning_module(pl)
+
+    def fit(**kwargs):
+        torch.manual_seed(0)
+        # rare=5%: the window's 64 samples are enough for a finding to be announced
+        callback = DeadReluCallback(every=1, log_every=4,
+                                    thresholds=deadrelu.Thresholds(rare=0.05), **kwargs)
+        trainer = pl.Trainer(
+            max_steps=4, accelerator="cpu", devices=1, logger=False, callbacks=[callback],
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(Module(), DataLoader(_lightning_data(), batch_size=16))
+        said = [str(w.message) for w in caught if w.category is deadrelu.DeadUnitsWarning]
+        return callback, said
+
+    kept, kept_said = fit()
+    callback, said = fit(exclude_layers=["net.*"])
+    assert callback.monitor.exclude_layers == ("net.*",)
+    # without exclusion the planted half is a finding, announced; with it, neither
+    assert any(f.layer == "net.act" for f in kept.monitor.last_report.findings)
+    assert any("net.act" in s for s in kept_said)
+    assert not any(f.layer == "net.act" for f in callback.monitor.last_report.findings)
+    assert not any("net.act" in s for s in said)
+    # the counters are the same: still logged and in the history
+    assert callback.history["dead_fraction"].tolist() == [0.5]
+    assert callback.history.equals(kept.history)
+
+
 # -- transformers ----------------------------------------------------------------------------------
 
 
@@ -352,6 +388,31 @@ def test_transformers_callback_state_is_saved_and_restored_on_resume(tmp_path, r
     # the restored callback still logs through the trainer
     assert [e["step"] for e in trainer.state.log_history
             if "deadrelu/dead_fraction" in e] == [4, 8, 12, 16]
+
+
+def test_transformers_callback_passes_exclude_layers_and_keeps_them_in_its_state(tmp_path):
+    import json
+
+    from deadrelu.integrations.transformers import DeadReluTrainerCallback
+
+    callback = DeadReluTrainerCallback(every=1, log_every=4, exclude_layers=["net.*"])
+    trainer = _hf_trainer(tmp_path, callbacks=[callback])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    assert callback.monitor.exclude_layers == ("net.*",)
+    assert not any(f.layer == "net.act" for f in callback.monitor.last_report.findings)
+    assert not any("net.act" in str(w.message) for w in caught
+                   if w.category is deadrelu.DeadUnitsWarning)
+    assert callback.history["dead_fraction"].tolist() == [0.5, 0.5]  # counters kept
+    # a Trainer re-creating the callback from trainer_state.json keeps the exclusion
+    args = json.loads(json.dumps(callback.state()))["args"]
+    assert args["exclude_layers"] == ["net.*"]
+    again = DeadReluTrainerCallback(**args)
+    trainer = _hf_trainer(tmp_path, callbacks=[again])
+    trainer.train()
+    assert again.monitor.exclude_layers == ("net.*",)
+    assert not any(f.layer == "net.act" for f in again.monitor.last_report.findings)
 
 
 # -- optional imports ------------------------------------------------------------------------------

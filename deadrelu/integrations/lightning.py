@@ -57,7 +57,7 @@ class DeadReluCallback(Callback):
             trainer's ``log_every_n_steps``); windows with no sampled step are skipped.
         prefix: first part of the logged keys.
         **monitor_kwargs: passed to :class:`~deadrelu.monitor.Monitor` (``jump``,
-            ``on_jump``, ``thresholds``, ``unit_axis``, ``loggers``...).
+            ``on_jump``, ``thresholds``, ``unit_axis``, ``exclude_layers``, ``loggers``...).
     """
 
     def __init__(self, every: int = 10, log_every: int | None = None, *,

@@ -59,7 +59,8 @@ if TYPE_CHECKING:
     from deadrelu.monitor import Monitor
 
 #: Monitor arguments that go into ``trainer_state.json`` with the callback (plain data).
-_JSON_KWARGS = ("jump", "findings", "unit_axis", "saturation_margin", "name", "report_every")
+_JSON_KWARGS = ("jump", "findings", "unit_axis", "saturation_margin", "name", "report_every",
+                "exclude_layers")
 
 #: Trainers that were passed to a callback, with that callback's monitor arguments. A
 #: resumed ``Trainer`` re-creates stateful callbacks from their JSON state, which cannot
@@ -80,7 +81,7 @@ class DeadReluTrainerCallback(TrainerCallback, ExportableState):
         worst_layers: log the per-layer keys of only this many layers with the most
             dead units (``None``: every layer, every logging step).
         **monitor_kwargs: passed to :class:`~deadrelu.monitor.Monitor` (``jump``,
-            ``on_jump``, ``thresholds``, ``unit_axis``, ``loggers``...).
+            ``on_jump``, ``thresholds``, ``unit_axis``, ``exclude_layers``, ``loggers``...).
     """
 
     def __init__(self, trainer: Any = None, *, every: int = 10, log_every: int | None = None,
