@@ -361,7 +361,8 @@ class Trend:
         """JSON-ready trend: checkpoints with their totals, per-layer rows, jumps, transitions."""
         return {
             "min_jump": self.min_jump,
-            "checkpoints": [{"step": c.step, "path": str(c.path), **r.summary()}
+            "checkpoints": [{"step": c.step, "path": str(c.path), **r.summary(),
+                             **({"tokens": r.meta["tokens"]} if "tokens" in r.meta else {})}
                             for c, r in zip(self.checkpoints, self.reports, strict=True)],
             "rows": self.frame.to_dict(orient="records"),
             "jump_step": self.jump_step,
