@@ -69,7 +69,7 @@ def test_each_checkpoint_tokenizes_with_its_own_tokenizer(cli, bert_run: Path) -
     # checkpoint-30 has no tokenizer: it is scanned on checkpoint-20's tokens
     assert [c["tokens"] for c in trend["checkpoints"]] == [_tokens(), _tokens(3), _tokens(3)]
     notes = "\n".join(trend["notes"])
-    assert "checkpoint-20's tokenizer (or sequence limit) differs from checkpoint-10's" in notes
+    assert "checkpoint-20's tokenizer (or sequence limit) differs from checkpoint-10's: its text was tokenized with its own" in notes
     assert "checkpoint-30 has no tokenizer: its text was tokenized with checkpoint-20's" in notes
 
 

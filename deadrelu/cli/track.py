@@ -3,8 +3,10 @@
 A thin shell over :func:`deadrelu.track_checkpoints.track`: checkpoints are found and
 ordered by :func:`deadrelu.track_checkpoints.discover`, the first one is loaded with the
 same options as ``scan`` (:mod:`deadrelu.cli.settings`) to build the one model
-instance, and every checkpoint's weights are loaded into it in turn. Exits 0
-(2 on an error); it reports, it does not gate.
+instance, and every checkpoint's weights are loaded into it in turn. A run of
+``checkpoint-*/`` model directories loads each directory with those same options
+(``--dtype``, ``--device-map``...) and tokenizes text with each one's own tokenizer
+(:class:`RunLoader`). Exits 0 (2 on an error); it reports, it does not gate.
 """
 
 from __future__ import annotations
@@ -203,10 +205,10 @@ class RunLoader:
     (``--dtype``, ``--device-map``, ``--arch``...), and the data to scan it on.
 
     Text is tokenized with each directory's own tokenizer (``--tokenizer`` overrides
-    them all): the data is opened again only when a checkpoint's tokenizer (its
-    files' content) or sequence limit differs from the previous checkpoint's, with a
-    note. A directory without a tokenizer is scanned on the previous checkpoint's
-    tokens, with a note. Other data (images, tensors) is opened once.
+    them all): the data is opened again, with the new tokenizer, only when a
+    checkpoint's tokenizer (its files' content) or sequence limit differs from the
+    previous checkpoint's, with a note. A directory without a tokenizer is read with
+    the previous checkpoint's, with a note. Other data (images, tensors) is opened once.
     """
 
     def __init__(self, opts: LoadOptions, loaded: LoadedModel, source: DataSource) -> None:
@@ -233,7 +235,7 @@ class RunLoader:
             return loaded.model
         self.source = open_data_for(opts, loaded)
         self.notes.append(f"{path.name}'s tokenizer (or sequence limit) differs from "
-                          f"{self._tokens_from.name}'s: the text was tokenized again with its own")
+                          f"{self._tokens_from.name}'s: its text was tokenized with its own")
         self._tokens_from, self._key = path, key
         return loaded.model
 
