@@ -69,8 +69,12 @@ def test_each_checkpoint_tokenizes_with_its_own_tokenizer(cli, bert_run: Path) -
     # checkpoint-30 has no tokenizer: it is scanned on checkpoint-20's tokens
     assert [c["tokens"] for c in trend["checkpoints"]] == [_tokens(), _tokens(3), _tokens(3)]
     notes = "\n".join(trend["notes"])
-    assert "checkpoint-20's tokenizer (or sequence limit) differs from checkpoint-10's: its text was tokenized with its own" in notes
+    assert "checkpoint-20's tokenizer differs from checkpoint-10's: its text was tokenized with its own" in notes
     assert "checkpoint-30 has no tokenizer: its text was tokenized with checkpoint-20's" in notes
+    table = cli("track", f"{bert_run}/checkpoint-*", "--data", bert_run / "texts.txt",
+                "--no-progress")
+    assert (f"3 checkpoints, steps 10..30, {len(TEXTS)} samples each, {_tokens(3)} to "
+            f"{_tokens()} tokens (see the notes)") in table.out
 
 
 def test_tokenizer_option_overrides_every_checkpoint(cli, bert_run: Path, tmp_path: Path) -> None:
@@ -86,6 +90,9 @@ def test_text_column_and_max_length_apply_to_every_checkpoint(cli, bert_run: Pat
     # --max-length wins over each tokenizer's own limit (checkpoint-20's is 3)
     assert [c["tokens"] for c in trend["checkpoints"]] == [_tokens(2)] * 3
     assert [c["samples"] for c in trend["checkpoints"]] == [len(TEXTS)] * 3
+    table = cli("track", f"{bert_run}/checkpoint-*", "--data", bert_run / "texts.jsonl",
+                "--text-column", "body", "--max-length", "2", "--no-progress")
+    assert f"{len(TEXTS)} samples, {_tokens(2)} tokens each" in table.out
 
 
 def test_dtype_applies_to_every_checkpoint_directory(cli, bert_run: Path, monkeypatch) -> None:

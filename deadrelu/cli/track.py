@@ -234,8 +234,10 @@ class RunLoader:
                               f"{self._tokens_from.name}'s")
             return loaded.model
         self.source = open_data_for(opts, loaded)
-        self.notes.append(f"{path.name}'s tokenizer (or sequence limit) differs from "
-                          f"{self._tokens_from.name}'s: its text was tokenized with its own")
+        what = ("tokenizer" if self._key is None or key[0] != self._key[0]
+                else "sequence limit (max_position_embeddings)")
+        self.notes.append(f"{path.name}'s {what} differs from {self._tokens_from.name}'s: "
+                          "its text was tokenized with its own")
         self._tokens_from, self._key = path, key
         return loaded.model
 
@@ -372,10 +374,13 @@ def trend_parts(trend: Trend, source: str) -> list[Any]:
 
     steps = trend.steps
     samples = trend.reports[0].samples if trend.reports else 0
+    tokens = sorted({r.meta["tokens"] for r in trend.reports if "tokens" in r.meta})
+    seen = (f"{samples:,} samples each" if not tokens
+            else f"{samples:,} samples, {tokens[0]:,} tokens each" if len(tokens) == 1
+            else f"{samples:,} samples each, {tokens[0]:,} to {tokens[-1]:,} tokens (see the notes)")
     parts: list[Any] = [
         Text.assemble(("deadrelu track", "bold"), "  ", source),
-        Text(f"{len(steps)} checkpoints, steps {steps[0]}..{steps[-1]}, {samples:,} samples each",
-             style="dim"),
+        Text(f"{len(steps)} checkpoints, steps {steps[0]}..{steps[-1]}, {seen}", style="dim"),
         Text(""),
         Text("Dead units per layer (%), by step", style="bold"),
     ]
