@@ -79,14 +79,20 @@ def _timed_wait() -> None:
     pending.result = result
 
 
-def compare(name: str, reps: int) -> None:
-    """The same scan hashing the weights behind its forwards and at its end, alternating."""
+def _warm(name: str) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    """The model of ``bench_floor``'s case ``name`` and its 8 batches, scanned once."""
     make, batch = bench_floor.CASES[name]
     torch.manual_seed(0)
     model = make().eval()
     gen = torch.Generator().manual_seed(1)
     batches = [batch(gen) for _ in range(8)]
     deadrelu.scan(model, batches, batch_size=len(batches[0]))  # warm-up
+    return model, batches
+
+
+def compare(name: str, reps: int) -> None:
+    """The same scan hashing the weights behind its forwards and at its end, alternating."""
+    model, batches = _warm(name)
     at_end = 1 << 62  # BACKGROUND_MIN_BYTES that no model reaches
     times: dict[str, list[float]] = {"plain": [], "behind": [], "end": []}
     for rep in range(reps):
@@ -128,12 +134,7 @@ def main() -> None:
         _timed(name, key)
     _timed_wait()
     for name in args.only or bench_floor.DEFAULT:
-        make, batch = bench_floor.CASES[name]
-        torch.manual_seed(0)
-        model = make().eval()
-        gen = torch.Generator().manual_seed(1)
-        batches = [batch(gen) for _ in range(8)]
-        deadrelu.scan(model, batches, batch_size=len(batches[0]))  # warm-up
+        model, batches = _warm(name)
         rows = []
         for _ in range(args.reps):
             TIMES.clear()

@@ -44,14 +44,18 @@ WIDTH = 512
 BATCH = 256
 
 
-def _first_forward_child(sites: int) -> None:
-    from deadrelu.collector import Collector
-
+def _stack(sites: int) -> nn.Module:
     torch.manual_seed(0)
     layers: list[nn.Module] = []
     for _ in range(sites):
         layers += [nn.Linear(WIDTH, WIDTH), nn.ReLU()]
-    model = nn.Sequential(*layers).eval()
+    return nn.Sequential(*layers).eval()
+
+
+def _first_forward_child(sites: int) -> None:
+    from deadrelu.collector import Collector
+
+    model = _stack(sites)
     gen = torch.Generator().manual_seed(1)
     batches = [torch.randn(BATCH, WIDTH, generator=gen) for _ in range(4)]
     with torch.no_grad():
@@ -69,11 +73,7 @@ def _child(sites: int, samples: int, scan: bool) -> None:
     import deadrelu.assemble  # noqa: F401  (the report's modules, imported by both children)
     import deadrelu.diagnose  # noqa: F401
 
-    torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for _ in range(sites):
-        layers += [nn.Linear(WIDTH, WIDTH), nn.ReLU()]
-    model = nn.Sequential(*layers).eval()
+    model = _stack(sites)
 
     def data():
         g = torch.Generator().manual_seed(1)

@@ -200,3 +200,17 @@ def inception() -> tuple[nn.Module, torch.Tensor, dict[str, list[int]]]:
         m.a.bias[4] = DEAD
         m.b.bias[[0, 3]] = DEAD
     return m, torch.randn(120, 3, 6, 6), {"<model>:relu": [4], "<model>:relu#1": [0, 3]}
+
+
+class TiedEmbedding(nn.Module):
+    """An embedding whose weight is also the head's: one parameter, two state_dict names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 6)
+        self.norm = nn.BatchNorm1d(6)
+        self.head = nn.Linear(6, 10, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.norm(self.embed(x))))

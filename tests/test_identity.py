@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import fix_models as fm
 import pytest
 import torch
 from torch import nn
@@ -31,21 +32,9 @@ def _reference_nonfinite(model: nn.Module) -> dict[str, int]:
     return out
 
 
-class _Tied(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(10, 6)
-        self.norm = nn.BatchNorm1d(6)
-        self.head = nn.Linear(6, 10, bias=False)
-        self.head.weight = self.embed.weight  # tied: one parameter, two state_dict names
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.norm(self.embed(x))))
-
-
 def test_one_pass_gives_the_reference_fingerprint_and_exact_nonfinite_counts():
     torch.manual_seed(0)
-    model = _Tied()
+    model = fm.TiedEmbedding()
     with torch.no_grad():
         model.embed.weight[2, 3] = float("nan")
         model.embed.weight[4, 0] = float("-inf")

@@ -9,6 +9,7 @@ import os
 import warnings
 from pathlib import Path
 
+import fix_models as fm
 import numpy as np
 import pytest
 import torch
@@ -39,18 +40,6 @@ def behind(monkeypatch: pytest.MonkeyPatch) -> list[PendingWeights]:
     return started
 
 
-class _Tied(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(10, 6)
-        self.norm = nn.BatchNorm1d(6)
-        self.head = nn.Linear(6, 10, bias=False)
-        self.head.weight = self.embed.weight  # one parameter, two state_dict names
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.norm(self.embed(x))))
-
-
 def _conv_bn() -> nn.Module:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3),
                           nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))
@@ -70,7 +59,7 @@ MODELS = {
     "mlp": lambda: nn.Sequential(nn.Linear(7, 32), nn.ReLU(), nn.Linear(32, 32), nn.GELU(),
                                  nn.Linear(32, 2)),
     "conv-bn": _conv_bn,
-    "tied": _Tied,
+    "tied": fm.TiedEmbedding,
     "nan": _with_nan,
 }
 

@@ -8,7 +8,7 @@ NaN/Inf handling as the eager path (sums agree up to float rounding), so it is p
 a speed-up: where it cannot be used the eager path runs and nothing else changes.
 
 It is compiled once per machine and torch install, in the background, the first time
-a CPU scan needs it (a few seconds; see :mod:`deadrelu.native.build`); that scan runs
+a CPU scan needs it (about 20 s; see :mod:`deadrelu.native.build`); that scan runs
 on the eager path meanwhile. ``DEADRELU_NATIVE=0`` turns it off;
 ``python -m deadrelu.native`` builds it now and says whether it is in use.
 """

@@ -2,7 +2,7 @@
 
 Why build at first use instead of shipping a binary: the kernel links against the
 exact libtorch the user has (its C++ ABI changes between releases) and is tuned for
-the CPU it runs on (``-march=native``). A build takes a few seconds with a C++
+the CPU it runs on (``-march=native``). A build takes about 20 s with a C++
 compiler; without one deadrelu keeps its eager path, which gives the same results.
 
 The build runs as a detached background job (:func:`start`) so that no scan waits for
@@ -39,7 +39,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("stats.cpp")
 
-#: Seconds a build may take before it is abandoned (a cold 2-core machine needs ~5 s).
+#: Seconds a build may take before it is abandoned (a cold 2-core machine needs ~20 s).
 TIMEOUT = 300
 
 
