@@ -95,10 +95,12 @@ def test_text_column_and_max_length_apply_to_every_checkpoint(cli, bert_run: Pat
     assert f"{len(TEXTS)} samples, {_tokens(2)} tokens each" in table.out
 
 
-def test_dtype_applies_to_every_checkpoint_directory(cli, bert_run: Path, monkeypatch) -> None:
+@pytest.fixture
+def scanned_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[set[torch.dtype]]:
+    """The parameter dtypes of every model the CLI scans, in order."""
     import deadrelu.cli.running as running
 
-    seen = []
+    seen: list[set[torch.dtype]] = []
     real = running.run_scan
 
     def recording(model, data, **kwargs):
@@ -106,29 +108,23 @@ def test_dtype_applies_to_every_checkpoint_directory(cli, bert_run: Path, monkey
         return real(model, data, **kwargs)
 
     monkeypatch.setattr(running, "run_scan", recording)
+    return seen
+
+
+def test_dtype_applies_to_every_checkpoint_directory(cli, bert_run: Path, scanned_dtypes) -> None:
     trend = _track(cli, bert_run, bert_run / "texts.txt", "--dtype", "bfloat16",
                    "--device-map", "cpu")
     assert len(trend["checkpoints"]) == 3
-    assert seen == [{torch.bfloat16}] * 3
+    assert scanned_dtypes == [{torch.bfloat16}] * 3
 
 
-def test_dtype_applies_to_a_series_of_weight_files(cli, monkeypatch) -> None:
-    import deadrelu.cli.running as running
-
-    seen = []
-    real = running.run_scan
-
-    def recording(model, data, **kwargs):
-        seen.append({p.dtype for p in model.parameters()})
-        return real(model, data, **kwargs)
-
-    monkeypatch.setattr(running, "run_scan", recording)
+def test_dtype_applies_to_a_series_of_weight_files(cli, scanned_dtypes) -> None:
     result = cli("track", SM / "series", "--arch", f"{SM / 'models.py'}:DigitsMLP",
                  "--data", SM / "data" / "digits_test.npy", "--dtype", "float16",
                  "--no-progress", "-q")
     assert result.code == 0, result.err
-    assert len(seen) == len(list((SM / "series").glob("*.pt"))) and seen
-    assert all(dtypes == {torch.float16} for dtypes in seen)
+    assert len(scanned_dtypes) == len(list((SM / "series").glob("*.pt"))) > 0
+    assert all(dtypes == {torch.float16} for dtypes in scanned_dtypes)
 
 
 @pytest.mark.parametrize(("option", "value", "expected"), [
