@@ -361,7 +361,8 @@ class Trend:
         """JSON-ready trend: checkpoints with their totals, per-layer rows, jumps, transitions."""
         return {
             "min_jump": self.min_jump,
-            "checkpoints": [{"step": c.step, "path": str(c.path), **r.summary()}
+            "checkpoints": [{"step": c.step, "path": str(c.path), **r.summary(),
+                             **({"tokens": r.meta["tokens"]} if "tokens" in r.meta else {})}
                             for c, r in zip(self.checkpoints, self.reports, strict=True)],
             "rows": self.frame.to_dict(orient="records"),
             "jump_step": self.jump_step,
@@ -471,6 +472,7 @@ def track(
     on_checkpoint: CheckpointCallback | None = None,
     scan_fn: Callable[..., Report] | None = None,
     load_dir: Callable[[Path], nn.Module] | None = None,
+    data_for: Callable[[Path], Any] | None = None,
     **scan_kwargs: Any,
 ) -> Trend:
     """Scan every checkpoint of a run on the same data, reusing ``model``.
@@ -493,6 +495,9 @@ def track(
         load_dir: builds the model of a model directory (default:
             :func:`deadrelu.loading.load_model` with ``arch`` and ``trust_checkpoint``);
             the CLI passes one that loads it as its first checkpoint was loaded.
+        data_for: the data to scan a model directory's checkpoint on, called with its
+            path after ``load_dir`` (default: ``data`` for every checkpoint); the CLI
+            passes one that tokenizes text with each directory's own tokenizer.
         **scan_kwargs: passed to the scan (``limit``, ``thresholds``, ``device``...).
 
     Returns:
@@ -545,7 +550,8 @@ def track(
                 if note not in notes:
                     notes.append(note)
         kwargs = {"model_name": ckpt.path.name, **scan_kwargs}
-        reports.append(scan_fn(model, data, **kwargs))
+        batches = data_for(ckpt.path) if data_for is not None and ckpt.path.is_dir() else data
+        reports.append(scan_fn(model, batches, **kwargs))
     return Trend(tuple(found), tuple(reports), float(min_jump), tuple(notes))
 
 

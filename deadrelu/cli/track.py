@@ -3,8 +3,10 @@
 A thin shell over :func:`deadrelu.track_checkpoints.track`: checkpoints are found and
 ordered by :func:`deadrelu.track_checkpoints.discover`, the first one is loaded with the
 same options as ``scan`` (:mod:`deadrelu.cli.settings`) to build the one model
-instance, and every checkpoint's weights are loaded into it in turn. Exits 0
-(2 on an error); it reports, it does not gate.
+instance, and every checkpoint's weights are loaded into it in turn. A run of
+``checkpoint-*/`` model directories loads each directory with those same options
+(``--dtype``, ``--device-map``...) and tokenizes text with each one's own tokenizer
+(:class:`RunLoader`). Exits 0 (2 on an error); it reports, it does not gate.
 """
 
 from __future__ import annotations
@@ -22,20 +24,28 @@ from deadrelu.cli.options import (
     ConfigOpt,
     DataOpt,
     DebugOpt,
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     ImageSizeOpt,
     ImportPathOpt,
     LimitOpt,
+    MaxLengthOpt,
     NoProgressOpt,
     NormalizeOpt,
     OutputOpt,
     QuietOpt,
     TargetOpt,
+    TextColumnOpt,
+    TokenizerOpt,
     WeightsArchOpt,
     WeightsTrustOpt,
 )
 
 if TYPE_CHECKING:
+    from deadrelu.loading.checkpoint import LoadedModel
+    from deadrelu.loading.options import LoadOptions
+    from deadrelu.loading.source import DataSource
     from deadrelu.track_checkpoints import Trend
 
 OUTPUT_PANEL = "Output"
@@ -129,6 +139,11 @@ def track_command(
     normalize: NormalizeOpt = None,
     channels: ChannelsOpt = None,
     target: TargetOpt = None,
+    tokenizer: TokenizerOpt = None,
+    text_column: TextColumnOpt = None,
+    max_length: MaxLengthOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
     jump: JumpOpt = "5pp",
     config: ConfigOpt = None,
     output_format: TrackFormatOpt = TrackFormat.table,
@@ -142,7 +157,6 @@ def track_command(
 ) -> None:
     # ``debug`` is read by deadrelu.cli.main before parsing; declared here for --help.
     params = dict(locals())  # the options, read by name (deadrelu.cli.settings)
-    import dataclasses
     import functools
     import sys
 
@@ -151,18 +165,18 @@ def track_command(
     from deadrelu.cli.running import run_scan
     from deadrelu.cli.settings import command_settings, load_options
     from deadrelu.loading import load_model_and_data
-    from deadrelu.loading.model_and_data import load_model_of
     from deadrelu.track_checkpoints import discover, track
 
     with warnings_to_stderr(quiet):
         settings = command_settings(params)
         min_jump = _check_options(jump, plot)  # before scanning every checkpoint
         found, notes = discover(checkpoints)
-        opts = load_options(params, settings.config, model=found[0].path)
+        opts = load_options(params, settings.config, model=found[0].path, device=settings.device)
         guard_paths([*opts.input_paths(), *(c.path for c in found)],
                     {"--csv": csv, "--json": json, "--plot": plot, "--output": output},
                     streams=[opts.config_file])
         loaded, source = load_model_and_data(opts)
+        run = RunLoader(opts, loaded, source)
 
         def announce(index: int, total: int, ckpt: Any) -> None:
             if not quiet:
@@ -173,18 +187,77 @@ def track_command(
             device=settings.device, data_name=source.description, limit=opts.limit,
             partial_on_interrupt=False, **settings.scan_kwargs(),
         )
-        def load_dir(path: Any) -> Any:  # the next checkpoint-*/ directory, loaded as the first
-            return load_model_of(dataclasses.replace(opts, model=path)).model
-
         trend = track(loaded.model, found, source, min_jump=min_jump, arch=arch,
                       trust_checkpoint=trust_checkpoint, import_paths=opts.import_paths,
-                      on_checkpoint=announce, scan_fn=scan_fn, load_dir=load_dir)
+                      on_checkpoint=announce, scan_fn=scan_fn, load_dir=run.load_dir,
+                      data_for=run.data_for)
+    notes = [*notes, *run.notes]
     if notes:
         from dataclasses import replace
 
         trend = replace(trend, notes=(*notes, *trend.notes))
     emit(trend, output_format, str(checkpoints), output=output, csv=csv, json=json, plot=plot,
          quiet=quiet)
+
+
+class RunLoader:
+    """Loads each ``checkpoint-*/`` model directory of a run as its first one was loaded
+    (``--dtype``, ``--device-map``, ``--arch``...), and the data to scan it on.
+
+    Text is tokenized with each directory's own tokenizer (``--tokenizer`` overrides
+    them all): the data is opened again, with the new tokenizer, only when a
+    checkpoint's tokenizer (its files' content) or sequence limit differs from the
+    previous checkpoint's, with a note. A directory without a tokenizer is read with
+    the previous checkpoint's, with a note. Other data (images, tensors) is opened once.
+    """
+
+    def __init__(self, opts: LoadOptions, loaded: LoadedModel, source: DataSource) -> None:
+        self.opts = opts
+        self.source = source
+        self.notes: list[str] = []
+        self._tokens_from = opts.model  # the checkpoint whose tokenizer read the data
+        self._key = self._data_key(opts, loaded)
+
+    def load_dir(self, path: Path) -> Any:
+        """The model of checkpoint directory ``path``; re-opens the data if its tokenizer differs."""
+        import dataclasses
+
+        from deadrelu.loading.model_and_data import load_model_of, open_data_for
+
+        opts = dataclasses.replace(self.opts, model=path)
+        loaded = load_model_of(opts)
+        key = self._data_key(opts, loaded)
+        if key is None or key == self._key:
+            return loaded.model
+        if key[0] is None:  # text, but no tokenizer saved in this checkpoint
+            self.notes.append(f"{path.name} has no tokenizer: its text was tokenized with "
+                              f"{self._tokens_from.name}'s")
+            return loaded.model
+        self.source = open_data_for(opts, loaded)
+        what = ("tokenizer" if self._key is None or key[0] != self._key[0]
+                else "sequence limit (max_position_embeddings)")
+        self.notes.append(f"{path.name}'s {what} differs from {self._tokens_from.name}'s: "
+                          "its text was tokenized with its own")
+        self._tokens_from, self._key = path, key
+        return loaded.model
+
+    def data_for(self, path: Path) -> DataSource:
+        """The data to scan checkpoint ``path`` on (called after :meth:`load_dir`)."""
+        return self.source
+
+    def _data_key(self, opts: LoadOptions, loaded: LoadedModel) -> tuple[str | None, Any] | None:
+        """What the text data's tokens depend on: the tokenizer's content and the model's
+        sequence limit; ``None`` when ``--tokenizer`` fixes them or the data is not text."""
+        from deadrelu.loading.model_and_data import tokenizer_source
+        from deadrelu.loading.text import tokenizer_fingerprint
+
+        if opts.tokenizer is not None:
+            return None
+        folder = tokenizer_source(opts, loaded)
+        if folder is None:
+            return None
+        limit = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+        return tokenizer_fingerprint(folder), limit
 
 
 def _check_options(jump: str, plot: Path | None) -> float:
@@ -301,10 +374,13 @@ def trend_parts(trend: Trend, source: str) -> list[Any]:
 
     steps = trend.steps
     samples = trend.reports[0].samples if trend.reports else 0
+    tokens = sorted({r.meta["tokens"] for r in trend.reports if "tokens" in r.meta})
+    seen = (f"{samples:,} samples each" if not tokens
+            else f"{samples:,} samples, {tokens[0]:,} tokens each" if len(tokens) == 1
+            else f"{samples:,} samples each, {tokens[0]:,} to {tokens[-1]:,} tokens (see the notes)")
     parts: list[Any] = [
         Text.assemble(("deadrelu track", "bold"), "  ", source),
-        Text(f"{len(steps)} checkpoints, steps {steps[0]}..{steps[-1]}, {samples:,} samples each",
-             style="dim"),
+        Text(f"{len(steps)} checkpoints, steps {steps[0]}..{steps[-1]}, {seen}", style="dim"),
         Text(""),
         Text("Dead units per layer (%), by step", style="bold"),
     ]

@@ -318,6 +318,8 @@ def _load_fix(exc: BaseException) -> str:
     text = str(exc)
     if "accelerate" in text:
         return "pip install accelerate (needed for --device-map), or leave --device-map out"
+    if "device_map" in text:
+        return "pass --device-map auto, balanced or sequential, or leave it out"
     if "size mismatch" in text or "shape" in text:
         return "check that config.json belongs to these weights"
     return "re-save the model with save_pretrained, or check that the weight files are complete"

@@ -61,10 +61,22 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     Raises:
         CheckpointError, DataError, ConfigError: one-line, user-fixable problems.
     """
+    loaded = load_model_of(opts)
+    return loaded, open_data_for(opts, loaded)
+
+
+def open_data_for(opts: LoadOptions, loaded: LoadedModel) -> DataSource:
+    """Open ``opts.data`` for the model ``loaded`` from ``opts.model`` and check they fit:
+    image channels, a model directory's tokenizer, preprocessor and feature extractor
+    come from that model. ``track`` calls it again for a ``checkpoint-*`` directory
+    whose tokenizer differs from the previous checkpoint's.
+
+    Raises:
+        DataError, ConfigError: one-line, user-fixable problems.
+    """
     from deadrelu.loading.data import open_data
     from deadrelu.loading.fit import check_fit
 
-    loaded = load_model_of(opts)
     channels = opts.channels
     if channels is None and _looks_like_images(opts.data):
         channels = _suggest_image_channels(loaded.model, Path(opts.data))
@@ -80,7 +92,7 @@ def load_model_and_data(opts: LoadOptions) -> tuple[LoadedModel, DataSource]:
     )
     if source.sample_shape is not None:
         check_fit(loaded.model, source.sample_shape, opts.batch_size, source.num_samples)
-    return loaded, source
+    return source
 
 
 def _device_map(opts: LoadOptions) -> Any:
@@ -137,21 +149,30 @@ def _image_transform(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, str |
 def _tokenizer_for(opts: LoadOptions, loaded: LoadedModel) -> tuple[Any, int | None]:
     """The tokenizer for text ``--data`` (``--tokenizer``, else the model directory's own),
     and the model's sequence limit; ``(None, None)`` when the data is not text."""
+    from deadrelu.loading.text import load_tokenizer
+
+    source = tokenizer_source(opts, loaded)
+    if source is None:
+        return None, None  # not text, or open_data says that text needs a tokenizer
+    config = getattr(loaded.model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    return load_tokenizer(source, trust_checkpoint=opts.trust_checkpoint), limit
+
+
+def tokenizer_source(opts: LoadOptions, loaded: LoadedModel) -> Path | None:
+    """The directory whose tokenizer reads text ``--data``: ``--tokenizer``, else the model
+    directory's own; ``None`` when the data is not text or no tokenizer is at hand.
+    ``track`` compares it across a run's checkpoints (:func:`~deadrelu.loading.text.tokenizer_fingerprint`)."""
     from deadrelu.loading.hf import hf_directory
-    from deadrelu.loading.text import is_saved_dataset, is_text_file, load_tokenizer
+    from deadrelu.loading.text import is_saved_dataset, is_text_file
 
     data = Path(opts.data)
     is_dir_model = loaded.format == "transformers"
     known = opts.tokenizer is not None or is_dir_model
     if not (data.is_file() or is_saved_dataset(data)) or not is_text_file(
             data, tokenizer_known=known, text_column=opts.text_column):
-        return None, None
-    source = opts.tokenizer or (hf_directory(opts.model) if is_dir_model else None)
-    if source is None:
-        return None, None  # open_data says that text needs a tokenizer
-    config = getattr(loaded.model, "config", None)
-    limit = getattr(config, "max_position_embeddings", None)
-    return load_tokenizer(source, trust_checkpoint=opts.trust_checkpoint), limit
+        return None
+    return opts.tokenizer or (hf_directory(opts.model) if is_dir_model else None)
 
 
 def _looks_like_images(spec: str) -> bool:

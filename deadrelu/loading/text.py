@@ -72,6 +72,42 @@ def load_tokenizer(path: str | Path, *, trust_checkpoint: bool = False) -> Any:
                         "re-save it with tokenizer.save_pretrained, or pass --tokenizer DIR") from exc
 
 
+#: Files whose content decides how a tokenizer splits text (compared across checkpoints).
+_TOKENIZER_CONTENT = (*TOKENIZER_FILES, "merges.txt", "special_tokens_map.json", "added_tokens.json")
+
+
+def tokenizer_fingerprint(path: str | Path) -> str | None:
+    """A digest of the tokenizer saved in directory ``path`` (``None``: it holds none).
+
+    Two directories with the same digest tokenize text alike, so ``track`` opens the
+    data again only for a checkpoint whose tokenizer changed. ``name_or_path``, which
+    some transformers versions write into ``tokenizer_config.json``, names the folder,
+    not the tokenizer, and is left out.
+    """
+    import hashlib
+
+    folder = Path(path)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    digest = hashlib.sha256()
+    for name in _TOKENIZER_CONTENT:
+        file = folder / name
+        if not file.is_file():
+            continue
+        content = file.read_bytes()
+        if name.endswith(".json"):
+            try:
+                parsed = json.loads(content)
+            except ValueError:
+                pass
+            else:
+                if isinstance(parsed, dict):
+                    parsed.pop("name_or_path", None)
+                content = json.dumps(parsed, sort_keys=True).encode()
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
 def is_saved_dataset(path: Path) -> bool:
     """Whether ``path`` is a directory written by ``datasets``' ``save_to_disk``."""
     return path.is_dir() and any((path / name).is_file()
