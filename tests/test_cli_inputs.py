@@ -277,3 +277,20 @@ def test_junit_error_file_is_still_written_elsewhere(cli, work):
     cli("check", work / "model.pt", *MLP, "--data", work / "digits.npy", "--rare", "zz",
         "-f", "junit", "-o", out).one_error_line()
     assert "<testsuite" in out.read_text()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["scan", "model.pt", "--data", "d.npy", "--max-length", "abc"],
+     "invalid value for '--max-length'"),
+    (["scan", "model.pt", "--data", "d.npy", "--no-such-option"], "no such option: --no-such-option"),
+    (["scan", "model.pt"], "missing option '--data'"),
+    (["no-such-command"], "no such command 'no-such-command'"),
+    (["check", "model.pt", "--data", "d.npy", "--batch-size", "big"],
+     "invalid value for '--batch-size'"),
+])
+def test_usage_errors_are_one_line_naming_the_commands_help(cli, args, says):
+    result = cli(*args)
+    assert result.code == 2 and result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith(f"error: {says}") and lines[0].endswith("--help'"), lines[0]

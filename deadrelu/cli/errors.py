@@ -17,6 +17,21 @@ def error_line(problem: str) -> None:
     sys.stderr.write(f"error: {problem}\n")
 
 
+def usage_line(exc: Exception) -> None:
+    """A click usage error (an unknown option, a value of the wrong type, a missing
+    argument) as one line naming the command's help, like every other user error; click
+    itself prints three (usage, a hint, the error)."""
+    format_message = getattr(exc, "format_message", None)
+    message = " ".join(str(format_message() if callable(format_message) else exc).split())
+    message = message.rstrip(".")
+    if not message:  # no_args_is_help: click has printed the help, which is all there is
+        exc.show()  # type: ignore[attr-defined]
+        return
+    ctx = getattr(exc, "ctx", None)
+    where = getattr(ctx, "command_path", None) or "deadrelu"
+    error_line(f"{message[:1].lower()}{message[1:]} — see '{where} --help'")
+
+
 #: Exit code of a run cut short by Ctrl-C (click turns KeyboardInterrupt into it).
 INTERRUPTED = 130
 #: Set by a command that printed a partial report for an interrupted scan, so the
@@ -51,7 +66,7 @@ def run_guarded(app: typer.Typer, argv: list[str] | None, *, debug: bool) -> Non
     except Exception as exc:  # click usage errors and the like
         # typer >= 0.29 vendors click as typer._click, so match click's exception by shape.
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+            usage_line(exc)
             raise SystemExit(2) from None
         if debug:
             traceback.print_exc()
