@@ -80,12 +80,6 @@ ArchOpt = Annotated[str | None, typer.Option(
          "directory: the transformers class to build (the head), as transformers:NAME "
          "\\[default: the config's architectures].",
 )]
-#: ``track`` reuses one model for a series of weight files: no model directories (yet).
-WeightsArchOpt = Annotated[str | None, typer.Option(
-    "--arch", metavar="MODULE:CLASS", show_default=False, rich_help_panel=MODEL_PANEL,
-    help="Class or factory that builds the model, for files holding only weights "
-         "(state dicts, safetensors): package.module:Class or path/to/file.py:Class.",
-)]
 WeightsTrustOpt = Annotated[bool, typer.Option(
     "--trust-checkpoint", rich_help_panel=MODEL_PANEL,
     help="Load the model file with torch's own, unchecked loaders (torch.load "

@@ -19,6 +19,7 @@ import typer
 
 from deadrelu.cli.options import (
     ArchKwargsOpt,
+    ArchOpt,
     BatchSizeOpt,
     ChannelsOpt,
     ConfigOpt,
@@ -38,7 +39,6 @@ from deadrelu.cli.options import (
     TargetOpt,
     TextColumnOpt,
     TokenizerOpt,
-    WeightsArchOpt,
     WeightsTrustOpt,
 )
 
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
 def track_command(
     checkpoints: CheckpointsArg,
     *,
-    arch: WeightsArchOpt = None,
+    arch: ArchOpt = None,
     arch_kwargs: ArchKwargsOpt = None,
     import_path: ImportPathOpt = None,
     trust_checkpoint: WeightsTrustOpt = False,
