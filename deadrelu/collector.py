@@ -229,6 +229,12 @@ class Failure(NamedTuple):
     shape: tuple[int, ...] | None
 
 
+def _failure(path: str, module: nn.Module, args: tuple[Any, ...]) -> Failure:
+    """The failure of ``module`` at ``path``, called with ``args``."""
+    first = _first_tensor(args, {})
+    return Failure(path, module, tuple(first.shape) if first is not None else None)
+
+
 _T = TypeVar("_T")
 
 
@@ -515,9 +521,7 @@ class Collector:
             return
         error = sys.exc_info()[1]
         if error is not None and self.failure is None:
-            first = _first_tensor(args, {})
-            self.failure = self._traceback_failure(error, None) or Failure(
-                ROOT, module, tuple(first.shape) if first is not None else None)
+            self.failure = self._traceback_failure(error, None) or _failure(ROOT, module, args)
         self._leave_forward()
 
     def _activation_hook(self, base: str) -> Any:
@@ -596,9 +600,7 @@ class Collector:
         if output is None and self.failure is None and error is not None:
             # always_call hooks run (with the call's args) while an exception unwinds the
             # forward: the first hooked module to see it raised, or a quiet one inside it
-            first = _first_tensor(args, {})
-            self.failure = Failure(path or ROOT, module,
-                                   tuple(first.shape) if first is not None else None)
+            self.failure = _failure(path or ROOT, module, args)
             if self._quiet:
                 self.failure = self._traceback_failure(error, self._quiet) or self.failure
         if self._tracing and not self._stack:  # before the root module claims the output

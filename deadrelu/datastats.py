@@ -72,11 +72,8 @@ class DataStats:
         Four reductions and no mask: a NaN/Inf in the input makes the sums non-finite,
         which :func:`~deadrelu.diagnose.datameta.input_summary` reports as such.
         """
-        x = first_float_tensor(inputs)
-        if x is None or x.ndim <= self.batch_dim:
-            return
-        x = x.detach().movedim(self.batch_dim, 0)
-        if x.shape[0] == 0:
+        x = self._samples_first(inputs)
+        if x is None:
             return
         if x.dtype in (torch.float16, torch.bfloat16):
             x = x.float()  # squares of half-precision inputs overflow
@@ -102,11 +99,8 @@ class DataStats:
 
     def update_output(self, output: Any) -> None:
         """Add one batch of model outputs (samples on dim 0): one reduction."""
-        y = first_float_tensor(output)
-        if y is None or y.ndim <= self.batch_dim:
-            return
-        y = y.detach().movedim(self.batch_dim, 0)
-        if y.shape[0] == 0:
+        y = self._samples_first(output)
+        if y is None:
             return
         shape = tuple(int(s) for s in y.shape[1:])
         if self._out_shape is None:
@@ -116,6 +110,15 @@ class DataStats:
         head = y.reshape(y.shape[0], -1)[:, :OUTPUT_ELEMENTS]
         self._merge(self._out, {"min": head.amin(dim=0), "max": head.amax(dim=0)})
         self._out_samples += int(y.shape[0])
+
+    def _samples_first(self, value: Any) -> Tensor | None:
+        """The first floating-point tensor of ``value`` with its samples on dim 0, detached;
+        ``None`` when there is none or it holds no sample."""
+        t = first_float_tensor(value)
+        if t is None or t.ndim <= self.batch_dim:
+            return None
+        t = t.detach().movedim(self.batch_dim, 0)
+        return t if t.shape[0] else None
 
     @staticmethod
     def _merge(into: dict[str, Tensor], parts: Mapping[str, Tensor]) -> None:

@@ -46,6 +46,7 @@ _direct: Any = None
 _reason: str | None = None  # why the kernel is not in use, once that is known
 _disabled = 0  # nesting depth of disabled()
 _path: Path | None = None  # the library for this source, torch and CPU
+_fallback: Path | None = None  # the same without the Python binding (build.python_headers)
 _job = False  # this process started the background build
 _building = False  # a build (ours or another process's) is under way
 _next_look = 0.0  # time.monotonic() before which a pending build is not looked at again
@@ -70,7 +71,7 @@ def ensure(wait: bool = True) -> bool:
     ``python -m deadrelu.native``); without, it returns False at once and a later
     call picks the library up.
     """
-    global _ops, _direct, _reason, _path, _job, _building, _next_look
+    global _ops, _direct, _reason, _path, _fallback, _job, _building, _next_look
     if _env_off() or _disabled:
         return False
     if _ops is not None or _reason is not None:
@@ -82,9 +83,9 @@ def ensure(wait: bool = True) -> bool:
             return _ops is not None
         try:
             # the library with its Python binding; where that does not build, without it
-            fallback = build.library_path(python=False)
-            if _path is None:
-                _path = build.library_path()
+            if _path is None or _fallback is None:
+                _path, _fallback = build.library_path(), build.library_path(python=False)
+            fallback = _fallback
             for _ in range(2):
                 if not _path.exists() and not build.marker(_path).exists():
                     if not _building:

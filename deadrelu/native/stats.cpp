@@ -175,11 +175,11 @@ constexpr int64_t kGroup = 4;
 // float32 slice sum (FLT_MAX is 3.4e38), so none of its slices can be non-finite.
 constexpr double kSafeTotal = 1e37;
 
-// The per-slice results of one row of R values (with kRelu, relu(src) is written to dst
-// and counted), added to t: the exact rule, slice by slice.
+// Firing count, float32 sum and maximum of one row of R values (with kRelu, relu(src)
+// is written to dst and counted).
 template <bool kRelu>
-inline void add_row(const float* src, float* dst, int64_t R, const Bounds& b, Totals& t) {
-  const float level = b.level;
+inline void reduce_row(const float* src, float* dst, int64_t R, float level, Count& fired,
+                       float& sum, float& max) {
   Count c = 0;
   float sm = 0, m = kNegInf;
 #pragma omp simd reduction(+ : c, sm) reduction(max : m)
@@ -187,6 +187,16 @@ inline void add_row(const float* src, float* dst, int64_t R, const Bounds& b, To
     const float v = load<kRelu>(src, dst, r);
     c += hit(v > level); sm += v; m = v > m ? v : m;
   }
+  fired = c; sum = sm; max = m;
+}
+
+// The per-slice results of one row of R values (with kRelu, relu(src) is written to dst
+// and counted), added to t: the exact rule, slice by slice.
+template <bool kRelu>
+inline void add_row(const float* src, float* dst, int64_t R, const Bounds& b, Totals& t) {
+  Count c;
+  float sm, m;
+  reduce_row<kRelu>(src, dst, R, b.level, c, sm, m);
   float abs_sum = sm;
   Count sat = 0;
   if (!b.nonneg || b.saturates()) row_extras(kRelu ? dst : src, R, b, abs_sum, sat);
@@ -474,18 +484,9 @@ void slices_kernel(View in, View out, int64_t S, int64_t U, int64_t R, const Bou
           sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3;
           maxes[0] = m0; maxes[1] = m1; maxes[2] = m2; maxes[3] = m3;
         } else {
-          for (int64_t k = 0; k < n; ++k) {
-            const float* row = base + k * step;
-            float* orow = kRelu ? obase + k * ostep : nullptr;
-            Count c = 0;
-            float sm = 0, m = kNegInf;
-#pragma omp simd reduction(+ : c, sm) reduction(max : m)
-            for (int64_t r = 0; r < R; ++r) {
-              const float v = load<kRelu>(row, orow, r);
-              c += hit(v > level); sm += v; m = v > m ? v : m;
-            }
-            fired[k] = c; sums[k] = sm; maxes[k] = m;
-          }
+          for (int64_t k = 0; k < n; ++k)
+            reduce_row<kRelu>(base + k * step, kRelu ? obase + k * ostep : nullptr, R, level,
+                              fired[k], sums[k], maxes[k]);
         }
         for (int64_t k = 0; k < n; ++k) {
           float abs_sum = sums[k];
